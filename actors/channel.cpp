@@ -1,0 +1,124 @@
+#include "actors/channel.hpp"
+
+#include "actors/counters.hpp"
+#include "actors/sink.hpp"
+#include "transport/codec.hpp"
+
+namespace livehub {
+
+const char* channel_state::name = "livehub.channel";
+
+bool channel_state::remove(const caf::actor_addr& who) {
+  auto i = index.find(who);
+  if (i == index.end())
+    return false;
+  auto pos = i->second;
+  index.erase(i);
+  // Swap-remove keeps both vectors dense for the fan-out loop.
+  if (pos < connections.size() && connections[pos].client == who) {
+    if (pos + 1 != connections.size()) {
+      connections[pos] = std::move(connections.back());
+      index[connections[pos].client] = pos;
+    }
+    connections.pop_back();
+    hub_counters::sub(counters->subscriptions);
+  } else {
+    if (pos + 1 != actors.size()) {
+      actors[pos] = std::move(actors.back());
+      index[actors[pos].address()] = pos;
+    }
+    actors.pop_back();
+    hub_counters::sub(counters->actor_subscriptions);
+  }
+  if (index.empty())
+    hub_counters::sub(counters->channels);
+  return true;
+}
+
+void channel_state::report_if_idle(channel_actor::pointer self) {
+  if (index.empty())
+    self->send(hub, idle_atom::value, topic, subscribes_seen);
+}
+
+channel_actor::behavior_type
+channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
+        hub_actor hub, hub_counters_ptr counters) {
+  auto& st = self->state;
+  st.topic = std::move(topic);
+  st.hub = hub;
+  st.counters = std::move(counters);
+  // A subscriber that goes away leaves; so does the channel with its hub.
+  self->monitor(hub);
+  self->set_down_handler([self](const caf::down_msg& msg) {
+    if (msg.source == self->state.hub.address()) {
+      self->quit(msg.reason);
+      return;
+    }
+    if (self->state.remove(msg.source))
+      self->state.report_if_idle(self);
+  });
+  auto added = [self] {
+    auto& st = self->state;
+    if (st.index.size() == 1)
+      hub_counters::add(st.counters->channels);
+  };
+  return {
+    [self, added](caf::subscribe_atom, connection_ref& ref) {
+      auto& st = self->state;
+      ++st.subscribes_seen;
+      if (st.index.count(ref.client) == 0) {
+        self->monitor(ref.client);
+        st.index.emplace(ref.client, st.connections.size());
+        st.connections.push_back({ref.client, std::move(ref.out)});
+        hub_counters::add(st.counters->subscriptions);
+        added();
+      }
+      return caf::ok_atom::value;
+    },
+    [self, added](caf::subscribe_atom, subscriber_actor& who) {
+      auto& st = self->state;
+      ++st.subscribes_seen;
+      if (st.index.count(who.address()) == 0) {
+        self->monitor(who);
+        st.index.emplace(who.address(), st.actors.size());
+        st.actors.push_back(std::move(who));
+        hub_counters::add(st.counters->actor_subscriptions);
+        added();
+      }
+      return caf::ok_atom::value;
+    },
+    [self](caf::unsubscribe_atom, const caf::actor_addr& who) {
+      if (self->state.remove(who)) {
+        self->demonitor(who);
+        self->state.report_if_idle(self);
+      }
+      return caf::ok_atom::value;
+    },
+    [self](caf::publish_atom, const publication& pub) {
+      auto& st = self->state;
+      // Encoded once; every connection's queue shares the same frame.
+      auto frame = codec::encode_publication(pub);
+      uint64_t delivered = 0;
+      uint64_t slow = 0;
+      for (auto& sub : st.connections) {
+        switch (sub.out->send(frame)) {
+          case sink::result::queued: ++delivered; break;
+          case sink::result::slow_consumer: ++slow; break;
+          case sink::result::closed: break;
+        }
+      }
+      for (auto& who : st.actors) {
+        self->send(who, pub);
+        ++delivered;
+      }
+      hub_counters::add(st.counters->delivered, delivered);
+      if (slow > 0)
+        hub_counters::add(st.counters->slow_consumer_disconnects, slow);
+    },
+    [self](caf::close_atom) {
+      self->quit();
+    },
+  };
+}
+
+} // namespace livehub

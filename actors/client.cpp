@@ -1,0 +1,187 @@
+#include "actors/client.hpp"
+
+#include <algorithm>
+
+#include "actors/counters.hpp"
+
+namespace livehub {
+
+const char* client_state::name = "livehub.client";
+
+namespace {
+
+/// Every hub round trip of a command is bounded by this.
+constexpr auto hub_timeout = std::chrono::seconds(30);
+
+using codec::error_code;
+
+bool may_publish(const client_state& st, const std::string& topic) {
+  if (st.rights.trusted)
+    return true;
+  if (topic == "*")
+    return false;
+  auto& patterns = st.cfg->client_publish;
+  return std::any_of(patterns.begin(), patterns.end(),
+                     [&](const std::string& p) {
+                       return codec::glob_match(p, topic);
+                     });
+}
+
+void acknowledge(client_state& st, const std::string& id) {
+  if (!id.empty())
+    st.reply(codec::encode_ok(id));
+}
+
+/// Runs one parsed command. Subscribe and unsubscribe wait for the channel's
+/// answer (`await`): later commands and the pong see their full effect.
+void run(client_actor::stateful_pointer<client_state> self,
+         codec::command& cmd) {
+  auto& st = self->state;
+  switch (cmd.type) {
+    case codec::command_type::ping:
+      st.reply(codec::encode_pong(cmd.id));
+      return;
+    case codec::command_type::subscribe: {
+      if (cmd.channel == "*")
+        return st.fail(error_code::bad_channel,
+                       "\"*\" addresses every connection; it cannot be "
+                       "subscribed to",
+                       cmd.id);
+      if (st.subscriptions.count(cmd.channel) > 0)
+        return acknowledge(st, cmd.id);
+      if (st.subscriptions.size() >= st.cfg->max_subscriptions)
+        return st.fail(error_code::too_many_subscriptions,
+                       "at most " + std::to_string(st.cfg->max_subscriptions)
+                         + " subscriptions per connection",
+                       cmd.id);
+      connection_ref ref{self->address(), st.out};
+      self
+        ->request(st.hub, hub_timeout, caf::subscribe_atom::value, cmd.channel,
+                  std::move(ref))
+        .await(
+          [self, topic = cmd.channel, id = cmd.id](caf::ok_atom) {
+            self->state.subscriptions.insert(topic);
+            acknowledge(self->state, id);
+          },
+          [self, id = cmd.id](caf::error&) {
+            self->state.fail(error_code::internal, "subscribe failed", id);
+          });
+      return;
+    }
+    case codec::command_type::unsubscribe: {
+      if (st.subscriptions.count(cmd.channel) == 0)
+        return acknowledge(st, cmd.id);
+      self
+        ->request(st.hub, hub_timeout, caf::unsubscribe_atom::value,
+                  cmd.channel, self->address())
+        .await(
+          [self, topic = cmd.channel, id = cmd.id](caf::ok_atom) {
+            self->state.subscriptions.erase(topic);
+            acknowledge(self->state, id);
+          },
+          [self, id = cmd.id](caf::error&) {
+            self->state.fail(error_code::internal, "unsubscribe failed", id);
+          });
+      return;
+    }
+    case codec::command_type::publish:
+      if (!may_publish(st, cmd.channel))
+        return st.fail(
+          error_code::forbidden,
+          "clients may not publish to " + codec::quote(cmd.channel), cmd.id);
+      self->send(st.hub, caf::publish_atom::value,
+                 publication{std::move(cmd.channel), std::move(cmd.event),
+                             std::move(cmd.data)});
+      return acknowledge(st, cmd.id);
+  }
+}
+
+/// The period of the write-progress check: half the write timeout, so a
+/// stalled connection is closed between 1x and 1.5x of it.
+caf::timespan write_check_period(const hub_config& cfg) {
+  return std::max(cfg.write_timeout / 2,
+                  caf::timespan{std::chrono::milliseconds(1)});
+}
+
+} // namespace
+
+void client_state::reply(const frame_ptr& frame) {
+  if (out->send(frame) == sink::result::slow_consumer)
+    hub_counters::add(counters->slow_consumer_disconnects);
+}
+
+void client_state::fail(codec::error_code code, std::string_view message,
+                        std::string_view id) {
+  hub_counters::add(counters->command_errors);
+  reply(codec::encode_error(code, message, id));
+}
+
+client_actor::behavior_type
+client(client_actor::stateful_pointer<client_state> self, hub_actor hub,
+       std::shared_ptr<sink> out, std::shared_ptr<const hub_config> cfg,
+       hub_counters_ptr counters, client_rights rights) {
+  auto& st = self->state;
+  st.hub = std::move(hub);
+  st.out = std::move(out);
+  st.cfg = std::move(cfg);
+  st.counters = std::move(counters);
+  st.rights = rights;
+  // Without a hub there is nothing to serve: say goodbye.
+  self->monitor(st.hub);
+  self->set_down_handler([self](const caf::down_msg&) {
+    self->state.out->close(1001, "going away");
+    self->quit();
+  });
+  self->delayed_send(self, st.cfg->ping_interval, ping_atom::value);
+  self->delayed_send(self, write_check_period(*st.cfg), write_atom::value);
+  return {
+    [self](text_atom, std::string& text) {
+      auto& st = self->state;
+      auto parsed = codec::parse_command(text);
+      if (auto err = std::get_if<codec::parse_error>(&parsed))
+        st.fail(err->code, err->message, err->id);
+      else
+        run(self, std::get<codec::command>(parsed));
+      st.out->consumed();
+    },
+    [self](pong_atom) {
+      auto& st = self->state;
+      st.pings_answered = st.pings_sent;
+    },
+    [self](closed_atom) {
+      self->quit();
+    },
+    [self](ping_atom) {
+      auto& st = self->state;
+      st.out->ping();
+      ++st.pings_sent;
+      self->delayed_send(self, st.cfg->pong_timeout, deadline_atom::value,
+                         st.pings_sent);
+      self->delayed_send(self, st.cfg->ping_interval, ping_atom::value);
+    },
+    [self](deadline_atom, uint64_t ping) {
+      // No pong since ping number `ping` was sent: the peer is gone.
+      if (self->state.pings_answered < ping)
+        self->state.out->close(1008, "pong timeout");
+    },
+    [self](write_atom) {
+      auto& st = self->state;
+      auto now = self->clock().now();
+      auto progress = st.out->write_progress();
+      if (progress.queued == 0 || progress.sent != st.last_sent) {
+        st.stalled = false;
+        st.last_sent = progress.sent;
+      } else if (!st.stalled) {
+        st.stalled = true;
+        st.stalled_since = now;
+      } else if (now - st.stalled_since >= st.cfg->write_timeout) {
+        hub_counters::add(st.counters->slow_consumer_disconnects);
+        st.out->close(sink::slow_consumer_code, "slow consumer");
+        return;
+      }
+      self->delayed_send(self, write_check_period(*st.cfg), write_atom::value);
+    },
+  };
+}
+
+} // namespace livehub

@@ -1,0 +1,51 @@
+// hub_counters: the figures of GET /api/stats that several actors and the
+// server update. Relaxed atomics: each is a count, none orders anything.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "livehub/messages.hpp"
+
+namespace livehub {
+
+struct hub_counters {
+  std::atomic<uint64_t> channels{0};
+  std::atomic<uint64_t> subscriptions{0};
+  std::atomic<uint64_t> actor_subscriptions{0};
+  std::atomic<uint64_t> published{0};
+  std::atomic<uint64_t> delivered{0};
+  std::atomic<uint64_t> slow_consumer_disconnects{0};
+  std::atomic<uint64_t> command_errors{0};
+  std::atomic<uint64_t> rejected_origin{0};
+  std::atomic<uint64_t> rejected_capacity{0};
+
+  static void add(std::atomic<uint64_t>& x, uint64_t n = 1) {
+    x.fetch_add(n, std::memory_order_relaxed);
+  }
+
+  static void sub(std::atomic<uint64_t>& x, uint64_t n = 1) {
+    x.fetch_sub(n, std::memory_order_relaxed);
+  }
+
+  /// A snapshot; `connections` comes from the hub itself.
+  hub_stats snapshot(uint64_t connections) const {
+    auto get = [](const std::atomic<uint64_t>& x) {
+      return x.load(std::memory_order_relaxed);
+    };
+    hub_stats r;
+    r.connections = connections;
+    r.channels = get(channels);
+    r.subscriptions = get(subscriptions);
+    r.actor_subscriptions = get(actor_subscriptions);
+    r.published = get(published);
+    r.delivered = get(delivered);
+    r.slow_consumer_disconnects = get(slow_consumer_disconnects);
+    r.command_errors = get(command_errors);
+    r.rejected_origin = get(rejected_origin);
+    r.rejected_capacity = get(rejected_capacity);
+    return r;
+  }
+};
+
+} // namespace livehub

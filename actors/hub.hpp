@@ -1,0 +1,44 @@
+// hub: maps channel names to channel actors, spawns them on demand, removes
+// them when idle, routes publications, and knows every open connection.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "actors/channel.hpp"
+#include "livehub/hub.hpp"
+
+namespace livehub {
+
+struct hub_state {
+  struct channel_entry {
+    channel_actor handle;
+    /// Subscribes routed to `handle`; see channel_state::subscribes_seen.
+    uint64_t routed = 0;
+  };
+
+  std::unordered_map<std::string, channel_entry> channels;
+
+  /// Reverse map for down messages of channels.
+  std::unordered_map<caf::actor_addr, std::string> channel_names;
+
+  /// Every open connection, for `"*"` and stats.
+  std::unordered_map<caf::actor_addr, std::shared_ptr<sink>> connections;
+
+  hub_counters_ptr counters;
+
+  /// The channel for `topic`, spawned (and monitored) when missing; counts
+  /// one routed subscribe.
+  channel_actor& route_subscribe(hub_actor::pointer self,
+                                 const std::string& topic);
+
+  static const char* name;
+};
+
+hub_actor::behavior_type hub(hub_actor::stateful_pointer<hub_state> self);
+
+} // namespace livehub

@@ -1,0 +1,9 @@
+// Umbrella header: everything an application needs to embed livehub.
+#pragma once
+
+#include "livehub/config.hpp"
+#include "livehub/fwd.hpp"
+#include "livehub/hub.hpp"
+#include "livehub/json.hpp"
+#include "livehub/messages.hpp"
+#include "livehub/server.hpp"

@@ -1,0 +1,111 @@
+// hub_config: every setting of a hub and its server, with the seed hub's
+// defaults, and the CAF option names (`livehub.*`) that set them.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/config_option_set.hpp>
+#include <caf/expected.hpp>
+#include <caf/fwd.hpp>
+#include <caf/timespan.hpp>
+
+namespace livehub {
+
+/// All settings of a hub and of the server that binds it to a port. Each field
+/// has a CAF option `livehub.<name>`; the name is given in its comment.
+struct hub_config {
+  // -- network -------------------------------------------------------------
+
+  /// `livehub.host`: address the server binds to.
+  std::string host = "127.0.0.1";
+
+  /// `livehub.port`: TCP port; 0 picks a free one (see server::port()).
+  uint16_t port = 8080;
+
+  /// `livehub.path`: the WebSocket upgrade path.
+  std::string path = "/ws";
+
+  /// `livehub.web-root`: directory served as static files; empty: none.
+  std::string web_root;
+
+  // -- keepalive -----------------------------------------------------------
+
+  /// `livehub.ping-interval`: a WebSocket ping is sent this often.
+  caf::timespan ping_interval = std::chrono::seconds(54);
+
+  /// `livehub.pong-timeout`: a connection that answers no ping within this
+  /// time is closed.
+  caf::timespan pong_timeout = std::chrono::seconds(60);
+
+  /// `livehub.write-timeout`: a connection whose queued frames make no
+  /// progress for this long is closed (4008).
+  caf::timespan write_timeout = std::chrono::seconds(10);
+
+  // -- limits --------------------------------------------------------------
+
+  /// `livehub.max-message-size`: largest incoming message (bytes, after
+  /// reassembling fragments) and HTTP publish body; larger: close 1009 / 413.
+  size_t max_message_size = 512 * 1024;
+
+  /// `livehub.send-queue-limit`: frames queued for one connection before it
+  /// counts as a slow consumer and is closed with 4008.
+  size_t send_queue_limit = 256;
+
+  /// `livehub.send-queue-bytes`: bytes queued for one connection before it
+  /// counts as a slow consumer and is closed with 4008.
+  size_t send_queue_bytes = 16 * 1024 * 1024;
+
+  /// `livehub.max-subscriptions`: channels one connection may subscribe to;
+  /// more: error `too_many_subscriptions`.
+  size_t max_subscriptions = 1024;
+
+  /// `livehub.max-connections`: open WebSocket connections; more: HTTP 503.
+  /// Capped at run time by the process's open-file limit (less a reserve).
+  size_t max_connections = 50000;
+
+  /// `livehub.max-pending-commands`: commands of one connection received but
+  /// not yet processed; past it the server stops reading that connection
+  /// until its client actor catches up (TCP pushes back).
+  size_t max_pending_commands = 64;
+
+  // -- security ------------------------------------------------------------
+
+  /// `livehub.allowed-origins`: browser origins allowed to connect and to
+  /// publish over HTTP, e.g. ["https://app.example.com"]; ["*"] allows all.
+  /// Empty (default): only requests without Origin or whose Origin is the
+  /// request's own Host.
+  std::vector<std::string> allowed_origins;
+
+  /// `livehub.api-key`: when set, `POST /api/publish` and trusted publisher
+  /// WebSocket connections need `Authorization: Bearer <key>`. When empty,
+  /// only loopback peers (without Origin, for WebSockets) have that right.
+  std::string api_key;
+
+  /// `livehub.client-publish`: channel patterns (`*` matches any run of
+  /// characters, e.g. "room:*") on which any client may publish. Empty
+  /// (default): clients may not publish.
+  std::vector<std::string> client_publish;
+
+  // -- threads -------------------------------------------------------------
+
+  /// `livehub.io-threads`: threads running the WebSocket I/O.
+  size_t io_threads = 1;
+
+  /// Checks every value; returns a clear error for the first invalid one.
+  caf::error validate() const;
+};
+
+/// Declares every `livehub.*` option in `opts`. Call it from the constructor
+/// of your `caf::actor_system_config` subclass:
+/// `livehub::add_options(custom_options_);`
+void add_options(caf::config_option_set& opts);
+
+/// Reads the `livehub.*` values of a loaded `cfg` (defaults where unset) and
+/// validates them.
+caf::expected<hub_config> read_config(const caf::actor_system_config& cfg);
+
+} // namespace livehub

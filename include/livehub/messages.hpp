@@ -1,0 +1,105 @@
+// The messages an application exchanges with a hub: publication, hub_stats,
+// and livehub's atoms, in one CAF type-ID block.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <caf/atom.hpp>
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/type_id.hpp>
+
+#include "livehub/json.hpp"
+
+namespace livehub {
+
+/// One message on a channel: what browsers receive as
+/// `{"channel":...,"type":...,"data":...}`.
+struct publication {
+  /// The channel; `"*"` addresses every open connection.
+  std::string channel;
+
+  /// The event type, the frame's `"type"` field (e.g. "message").
+  std::string type;
+
+  /// The payload, any JSON value.
+  json_text data;
+};
+
+/// Checks a publication's channel name and event type (channel: 1 to 255 bytes
+/// of UTF-8 without control characters, or `"*"`; type: at most 255 bytes).
+caf::error validate(const publication& x);
+
+/// Makes a publication from JSON text, checking all of it.
+caf::expected<publication> make_publication(std::string channel,
+                                            std::string type,
+                                            std::string_view json_data);
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, publication& x) {
+  return f(caf::meta::type_name("livehub.publication"), x.channel, x.type,
+           x.data);
+}
+
+/// A snapshot of a hub's figures, as `GET /api/stats` reports them.
+struct hub_stats {
+  /// Open WebSocket connections.
+  uint64_t connections = 0;
+  /// Channels with at least one subscriber.
+  uint64_t channels = 0;
+  /// Connection-channel subscription pairs.
+  uint64_t subscriptions = 0;
+  /// Application actors subscribed to channels (actor-channel pairs).
+  uint64_t actor_subscriptions = 0;
+  /// Publications accepted since start (HTTP, WebSocket and C++ API).
+  uint64_t published = 0;
+  /// Frames handed to connections (and publications to actors) since start.
+  uint64_t delivered = 0;
+  /// Connections closed with 4008 (send queue limit or write timeout).
+  uint64_t slow_consumer_disconnects = 0;
+  /// Commands answered with an error frame.
+  uint64_t command_errors = 0;
+  /// Upgrades and HTTP publishes refused for their Origin (403).
+  uint64_t rejected_origin = 0;
+  /// Upgrades refused because max-connections was reached (503).
+  uint64_t rejected_capacity = 0;
+};
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, hub_stats& x) {
+  return f(caf::meta::type_name("livehub.hub_stats"), x.connections, x.channels,
+           x.subscriptions, x.actor_subscriptions, x.published, x.delivered,
+           x.slow_consumer_disconnects, x.command_errors, x.rejected_origin,
+           x.rejected_capacity);
+}
+
+} // namespace livehub
+
+// livehub's type IDs start well above CAF's first custom ID, so that host
+// applications keep room for their own block below it.
+CAF_BEGIN_TYPE_ID_BLOCK(livehub, caf::first_custom_type_id + 1000)
+
+CAF_ADD_TYPE_ID(livehub, (livehub::publication))
+CAF_ADD_TYPE_ID(livehub, (livehub::hub_stats))
+CAF_ADD_TYPE_ID(livehub, (livehub::json_text))
+
+/// Asks a hub for its hub_stats.
+CAF_ADD_ATOM(livehub, livehub, stats_atom, "lh_stats")
+/// A channel tells its hub that it has no subscriber left.
+CAF_ADD_ATOM(livehub, livehub, idle_atom, "lh_idle")
+/// A connection delivered a text message to its client actor.
+CAF_ADD_ATOM(livehub, livehub, text_atom, "lh_text")
+/// A connection received a pong.
+CAF_ADD_ATOM(livehub, livehub, pong_atom, "lh_pong")
+/// A connection ended.
+CAF_ADD_ATOM(livehub, livehub, closed_atom, "lh_closed")
+/// Keepalive timer of a client actor.
+CAF_ADD_ATOM(livehub, livehub, ping_atom, "lh_ping")
+/// A pong deadline of a client actor.
+CAF_ADD_ATOM(livehub, livehub, deadline_atom, "lh_dline")
+/// A write-progress check of a client actor.
+CAF_ADD_ATOM(livehub, livehub, write_atom, "lh_write")
+
+CAF_END_TYPE_ID_BLOCK(livehub)

@@ -1,0 +1,846 @@
+// Loopback integration tests: a real actor system, hub and server on a free
+// port of 127.0.0.1, driven through real sockets by the blocking test client
+// of support/ws_client.hpp. Each test tells what a user of the wire protocol
+// (PROTOCOL.md) sees. Waits are generous bounds, never speed requirements.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "livehub/all.hpp"
+#include "support/ws_client.hpp"
+
+using namespace std::chrono_literals;
+using namespace livehub::test;
+using livehub::hub_config;
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+/// How long a test waits for anything that must arrive: generous, because a
+/// loaded 2-core machine may be slow, and a passing test never waits it out.
+constexpr auto wait_time = 10s;
+
+/// A config for a server on a free port of 127.0.0.1.
+hub_config test_config() {
+  hub_config cfg;
+  cfg.host = "127.0.0.1";
+  cfg.port = 0;
+  return cfg;
+}
+
+caf::actor_system_config& with_two_threads(caf::actor_system_config& cfg) {
+  cfg.set("scheduler.max-threads", size_t{2});
+  return cfg;
+}
+
+/// A hub served on a free port; stops the server and the hub when destroyed.
+struct live_hub {
+  explicit live_hub(const hub_config& cfg = test_config())
+    : sys(with_two_threads(sys_cfg)), hub(livehub::spawn_hub(sys, cfg)) {
+    auto started = livehub::server::start(sys, hub, cfg);
+    if (!started) {
+      caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
+      FAIL("server::start failed: " << sys.render(started.error()));
+    }
+    srv = std::move(*started);
+    port = srv->port();
+  }
+
+  ~live_hub() {
+    srv->stop();
+    srv.reset();
+    caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
+  }
+
+  /// `{"Origin": "http://127.0.0.1:PORT"}`: a browser page of this server.
+  header_list same_origin() const {
+    return {{"Origin", "http://127.0.0.1:" + std::to_string(port)}};
+  }
+
+  caf::actor_system_config sys_cfg;
+  caf::actor_system sys;
+  livehub::hub_actor hub;
+  std::unique_ptr<livehub::server> srv;
+  uint16_t port = 0;
+};
+
+// -- JSON helpers -------------------------------------------------------------
+
+/// Parses `text`, which must hold exactly one JSON object (a second value
+/// after it, as in frames joined by "\n", fails).
+template <unsigned Flags = rapidjson::kParseDefaultFlags>
+rapidjson::Document parse_object(const std::string& text) {
+  rapidjson::Document doc;
+  doc.Parse<Flags>(text.data(), text.size());
+  INFO("text: " << text);
+  REQUIRE_FALSE(doc.HasParseError());
+  REQUIRE(doc.IsObject());
+  return doc;
+}
+
+/// The string member `key` of `obj`, or a marker saying why there is none.
+std::string str(const rapidjson::Value& obj, const char* key) {
+  auto i = obj.FindMember(key);
+  if (i == obj.MemberEnd())
+    return "<missing>";
+  if (!i->value.IsString())
+    return "<not a string>";
+  return {i->value.GetString(), i->value.GetStringLength()};
+}
+
+/// The compact JSON text of member `key` of `obj` ("<missing>" if absent).
+std::string json_of(const rapidjson::Value& obj, const char* key) {
+  auto i = obj.FindMember(key);
+  if (i == obj.MemberEnd())
+    return "<missing>";
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buf);
+  i->value.Accept(writer);
+  return buf.GetString();
+}
+
+// -- WebSocket helpers --------------------------------------------------------
+
+/// Connects a WebSocket client and requires the upgrade to succeed.
+ws_client open_ws(uint16_t port, header_list headers = {}) {
+  ws_options opts;
+  opts.headers = std::move(headers);
+  ws_client client{port, opts};
+  REQUIRE(client.status() == 101);
+  return client;
+}
+
+/// Sends `text`, requiring the write to succeed.
+void send(ws_client& client, const std::string& text) {
+  INFO("sending: " << text.substr(0, 200));
+  REQUIRE(client.send_text(text));
+}
+
+/// The next message of `client`: a text frame holding one JSON object.
+template <unsigned Flags = rapidjson::kParseDefaultFlags>
+rapidjson::Document next_object(ws_client& client) {
+  auto msg = client.receive(wait_time);
+  INFO("received: " << msg.describe());
+  REQUIRE(msg.kind == ws_kind::text);
+  return parse_object<Flags>(msg.data);
+}
+
+/// A fresh command id for every request of a test run.
+int next_id() {
+  static std::atomic<int> id{1000};
+  return ++id;
+}
+
+/// Requires `doc` to be the reply `{"type":type,"id":id}`.
+void require_reply(const rapidjson::Document& doc, const char* type, int id) {
+  INFO("frame: " << json_of(doc, "type") << " id " << json_of(doc, "id")
+                 << " code " << json_of(doc, "code"));
+  REQUIRE(str(doc, "type") == type);
+  REQUIRE(json_of(doc, "id") == std::to_string(id));
+}
+
+/// Pings with an id and requires the next frame to be its pong: every
+/// earlier command of `client` took effect (PROTOCOL.md, ping).
+void sync(ws_client& client) {
+  auto id = next_id();
+  send(client, R"({"type":"ping","id":)" + std::to_string(id) + "}");
+  require_reply(next_object(client), "pong", id);
+}
+
+/// Sends `{"type":command,"channel":channel,"id":N}` and requires an ok.
+void channel_command(ws_client& client, const char* command,
+                     const std::string& channel) {
+  auto id = next_id();
+  send(client, std::string{R"({"type":")"} + command + R"(","channel":")"
+                 + channel + R"(","id":)" + std::to_string(id) + "}");
+  require_reply(next_object(client), "ok", id);
+}
+
+void subscribe(ws_client& client, const std::string& channel) {
+  channel_command(client, "subscribe", channel);
+}
+
+void unsubscribe(ws_client& client, const std::string& channel) {
+  channel_command(client, "unsubscribe", channel);
+}
+
+/// `{"type":"publish","channel":channel,"event":event,"data":data}`.
+std::string publish_command(const std::string& channel,
+                            const std::string& event, const std::string& data,
+                            int id = 0) {
+  auto out = R"({"type":"publish","channel":")" + channel + R"(","event":")"
+             + event + R"(","data":)" + data;
+  if (id != 0)
+    out += R"(,"id":)" + std::to_string(id);
+  return out + "}";
+}
+
+/// Requires the next frame of `client` to be the publication
+/// `{"channel":channel,"type":type,"data":data}`.
+void require_publication(ws_client& client, const std::string& channel,
+                         const std::string& type, const std::string& data) {
+  auto doc = next_object(client);
+  CHECK(str(doc, "channel") == channel);
+  CHECK(str(doc, "type") == type);
+  CHECK(json_of(doc, "data") == data);
+}
+
+/// A ping command with `id` padded to exactly `size` bytes.
+std::string ping_of_size(int id, size_t size) {
+  auto head = R"({"type":"ping","id":)" + std::to_string(id) + R"(,"pad":")";
+  REQUIRE(size >= head.size() + 2);
+  return head + std::string(size - head.size() - 2, 'p') + "\"}";
+}
+
+// -- HTTP helpers -------------------------------------------------------------
+
+/// `POST /api/publish` of `{"channel":C,"type":T,"data":D}`.
+http_response post_publish(uint16_t port, const std::string& channel,
+                           const std::string& type, const std::string& data,
+                           header_list headers = {}) {
+  headers.emplace_back("Content-Type", "application/json");
+  auto body = R"({"channel":")" + channel + R"(","type":")" + type
+              + R"(","data":)" + data + "}";
+  return http_request(port, "POST", "/api/publish", headers, body);
+}
+
+/// Publishes over HTTP and requires `202 {"ok":true}`.
+void publish(uint16_t port, const std::string& channel,
+             const std::string& type, const std::string& data) {
+  auto res = post_publish(port, channel, type, data);
+  INFO("response: " << res.status << " " << res.body);
+  REQUIRE(res.status == 202);
+  CHECK(json_of(parse_object(res.body), "ok") == "true");
+}
+
+using stats_map = std::map<std::string, uint64_t>;
+
+/// The integer fields of `GET /api/stats`.
+stats_map get_stats(uint16_t port) {
+  auto res = http_request(port, "GET", "/api/stats", {});
+  INFO("response: " << res.status << " " << res.body);
+  REQUIRE(res.status == 200);
+  auto doc = parse_object(res.body);
+  for (auto key : {"connections", "channels", "subscriptions", "published",
+                   "delivered", "slow_consumer_disconnects"}) {
+    INFO("stats field: " << key);
+    REQUIRE(doc.HasMember(key));
+  }
+  stats_map out;
+  for (auto& member : doc.GetObject())
+    if (member.value.IsUint64())
+      out[member.name.GetString()] = member.value.GetUint64();
+  return out;
+}
+
+/// Polls the stats until `pred` holds for them or `timeout` passed; returns
+/// the last stats seen. Counters settle eventually, e.g. after disconnects.
+template <class Predicate>
+stats_map wait_for_stats(uint16_t port, Predicate pred,
+                         std::chrono::milliseconds timeout = wait_time) {
+  auto deadline = clock_type::now() + timeout;
+  auto stats = get_stats(port);
+  while (!pred(stats) && clock_type::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+    stats = get_stats(port);
+  }
+  return stats;
+}
+
+} // namespace
+
+TEST_SUITE_BEGIN("integration");
+
+// -- delivery -----------------------------------------------------------------
+
+TEST_CASE("a subscriber receives what POST /api/publish sends") {
+  live_hub h;
+  auto client = open_ws(h.port);
+  // A subscribe with an id gets an ok; a ping with an id gets its pong.
+  send(client, R"({"type":"subscribe","channel":"chat","id":1})");
+  require_reply(next_object(client), "ok", 1);
+  send(client, R"({"type":"ping","id":2})");
+  require_reply(next_object(client), "pong", 2);
+  // A seed-hub client subscribes without an id and gets no reply: the next
+  // frame is the pong of a later ping.
+  send(client, R"({"type":"subscribe","channel":"news"})");
+  sync(client);
+  publish(h.port, "chat", "message", R"({"text":"hello","n":1})");
+  require_publication(client, "chat", "message", R"({"text":"hello","n":1})");
+  publish(h.port, "news", "headline", R"("extra!")");
+  require_publication(client, "news", "headline", R"("extra!")");
+}
+
+TEST_CASE("a burst of 1,000 publications arrives as 1,000 frames in order") {
+  auto cfg = test_config();
+  // This test is about framing and order, not backpressure: leave room.
+  cfg.send_queue_limit = 2000;
+  live_hub h{cfg};
+  auto subscriber = open_ws(h.port);
+  subscribe(subscriber, "c");
+  // A loopback connection without Origin, no API key set: trusted publisher.
+  auto publisher = open_ws(h.port);
+  for (int i = 0; i < 1000; ++i) {
+    send(publisher, publish_command("c", "e", R"({"n":)" + std::to_string(i)
+                                                + "}"));
+    if (i % 100 == 99)
+      sync(publisher); // no error frame so far, and bounded in-flight work
+  }
+  int received = 0;
+  for (; received < 1000; ++received) {
+    auto msg = subscriber.receive(wait_time);
+    if (msg.kind != ws_kind::text) {
+      FAIL_CHECK("frame " << received << ": " << msg.describe());
+      break;
+    }
+    // parse_object fails on anything but exactly one object per frame.
+    auto doc = parse_object(msg.data);
+    CHECK(str(doc, "channel") == "c");
+    CHECK(str(doc, "type") == "e");
+    auto data = json_of(doc, "data");
+    if (data != R"({"n":)" + std::to_string(received) + "}") {
+      FAIL_CHECK("frame " << received << " out of order: " << msg.data);
+      break;
+    }
+  }
+  CHECK(received == 1000);
+  // Exactly once each: nothing follows.
+  CHECK(subscriber.receive(300ms).kind == ws_kind::timeout);
+}
+
+TEST_CASE("published numbers and strings arrive with their exact text") {
+  live_hub h;
+  auto subscriber = open_ws(h.port);
+  subscribe(subscriber, "exact");
+  const std::string data = R"({"big":12345678901234567890123,)"
+                           R"("f":0.1000000000000000055511151231257827,)"
+                           R"("s":"h\u00e9llo ✓ \"q\""})";
+  auto check_frame = [&] {
+    auto msg = subscriber.receive(wait_time);
+    INFO("received: " << msg.describe());
+    REQUIRE(msg.kind == ws_kind::text);
+    // The numbers' digits survive byte for byte (no round trip through a
+    // double)...
+    CHECK(msg.data.find(R"({"big":12345678901234567890123,)"
+                        R"("f":0.1000000000000000055511151231257827,)")
+          != std::string::npos);
+    // ... and so do the values, whatever the encoder does with escapes.
+    auto doc = parse_object<rapidjson::kParseNumbersAsStringsFlag>(msg.data);
+    REQUIRE(doc.HasMember("data"));
+    auto& d = doc["data"];
+    CHECK(str(d, "big") == "12345678901234567890123");
+    CHECK(str(d, "f") == "0.1000000000000000055511151231257827");
+    CHECK(str(d, "s") == "h\xc3\xa9llo \xe2\x9c\x93 \"q\"");
+  };
+  SUBCASE("published over HTTP") {
+    publish(h.port, "exact", "numbers", data);
+    check_frame();
+  }
+  SUBCASE("published by a trusted publisher WebSocket") {
+    auto publisher = open_ws(h.port);
+    send(publisher, publish_command("exact", "numbers", data));
+    check_frame();
+  }
+}
+
+TEST_CASE("unsubscribe stops delivery on that channel only") {
+  live_hub h;
+  auto leaver = open_ws(h.port);
+  auto stayer = open_ws(h.port);
+  subscribe(leaver, "news");
+  subscribe(leaver, "other");
+  subscribe(stayer, "news");
+  publish(h.port, "news", "m", "1");
+  require_publication(leaver, "news", "m", "1");
+  require_publication(stayer, "news", "m", "1");
+  unsubscribe(leaver, "news");
+  // Unsubscribing a channel not subscribed is not an error.
+  unsubscribe(leaver, "never-subscribed");
+  publish(h.port, "news", "m", "2");
+  // Once the stayer has "2", the channel has handed it to every subscriber;
+  // "3" comes later, so the leaver's next frame shows whether it got "2".
+  require_publication(stayer, "news", "m", "2");
+  publish(h.port, "other", "m", "3");
+  require_publication(leaver, "other", "m", "3");
+}
+
+TEST_CASE("a publication to \"*\" reaches every connection") {
+  live_hub h;
+  auto on_x = open_ws(h.port);
+  auto on_nothing = open_ws(h.port);
+  auto on_y = open_ws(h.port);
+  subscribe(on_x, "x");
+  subscribe(on_y, "y");
+  sync(on_nothing); // its connection is open and registered
+  publish(h.port, "*", "announce", R"({"note":"all"})");
+  for (auto* client : {&on_x, &on_nothing, &on_y})
+    require_publication(*client, "*", "announce", R"({"note":"all"})");
+}
+
+// -- command errors -----------------------------------------------------------
+
+TEST_CASE("a bad command gets an error frame and the connection stays usable") {
+  live_hub h;
+  auto client = open_ws(h.port);
+  struct bad_case {
+    std::string frame;
+    const char* code;
+    std::string id; // JSON text of the expected id; empty: no id
+  };
+  std::vector<bad_case> cases{
+    {R"({"type":)", "bad_json", ""},
+    {"not json at all", "bad_json", ""},
+    {R"({"type":"dance","id":7})", "unknown_command", "7"},
+    {R"({"type":"subscribe","channel":42,"id":"x"})", "bad_command", R"("x")"},
+    {R"({"type":"subscribe","id":8})", "bad_command", "8"},
+    {R"({"type":42,"id":9})", "bad_command", "9"},
+    {"[1,2,3]", "bad_command", ""},
+    {R"({"type":"subscribe","channel":"*","id":10})", "bad_channel", "10"},
+    {R"({"type":"subscribe","channel":"","id":11})", "bad_channel", "11"},
+    {R"({"type":"subscribe","channel":")" + std::string(256, 'a')
+       + R"(","id":12})",
+     "bad_channel", "12"},
+  };
+  for (auto& bad : cases) {
+    CAPTURE(bad.frame);
+    send(client, bad.frame);
+    auto doc = next_object(client);
+    CHECK(str(doc, "type") == "error");
+    CHECK(str(doc, "code") == bad.code);
+    CHECK(str(doc, "message") != "<missing>");
+    CHECK(json_of(doc, "id") == (bad.id.empty() ? "<missing>" : bad.id));
+    sync(client); // still usable: a later ping gets its pong
+  }
+  // Unknown fields are ignored.
+  send(client, R"({"type":"ping","id":13,"colour":"blue"})");
+  require_reply(next_object(client), "pong", 13);
+  // And it still receives publications.
+  subscribe(client, "after");
+  publish(h.port, "after", "t", "true");
+  require_publication(client, "after", "t", "true");
+}
+
+// -- client publish -----------------------------------------------------------
+
+TEST_CASE("a browser connection may not publish by default") {
+  live_hub h;
+  auto browser = open_ws(h.port, h.same_origin());
+  send(browser, publish_command("room:1", "said", "1", 1));
+  auto doc = next_object(browser);
+  require_reply(doc, "error", 1);
+  CHECK(str(doc, "code") == "forbidden");
+}
+
+TEST_CASE("a browser connection publishes where client_publish allows it") {
+  auto cfg = test_config();
+  cfg.client_publish = {"room:*"};
+  live_hub h{cfg};
+  auto listener = open_ws(h.port);
+  subscribe(listener, "room:1");
+  subscribe(listener, "lobby");
+  auto browser = open_ws(h.port, h.same_origin());
+  send(browser, publish_command("lobby", "said", R"({"text":"no"})", 1));
+  auto denied = next_object(browser);
+  require_reply(denied, "error", 1);
+  CHECK(str(denied, "code") == "forbidden");
+  send(browser, publish_command("*", "said", R"({"text":"no"})", 2));
+  auto denied_all = next_object(browser);
+  require_reply(denied_all, "error", 2);
+  CHECK(str(denied_all, "code") == "forbidden");
+  send(browser, publish_command("room:1", "said", R"({"text":"hi"})", 3));
+  require_reply(next_object(browser), "ok", 3);
+  // The listener gets only the allowed publication.
+  require_publication(listener, "room:1", "said", R"({"text":"hi"})");
+}
+
+// -- limits ---------------------------------------------------------------------
+
+TEST_CASE("a message larger than max_message_size closes with 1009") {
+  auto cfg = test_config();
+  cfg.max_message_size = 1024;
+  live_hub h{cfg};
+  auto client = open_ws(h.port);
+  // At the limit is fine, in one frame or reassembled from three.
+  send(client, ping_of_size(1, 1024));
+  require_reply(next_object(client), "pong", 1);
+  REQUIRE(client.send_text(ping_of_size(2, 1024), 400));
+  require_reply(next_object(client), "pong", 2);
+  SUBCASE("in one frame") {
+    REQUIRE(client.send_text(ping_of_size(3, 1025)));
+  }
+  SUBCASE("in fragments that are small on their own") {
+    REQUIRE(client.send_text(ping_of_size(3, 1200), 300));
+  }
+  auto msg = client.receive(wait_time);
+  INFO("received: " << msg.describe());
+  CHECK(msg.kind == ws_kind::close);
+  CHECK(msg.close_code == 1009);
+}
+
+TEST_CASE("a client that never reads is closed with 4008; others get all") {
+  auto cfg = test_config();
+  cfg.send_queue_limit = 16;
+  live_hub h{cfg};
+  auto reader = open_ws(h.port);
+  subscribe(reader, "feed");
+  ws_options small_buffer;
+  small_buffer.receive_buffer = 4096;
+  ws_client never_reads{h.port, small_buffer};
+  REQUIRE(never_reads.status() == 101);
+  subscribe(never_reads, "feed"); // its last read until the end of the test
+  auto publisher = open_ws(h.port);
+  const std::string pad(8 * 1024, 'x');
+  auto data_of = [&](int n) {
+    return R"({"n":)" + std::to_string(n) + R"(,"pad":")" + pad + "\"}";
+  };
+  // Publish in batches of 8 that the reader reads at once, so that only the
+  // non-reader falls behind, until the server counts it as a slow consumer.
+  // The kernel buffers a few MB on loopback before the server's queue grows.
+  constexpr int max_publications = 2000; // 16 MB: beyond any socket buffer
+  int published = 0;
+  uint64_t slow = 0;
+  while (published < max_publications && slow == 0) {
+    for (int i = 0; i < 8; ++i)
+      send(publisher, publish_command("feed", "tick", data_of(published + i)));
+    for (int i = 0; i < 8; ++i) {
+      auto doc = next_object(reader);
+      REQUIRE(json_of(doc, "data") == data_of(published));
+      ++published;
+    }
+    if (published % 64 == 0)
+      slow = get_stats(h.port)["slow_consumer_disconnects"];
+  }
+  MESSAGE("publications until the slow consumer was cut off: " << published);
+  REQUIRE(slow >= 1);
+  // The non-reader now reads what its socket holds: an in-order prefix of the
+  // publications, then the 4008 close frame or the end of the connection
+  // (where the server dropped the socket, the close frame may be lost).
+  ws_message last;
+  int prefix = 0;
+  for (int i = 0; i <= published + 1; ++i) {
+    last = never_reads.receive(wait_time);
+    if (last.kind != ws_kind::text)
+      break;
+    auto doc = parse_object(last.data);
+    if (json_of(doc, "data") != data_of(prefix)) {
+      FAIL_CHECK("frame " << prefix << " out of order");
+      break;
+    }
+    ++prefix;
+  }
+  MESSAGE("the slow consumer received " << prefix << " publications, then "
+                                        << last.describe());
+  if (last.kind == ws_kind::close)
+    CHECK(last.close_code == 4008);
+  else
+    CHECK(last.kind == ws_kind::ended);
+  // The reader was not slowed down and still gets what follows.
+  publish(h.port, "feed", "tick", "\"done\"");
+  require_publication(reader, "feed", "tick", "\"done\"");
+}
+
+// -- admission ----------------------------------------------------------------
+
+TEST_CASE("origins: same origin and no origin pass, a foreign one gets 403") {
+  live_hub h;
+  CHECK(ws_client{h.port}.status() == 101);
+  ws_options same;
+  same.headers = h.same_origin();
+  CHECK(ws_client{h.port, same}.status() == 101);
+  ws_options evil;
+  evil.headers = {{"Origin", "http://evil.example"}};
+  CHECK(ws_client{h.port, evil}.status() == 403);
+  auto res = post_publish(h.port, "chat", "message", "1", evil.headers);
+  CHECK(res.status == 403);
+}
+
+TEST_CASE("origins: allowed_origins admits exactly the listed ones") {
+  auto cfg = test_config();
+  cfg.allowed_origins = {"http://ok.example"};
+  live_hub h{cfg};
+  auto status_with = [&](header_list headers) {
+    ws_options opts;
+    opts.headers = std::move(headers);
+    return ws_client{h.port, opts}.status();
+  };
+  CHECK(status_with({{"Origin", "http://ok.example"}}) == 101);
+  CHECK(status_with({}) == 101);
+  CHECK(status_with({{"Origin", "http://evil.example"}}) == 403);
+  // "exactly those": the server's own origin is not listed.
+  CHECK(status_with(h.same_origin()) == 403);
+  auto ok = post_publish(h.port, "chat", "message", "1",
+                         {{"Origin", "http://ok.example"}});
+  CHECK(ok.status == 202);
+  auto evil = post_publish(h.port, "chat", "message", "1",
+                           {{"Origin", "http://evil.example"}});
+  CHECK(evil.status == 403);
+}
+
+TEST_CASE("max_connections: the connection past the limit gets 503") {
+  auto cfg = test_config();
+  cfg.max_connections = 2;
+  live_hub h{cfg};
+  auto first = open_ws(h.port);
+  auto second = open_ws(h.port);
+  CHECK(ws_client{h.port}.status() == 503);
+  // Once one leaves, a newcomer gets in (the count settles eventually).
+  first.close();
+  auto deadline = clock_type::now() + wait_time;
+  int status = 0;
+  while (status != 101 && clock_type::now() < deadline) {
+    status = ws_client{h.port}.status();
+    if (status != 101)
+      std::this_thread::sleep_for(20ms);
+  }
+  CHECK(status == 101);
+}
+
+TEST_CASE("api key: needed for HTTP publish and for trusted WebSockets") {
+  auto cfg = test_config();
+  cfg.api_key = "s3cret";
+  live_hub h{cfg};
+  auto listener = open_ws(h.port);
+  subscribe(listener, "news");
+  CHECK(post_publish(h.port, "news", "m", "0").status == 401);
+  CHECK(post_publish(h.port, "news", "m", "0",
+                     {{"Authorization", "Bearer wrong"}})
+          .status
+        == 401);
+  auto res = post_publish(h.port, "news", "m", "1",
+                          {{"Authorization", "Bearer s3cret"}});
+  CHECK(res.status == 202);
+  CHECK(res.body.find("\"ok\":true") != std::string::npos);
+  require_publication(listener, "news", "m", "1");
+  // Loopback without Origin is not enough once a key is set...
+  auto anonymous = open_ws(h.port);
+  send(anonymous, publish_command("news", "m", "2", 1));
+  auto denied = next_object(anonymous);
+  require_reply(denied, "error", 1);
+  CHECK(str(denied, "code") == "forbidden");
+  // ... the bearer header makes a trusted publisher, "*" included.
+  auto trusted = open_ws(h.port, {{"Authorization", "Bearer s3cret"}});
+  send(trusted, publish_command("news", "m", "3", 2));
+  require_reply(next_object(trusted), "ok", 2);
+  require_publication(listener, "news", "m", "3");
+  send(trusted, publish_command("*", "m", "4", 3));
+  require_reply(next_object(trusted), "ok", 3);
+  require_publication(listener, "*", "m", "4");
+}
+
+// -- HTTP endpoints -------------------------------------------------------------
+
+TEST_CASE("HTTP endpoints answer with the documented statuses") {
+  auto cfg = test_config();
+  cfg.max_message_size = 1024;
+  live_hub h{cfg};
+  const header_list json{{"Content-Type", "application/json"}};
+  SUBCASE("bad JSON: 400 with an error") {
+    auto res = http_request(h.port, "POST", "/api/publish", json,
+                            R"({"channel":)");
+    CHECK(res.status == 400);
+    CHECK(str(parse_object(res.body), "error") != "<missing>");
+  }
+  SUBCASE("bad shape: 400 with an error") {
+    auto res = http_request(h.port, "POST", "/api/publish", json,
+                            R"({"channel":42,"type":"t","data":1})");
+    CHECK(res.status == 400);
+    CHECK(str(parse_object(res.body), "error") != "<missing>");
+  }
+  SUBCASE("a body over max_message_size: 413") {
+    auto res = post_publish(h.port, "big", "t",
+                            '"' + std::string(2000, 'b') + '"');
+    CHECK(res.status == 413);
+  }
+  SUBCASE("health") {
+    auto res = http_request(h.port, "GET", "/healthz", {});
+    CHECK(res.status == 200);
+    CHECK(res.body.substr(0, res.body.find_last_not_of("\r\n") + 1) == "ok");
+  }
+  SUBCASE("unknown path: 404") {
+    CHECK(http_request(h.port, "GET", "/no/such/thing", {}).status == 404);
+  }
+}
+
+TEST_CASE("GET /api/stats counts connections, subscriptions and traffic") {
+  live_hub h;
+  auto zero = get_stats(h.port);
+  CHECK(zero["connections"] == 0);
+  CHECK(zero["published"] == 0);
+  std::vector<ws_client> clients;
+  for (int i = 0; i < 3; ++i)
+    clients.push_back(open_ws(h.port));
+  for (auto& client : clients)
+    subscribe(client, "s:a");
+  subscribe(clients[0], "s:b");
+  subscribe(clients[1], "s:b");
+  auto s = wait_for_stats(h.port, [](stats_map& x) {
+    return x["connections"] == 3 && x["channels"] == 2
+           && x["subscriptions"] == 5;
+  });
+  CHECK(s["connections"] == 3);
+  CHECK(s["channels"] == 2);
+  CHECK(s["subscriptions"] == 5);
+  publish(h.port, "s:a", "t", "1"); // 3 deliveries
+  publish(h.port, "s:b", "t", "2"); // 2 deliveries
+  for (auto& client : clients)
+    require_publication(client, "s:a", "t", "1");
+  require_publication(clients[0], "s:b", "t", "2");
+  require_publication(clients[1], "s:b", "t", "2");
+  s = wait_for_stats(h.port, [](stats_map& x) {
+    return x["published"] == 2 && x["delivered"] == 5;
+  });
+  CHECK(s["published"] == 2);
+  CHECK(s["delivered"] == 5);
+  // A disconnect removes the connection and its subscriptions.
+  clients[0].close();
+  s = wait_for_stats(h.port, [](stats_map& x) {
+    return x["connections"] == 2 && x["subscriptions"] == 3;
+  });
+  CHECK(s["connections"] == 2);
+  CHECK(s["channels"] == 2);
+  CHECK(s["subscriptions"] == 3);
+  // The last subscriber of s:b leaves it: the channel goes.
+  unsubscribe(clients[1], "s:b");
+  s = wait_for_stats(h.port, [](stats_map& x) {
+    return x["channels"] == 1 && x["subscriptions"] == 2;
+  });
+  CHECK(s["channels"] == 1);
+  CHECK(s["subscriptions"] == 2);
+  clients[1].close();
+  clients[2].drop(); // without a close handshake
+  s = wait_for_stats(h.port, [](stats_map& x) {
+    return x["connections"] == 0 && x["channels"] == 0
+           && x["subscriptions"] == 0;
+  });
+  CHECK(s["connections"] == 0);
+  CHECK(s["channels"] == 0);
+  CHECK(s["subscriptions"] == 0);
+  CHECK(s["published"] == 2);
+  CHECK(s["delivered"] == 5);
+}
+
+// -- lifecycle ----------------------------------------------------------------
+
+TEST_CASE("keepalive: a client that answers pings stays, a mute one goes") {
+  auto cfg = test_config();
+  cfg.ping_interval = 100ms;
+  cfg.pong_timeout = 300ms;
+  live_hub h{cfg};
+  auto answering = open_ws(h.port);
+  ws_options no_pong;
+  no_pong.auto_pong = false;
+  ws_client mute{h.port, no_pong};
+  REQUIRE(mute.status() == 101);
+  // For a second, the answering client sees nothing but pings (which it
+  // answers inside receive()).
+  auto until = clock_type::now() + 1s;
+  while (clock_type::now() < until) {
+    auto msg = answering.receive(50ms);
+    INFO("answering client received: " << msg.describe());
+    REQUIRE(msg.kind == ws_kind::timeout);
+  }
+  sync(answering); // still connected and served
+  // The mute client is closed: a close frame or the end of the socket.
+  auto msg = mute.receive(wait_time);
+  while (msg.kind == ws_kind::text)
+    msg = mute.receive(wait_time);
+  INFO("mute client received: " << msg.describe());
+  CHECK((msg.kind == ws_kind::close || msg.kind == ws_kind::ended));
+}
+
+TEST_CASE("stop() closes 200 subscribed clients with 1001") {
+  live_hub h;
+  std::vector<ws_client> clients;
+  for (int i = 0; i < 200; ++i) {
+    clients.push_back(open_ws(h.port));
+    send(clients.back(), R"({"type":"subscribe","channel":"room:)"
+                           + std::to_string(i % 10) + "\"}");
+  }
+  for (auto& client : clients)
+    sync(client);
+  // stop() blocks until the connections closed: run it beside the clients,
+  // which read their close frames and answer them meanwhile.
+  auto start = clock_type::now();
+  std::atomic<int64_t> stop_ms{-1};
+  std::thread stopper{[&] {
+    h.srv->stop();
+    stop_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                clock_type::now() - start)
+                .count();
+  }};
+  int going_away = 0;
+  std::string first_other;
+  for (auto& client : clients) {
+    auto msg = client.receive(wait_time);
+    if (msg.kind == ws_kind::close && msg.close_code == 1001)
+      ++going_away;
+    else if (first_other.empty())
+      first_other = msg.describe();
+  }
+  stopper.join();
+  MESSAGE("stop() with 200 clients took " << stop_ms.load() << " ms");
+  INFO("first client without 1001: " << first_other);
+  CHECK(going_away == 200);
+  CHECK(stop_ms.load() < 1500);
+}
+
+TEST_CASE("2,000 connect/subscribe/disconnect cycles leave nothing behind") {
+  live_hub h;
+  int failed_upgrades = 0;
+  auto give_up = clock_type::now() + 60s; // a bound, not an expectation
+  int cycles = 0;
+  for (; cycles < 2000 && clock_type::now() < give_up; ++cycles) {
+    ws_client client{h.port};
+    if (client.status() != 101) {
+      ++failed_upgrades;
+      continue;
+    }
+    // Shared channels come and go with their subscribers; some connections
+    // also hold a channel of their own.
+    auto shared = "cycle:" + std::to_string(cycles % 7);
+    client.send_text(R"({"type":"subscribe","channel":")" + shared + "\"}");
+    if (cycles % 3 == 0)
+      client.send_text(R"({"type":"subscribe","channel":"solo:)"
+                       + std::to_string(cycles) + "\"}");
+    if (cycles % 4 == 0)
+      sync(client); // subscribed for sure, not only in flight
+    if (cycles % 2 == 0)
+      client.close(1000, 1s);
+    else
+      client.drop(); // vanish without a close handshake
+  }
+  CHECK(cycles == 2000);
+  CHECK(failed_upgrades == 0);
+  auto s = wait_for_stats(h.port, [](stats_map& x) {
+    return x["connections"] == 0 && x["channels"] == 0
+           && x["subscriptions"] == 0;
+  });
+  CHECK(s["connections"] == 0);
+  CHECK(s["channels"] == 0);
+  CHECK(s["subscriptions"] == 0);
+  // Channels still come back to life for a new subscriber.
+  auto client = open_ws(h.port);
+  subscribe(client, "cycle:0");
+  publish(h.port, "cycle:0", "t", "\"alive\"");
+  require_publication(client, "cycle:0", "t", "\"alive\"");
+}
+
+TEST_SUITE_END();

@@ -1,0 +1,425 @@
+// The blocking test client of ws_client.hpp: non-blocking sockets driven by
+// poll() against a deadline, so no call waits longer than its timeout.
+#include "support/ws_client.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace livehub::test {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+using time_point = clock_type::time_point;
+
+/// Outcome of one bounded read.
+enum class read_result { data, timeout, ended };
+
+/// Waits until `fd` is ready for `events` or `deadline` passed.
+bool wait_ready(int fd, short events, time_point deadline) {
+  for (;;) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline
+                                                         - clock_type::now());
+    pollfd pfd{fd, events, 0};
+    auto n = ::poll(&pfd, 1, static_cast<int>(std::max<int64_t>(
+                               left.count(), 0)));
+    if (n > 0)
+      return true;
+    if (n == 0 || errno != EINTR)
+      return false;
+  }
+}
+
+/// Connects a non-blocking socket to 127.0.0.1:`port`; -1 on failure.
+int connect_loopback(uint16_t port, int receive_buffer, time_point deadline) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  if (receive_buffer > 0)
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer,
+                 sizeof(receive_buffer));
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0)
+    return fd;
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (errno == EINPROGRESS && wait_ready(fd, POLLOUT, deadline)
+      && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
+    return fd;
+  ::close(fd);
+  return -1;
+}
+
+/// Writes all of `bytes` to `fd` before `deadline`.
+bool write_all(int fd, std::string_view bytes, time_point deadline) {
+  while (!bytes.empty()) {
+    auto n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      bytes.remove_prefix(static_cast<size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!wait_ready(fd, POLLOUT, deadline))
+        return false;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+/// Appends what `fd` has (waiting until `deadline`) to `buf`.
+read_result read_some(int fd, std::string& buf, time_point deadline) {
+  char chunk[16384];
+  for (;;) {
+    auto n = ::recv(fd, chunk, sizeof(chunk), 0);
+    if (n > 0) {
+      buf.append(chunk, static_cast<size_t>(n));
+      return read_result::data;
+    }
+    if (n == 0)
+      return read_result::ended;
+    if (errno == EINTR)
+      continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      return read_result::ended;
+    if (!wait_ready(fd, POLLIN, deadline))
+      return read_result::timeout;
+  }
+}
+
+/// Reads up to the end of an HTTP head into `head`, leaving what follows it
+/// in `rest`. Returns the status code, 0 when no full head arrived in time.
+int read_http_head(int fd, time_point deadline, std::string& head,
+                   std::string& rest) {
+  std::string buf;
+  size_t end;
+  while ((end = buf.find("\r\n\r\n")) == std::string::npos)
+    if (read_some(fd, buf, deadline) != read_result::data)
+      return 0;
+  head = buf.substr(0, end + 4);
+  rest = buf.substr(end + 4);
+  // Status line: "HTTP/1.1 101 Switching Protocols".
+  auto sp = head.find(' ');
+  if (head.compare(0, 5, "HTTP/") != 0 || sp == std::string::npos)
+    return 0;
+  return std::atoi(head.c_str() + sp + 1);
+}
+
+/// "GET /path HTTP/1.1" plus Host and `headers`, without the final CRLF.
+std::string request_head(uint16_t port, std::string_view method,
+                         std::string_view path, const header_list& headers) {
+  std::string out;
+  out.append(method).append(" ").append(path).append(" HTTP/1.1\r\n");
+  auto has_host = std::any_of(headers.begin(), headers.end(), [](auto& kv) {
+    return strcasecmp(kv.first.c_str(), "Host") == 0;
+  });
+  if (!has_host)
+    out += "Host: 127.0.0.1:" + std::to_string(port) + "\r\n";
+  for (auto& [name, value] : headers)
+    out += name + ": " + value + "\r\n";
+  return out;
+}
+
+/// One parsed frame.
+struct frame {
+  bool fin = true;
+  uint8_t opcode = 0;
+  std::string payload;
+};
+
+/// Takes one complete frame off the front of `in`; false when incomplete.
+bool take_frame(std::string& in, frame& out) {
+  auto byte = [&](size_t i) { return static_cast<uint8_t>(in[i]); };
+  if (in.size() < 2)
+    return false;
+  size_t pos = 2;
+  uint64_t len = byte(1) & 0x7F;
+  bool masked = (byte(1) & 0x80) != 0;
+  size_t ext = len == 126 ? 2 : len == 127 ? 8 : 0;
+  if (in.size() < pos + ext)
+    return false;
+  if (ext > 0) {
+    len = 0;
+    for (size_t i = 0; i < ext; ++i)
+      len = (len << 8) | byte(pos + i);
+    pos += ext;
+  }
+  size_t mask_at = pos;
+  if (masked)
+    pos += 4;
+  if (in.size() < pos + len)
+    return false;
+  out.fin = (byte(0) & 0x80) != 0;
+  out.opcode = byte(0) & 0x0F;
+  out.payload = in.substr(pos, len);
+  if (masked) // Servers do not mask, but a test client can afford tolerance.
+    for (size_t i = 0; i < out.payload.size(); ++i)
+      out.payload[i] = static_cast<char>(out.payload[i] ^ in[mask_at + i % 4]);
+  in.erase(0, pos + len);
+  return true;
+}
+
+} // namespace
+
+const char* to_string(ws_kind x) {
+  switch (x) {
+    case ws_kind::text: return "text";
+    case ws_kind::binary: return "binary";
+    case ws_kind::close: return "close";
+    case ws_kind::timeout: return "timeout";
+    default: return "ended";
+  }
+}
+
+std::string ws_message::describe() const {
+  std::string out = to_string(kind);
+  if (kind == ws_kind::close)
+    out += " " + std::to_string(close_code);
+  if (!data.empty())
+    out += " '" + (data.size() > 200 ? data.substr(0, 200) + "..." : data)
+           + "'";
+  return out;
+}
+
+// -- ws_client ----------------------------------------------------------------
+
+ws_client::ws_client(uint16_t port, ws_options opts) : opts_(std::move(opts)) {
+  auto deadline = clock_type::now() + opts_.connect_timeout;
+  fd_ = connect_loopback(port, opts_.receive_buffer, deadline);
+  // A fixed key: the client does not check Sec-WebSocket-Accept anyway.
+  auto req = request_head(port, "GET", opts_.path, opts_.headers)
+             + "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n";
+  if (fd_ >= 0 && livehub::test::write_all(fd_, req, deadline))
+    status_ = read_http_head(fd_, deadline, response_head_, in_);
+  ended_ = status_ != 101;
+}
+
+ws_client::ws_client(ws_client&& other) noexcept {
+  *this = std::move(other);
+}
+
+ws_client& ws_client::operator=(ws_client&& other) noexcept {
+  if (this != &other) {
+    drop();
+    fd_ = std::exchange(other.fd_, -1);
+    status_ = other.status_;
+    ended_ = other.ended_;
+    close_sent_ = other.close_sent_;
+    opts_ = std::move(other.opts_);
+    response_head_ = std::move(other.response_head_);
+    in_ = std::move(other.in_);
+    partial_ = std::move(other.partial_);
+    partial_op_ = other.partial_op_;
+    mask_seed_ = other.mask_seed_;
+  }
+  return *this;
+}
+
+ws_client::~ws_client() {
+  drop();
+}
+
+void ws_client::drop() {
+  if (fd_ >= 0)
+    ::close(fd_);
+  fd_ = -1;
+  ended_ = true;
+}
+
+bool ws_client::write_all(std::string_view bytes, time_point deadline) {
+  if (fd_ < 0)
+    return false;
+  return livehub::test::write_all(fd_, bytes, deadline);
+}
+
+bool ws_client::fill(time_point deadline) {
+  if (fd_ < 0 || ended_)
+    return false;
+  auto res = read_some(fd_, in_, deadline);
+  if (res == read_result::ended)
+    ended_ = true;
+  return res == read_result::data;
+}
+
+bool ws_client::send_frame(uint8_t opcode, std::string_view payload, bool fin,
+                           milliseconds timeout) {
+  std::string out;
+  out.reserve(payload.size() + 14);
+  out += static_cast<char>((fin ? 0x80 : 0x00) | (opcode & 0x0F));
+  auto len = payload.size();
+  if (len < 126) {
+    out += static_cast<char>(0x80 | len);
+  } else if (len <= 0xFFFF) {
+    out += static_cast<char>(0x80 | 126);
+    out += static_cast<char>(len >> 8);
+    out += static_cast<char>(len & 0xFF);
+  } else {
+    out += static_cast<char>(0x80 | 127);
+    for (int shift = 56; shift >= 0; shift -= 8)
+      out += static_cast<char>((static_cast<uint64_t>(len) >> shift) & 0xFF);
+  }
+  // A cheap xorshift mask: RFC 6455 wants masking, not cryptography here.
+  mask_seed_ ^= mask_seed_ << 13;
+  mask_seed_ ^= mask_seed_ >> 17;
+  mask_seed_ ^= mask_seed_ << 5;
+  char mask[4];
+  std::memcpy(mask, &mask_seed_, 4);
+  out.append(mask, 4);
+  for (size_t i = 0; i < len; ++i)
+    out += static_cast<char>(payload[i] ^ mask[i % 4]);
+  return write_all(out, clock_type::now() + timeout);
+}
+
+bool ws_client::send_text(std::string_view payload, size_t fragment_size,
+                          milliseconds timeout) {
+  if (fragment_size == 0 || payload.size() <= fragment_size)
+    return send_frame(0x1, payload, true, timeout);
+  uint8_t opcode = 0x1;
+  while (!payload.empty()) {
+    auto part = payload.substr(0, fragment_size);
+    payload.remove_prefix(part.size());
+    if (!send_frame(opcode, part, payload.empty(), timeout))
+      return false;
+    opcode = 0x0; // every later frame is a continuation
+  }
+  return true;
+}
+
+bool ws_client::send_close(uint16_t code, std::string_view reason) {
+  if (close_sent_)
+    return true;
+  close_sent_ = true;
+  std::string payload;
+  payload += static_cast<char>(code >> 8);
+  payload += static_cast<char>(code & 0xFF);
+  payload.append(reason);
+  return send_frame(0x8, payload, true, milliseconds{1000});
+}
+
+ws_message ws_client::receive(milliseconds timeout) {
+  auto deadline = clock_type::now() + timeout;
+  for (;;) {
+    frame f;
+    while (take_frame(in_, f)) {
+      switch (f.opcode) {
+        case 0x9: // ping
+          if (opts_.auto_pong && !close_sent_)
+            send_frame(0xA, f.payload, true, milliseconds{1000});
+          continue;
+        case 0xA: // pong
+          continue;
+        case 0x8: { // close: echo it once, completing the handshake
+          ws_message msg{ws_kind::close, {}, 0};
+          if (f.payload.size() >= 2) {
+            msg.close_code = static_cast<uint16_t>(
+              (static_cast<uint8_t>(f.payload[0]) << 8)
+              | static_cast<uint8_t>(f.payload[1]));
+            msg.data = f.payload.substr(2);
+          }
+          send_close(msg.close_code != 0 ? msg.close_code : 1000);
+          return msg;
+        }
+        case 0x0: // continuation
+          partial_ += f.payload;
+          break;
+        default: // text, binary (first frame of a message)
+          partial_op_ = f.opcode;
+          partial_ = std::move(f.payload);
+      }
+      if (f.fin) {
+        auto kind = partial_op_ == 0x2 ? ws_kind::binary : ws_kind::text;
+        return ws_message{kind, std::exchange(partial_, {}), 0};
+      }
+    }
+    if (!fill(deadline))
+      return ws_message{ended_ ? ws_kind::ended : ws_kind::timeout, {}, 0};
+  }
+}
+
+ws_message ws_client::close(uint16_t code, milliseconds timeout) {
+  auto deadline = clock_type::now() + timeout;
+  send_close(code);
+  ws_message msg;
+  while (!ended_ && clock_type::now() < deadline) {
+    msg = receive(std::chrono::duration_cast<milliseconds>(
+      deadline - clock_type::now()));
+    if (msg.kind == ws_kind::close || msg.kind == ws_kind::ended)
+      break;
+  }
+  drop();
+  return msg;
+}
+
+// -- http_request -------------------------------------------------------------
+
+http_response http_request(uint16_t port, std::string_view method,
+                           std::string_view path, const header_list& headers,
+                           std::string_view body, milliseconds timeout) {
+  http_response result;
+  auto deadline = clock_type::now() + timeout;
+  int fd = connect_loopback(port, 0, deadline);
+  if (fd < 0)
+    return result;
+  auto req = request_head(port, method, path, headers)
+             + "Content-Length: " + std::to_string(body.size())
+             + "\r\nConnection: close\r\n\r\n";
+  req.append(body);
+  std::string head;
+  int status = 0;
+  if (write_all(fd, req, deadline))
+    status = read_http_head(fd, deadline, head, result.body);
+  // Header lines after the status line: "Name: value".
+  for (size_t pos = head.find("\r\n"); status != 0 && pos + 2 < head.size();) {
+    auto eol = head.find("\r\n", pos + 2);
+    auto line = head.substr(pos + 2, eol - pos - 2);
+    pos = eol;
+    auto colon = line.find(':');
+    if (colon == std::string::npos)
+      continue;
+    auto name = line.substr(0, colon);
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    auto value = line.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(' '));
+    result.headers[name] = value;
+  }
+  // Body: Content-Length bytes, or whatever arrives until the server closes.
+  auto cl = result.headers.find("content-length");
+  size_t want = cl != result.headers.end() ? std::stoul(cl->second)
+                                           : std::string::npos;
+  read_result res = read_result::data;
+  while (status != 0 && result.body.size() < want
+         && (res = read_some(fd, result.body, deadline)) == read_result::data)
+    ; // keep reading
+  ::close(fd);
+  bool complete = want == std::string::npos ? res == read_result::ended
+                                            : result.body.size() >= want;
+  if (status != 0 && complete) {
+    result.status = status;
+    if (want != std::string::npos)
+      result.body.resize(want);
+  }
+  return result;
+}
+
+} // namespace livehub::test

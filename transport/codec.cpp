@@ -1,0 +1,597 @@
+// The JSON codec. Input is read with RapidJSON's iterative SAX reader (no
+// recursion, so no stack overflow on hostile nesting) and re-written at once
+// with a Writer, so `data` keeps its numbers' exact digits
+// (kParseNumbersAsStringsFlag) without building a DOM.
+#include "transport/codec.hpp"
+
+#include <rapidjson/error/en.h>
+#include <rapidjson/reader.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <optional>
+
+#include <caf/sec.hpp>
+
+namespace livehub::codec {
+
+namespace {
+
+constexpr unsigned parse_flags = rapidjson::kParseIterativeFlag
+  | rapidjson::kParseValidateEncodingFlag
+  | rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseStopWhenDoneFlag;
+
+using writer_type = rapidjson::Writer<rapidjson::StringBuffer>;
+
+/// Re-writes one JSON value compactly, refusing nesting past max_json_depth.
+/// Used alone (json_text::parse) and inside object_reader (field `data`).
+struct value_writer {
+  rapidjson::StringBuffer buf;
+  writer_type out{buf};
+  size_t depth = 0;
+  size_t max_depth = max_json_depth;
+  bool too_deep = false;
+
+  bool Null() {
+    return out.Null();
+  }
+  bool Bool(bool x) {
+    return out.Bool(x);
+  }
+  bool Int(int) {
+    return false; // unreachable with kParseNumbersAsStringsFlag
+  }
+  bool Uint(unsigned) {
+    return false;
+  }
+  bool Int64(int64_t) {
+    return false;
+  }
+  bool Uint64(uint64_t) {
+    return false;
+  }
+  bool Double(double) {
+    return false;
+  }
+  bool RawNumber(const char* str, rapidjson::SizeType len, bool) {
+    return out.RawValue(str, len, rapidjson::kNumberType);
+  }
+  bool String(const char* str, rapidjson::SizeType len, bool) {
+    return out.String(str, len);
+  }
+  bool Key(const char* str, rapidjson::SizeType len, bool) {
+    return out.Key(str, len);
+  }
+  bool StartObject() {
+    return enter() && out.StartObject();
+  }
+  bool EndObject(rapidjson::SizeType n) {
+    --depth;
+    return out.EndObject(n);
+  }
+  bool StartArray() {
+    return enter() && out.StartArray();
+  }
+  bool EndArray(rapidjson::SizeType n) {
+    --depth;
+    return out.EndArray(n);
+  }
+  bool enter() {
+    if (++depth > max_depth) {
+      too_deep = true;
+      return false;
+    }
+    return true;
+  }
+  std::string take() {
+    return std::string{buf.GetString(), buf.GetSize()};
+  }
+};
+
+/// Reads a top-level object, keeping the string fields `type`, `channel`,
+/// `event`, the raw `id` and the re-written `data`; skips other fields.
+class object_reader {
+ public:
+  std::optional<std::string> type, channel, event;
+  std::string id;
+  std::optional<std::string> data;
+  std::string shape_error; // first field of a wrong type, if any
+  bool not_object = false;
+  bool too_deep = false;
+
+  bool Null() {
+    return scalar(
+      [](writer_type& w) {
+        return w.Null();
+      },
+      "null");
+  }
+  bool Bool(bool x) {
+    return scalar(
+      [x](writer_type& w) {
+        return w.Bool(x);
+      },
+      "a boolean");
+  }
+  bool Int(int) {
+    return false;
+  }
+  bool Uint(unsigned) {
+    return false;
+  }
+  bool Int64(int64_t) {
+    return false;
+  }
+  bool Uint64(uint64_t) {
+    return false;
+  }
+  bool Double(double) {
+    return false;
+  }
+  bool RawNumber(const char* str, rapidjson::SizeType len, bool) {
+    if (depth_ == 1 && key_ == "id") {
+      set_id(std::string{str, len});
+      return true;
+    }
+    return scalar(
+      [=](writer_type& w) {
+        return w.RawValue(str, len, rapidjson::kNumberType);
+      },
+      "a number");
+  }
+  bool String(const char* str, rapidjson::SizeType len, bool) {
+    if (depth_ == 0) {
+      not_object = true;
+      return true;
+    }
+    if (depth_ == 1 && !in_data_) {
+      std::string_view s{str, len};
+      if (key_ == "type")
+        type = std::string{s};
+      else if (key_ == "channel")
+        channel = std::string{s};
+      else if (key_ == "event")
+        event = std::string{s};
+      else if (key_ == "id")
+        set_id(quote(s));
+      else if (key_ == "data")
+        data = quote(s);
+      return true;
+    }
+    return forward([=](writer_type& w) {
+      return w.String(str, len);
+    });
+  }
+  bool Key(const char* str, rapidjson::SizeType len, bool) {
+    if (depth_ == 1 && !in_data_) {
+      key_.assign(str, len);
+      return true;
+    }
+    return forward([=](writer_type& w) {
+      return w.Key(str, len);
+    });
+  }
+  bool StartObject() {
+    return start(true);
+  }
+  bool EndObject(rapidjson::SizeType n) {
+    return end([n](writer_type& w) {
+      return w.EndObject(n);
+    });
+  }
+  bool StartArray() {
+    return start(false);
+  }
+  bool EndArray(rapidjson::SizeType n) {
+    return end([n](writer_type& w) {
+      return w.EndArray(n);
+    });
+  }
+
+ private:
+  template<class F>
+  bool scalar(F write, const char* what) {
+    if (depth_ == 0) {
+      not_object = true;
+      return true;
+    }
+    if (depth_ == 1 && !in_data_) {
+      if (key_ == "data") {
+        data_.reset(new value_writer);
+        write(data_->out);
+        data = data_->take();
+        data_.reset();
+      } else if (key_ == "type" || key_ == "channel" || key_ == "event"
+                 || key_ == "id") {
+        wrong_type(what);
+      }
+      return true;
+    }
+    return forward(write);
+  }
+
+  template<class F>
+  bool forward(F write) {
+    if (in_data_)
+      return write(data_->out);
+    return true; // inside a skipped field
+  }
+
+  bool start(bool object) {
+    if (++depth_ > max_json_depth + 1) {
+      too_deep = true;
+      return false;
+    }
+    if (depth_ == 1) {
+      if (!object)
+        not_object = true;
+      return true;
+    }
+    if (depth_ == 2 && key_ == "data") {
+      in_data_ = true;
+      data_.reset(new value_writer);
+    } else if (depth_ == 2
+               && (key_ == "type" || key_ == "channel" || key_ == "event"
+                   || key_ == "id")) {
+      wrong_type(object ? "an object" : "an array");
+    }
+    if (in_data_)
+      return object ? data_->out.StartObject() : data_->out.StartArray();
+    return true;
+  }
+
+  template<class F>
+  bool end(F write) {
+    --depth_;
+    if (!in_data_)
+      return true;
+    auto ok = write(data_->out);
+    if (depth_ == 1) {
+      in_data_ = false;
+      data = data_->take();
+      data_.reset();
+    }
+    return ok;
+  }
+
+  void set_id(std::string raw) {
+    if (raw.size() > max_id_size)
+      wrong_type("longer than 64 bytes");
+    else
+      id = std::move(raw);
+  }
+
+  void wrong_type(const char* what) {
+    if (shape_error.empty())
+      shape_error = "field \"" + key_ + "\" must not be " + what;
+  }
+
+  size_t depth_ = 0;
+  std::string key_;
+  bool in_data_ = false;
+  std::unique_ptr<value_writer> data_;
+};
+
+/// Runs `handler` over `text`; returns an error message for invalid JSON.
+template<class Handler>
+std::optional<std::string>
+read(std::string_view text, Handler& handler, const bool& too_deep) {
+  rapidjson::MemoryStream ms{text.data(), text.size()};
+  rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> is{
+    ms};
+  rapidjson::Reader reader;
+  auto res = reader.Parse<parse_flags>(is, handler);
+  if (too_deep)
+    return "JSON nested deeper than " + std::to_string(max_json_depth)
+      + " levels";
+  if (res.IsError())
+    return std::string{"invalid JSON: "}
+    + rapidjson::GetParseError_En(res.Code()) + " at offset "
+      + std::to_string(res.Offset());
+  // kParseStopWhenDoneFlag stops after the value; only whitespace may follow.
+  for (auto i = res.Offset(); i < text.size(); ++i) {
+    auto c = text[i];
+    if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+      return "invalid JSON: text after the value at offset "
+        + std::to_string(i);
+  }
+  return std::nullopt;
+}
+
+/// Reads a top-level object; fills `err` and returns false on failure.
+bool read_object(std::string_view text, object_reader& obj, parse_error& err) {
+  if (auto msg = read(text, obj, obj.too_deep)) {
+    err = parse_error{error_code::bad_json, std::move(*msg), obj.id};
+    return false;
+  }
+  if (obj.not_object) {
+    err = parse_error{error_code::bad_command, "expected a JSON object", {}};
+    return false;
+  }
+  if (!obj.shape_error.empty()) {
+    err = parse_error{error_code::bad_command, obj.shape_error, obj.id};
+    return false;
+  }
+  return true;
+}
+
+bool valid_utf8(std::string_view s) {
+  rapidjson::MemoryStream ms{s.data(), s.size()};
+  rapidjson::StringBuffer sink;
+  while (ms.Tell() < s.size())
+    if (!rapidjson::UTF8<>::Validate(ms, sink))
+      return false;
+  return true;
+}
+
+bool has_control_chars(std::string_view s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7f)
+      return true;
+    // C1 controls U+0080..U+009F are encoded as C2 80..C2 9F.
+    if (c == 0xc2 && i + 1 < s.size()) {
+      auto d = static_cast<unsigned char>(s[i + 1]);
+      if (d >= 0x80 && d <= 0x9f)
+        return true;
+    }
+  }
+  return false;
+}
+
+bool valid_name(std::string_view s) {
+  return !s.empty() && s.size() <= max_name_size && !has_control_chars(s)
+    && valid_utf8(s);
+}
+
+frame_ptr make_frame(rapidjson::StringBuffer& buf) {
+  return std::make_shared<const std::string>(buf.GetString(), buf.GetSize());
+}
+
+void write_id(writer_type& w, std::string_view id) {
+  if (!id.empty()) {
+    w.Key("id");
+    w.RawValue(id.data(), id.size(), rapidjson::kStringType);
+  }
+}
+
+} // namespace
+
+const char* to_string(error_code x) {
+  switch (x) {
+    case error_code::bad_json: return "bad_json";
+    case error_code::bad_command: return "bad_command";
+    case error_code::unknown_command: return "unknown_command";
+    case error_code::bad_channel: return "bad_channel";
+    case error_code::forbidden: return "forbidden";
+    case error_code::too_many_subscriptions: return "too_many_subscriptions";
+    case error_code::rate_limited: return "rate_limited";
+    case error_code::internal: return "internal";
+  }
+  return "internal";
+}
+
+std::variant<command, parse_error> parse_command(std::string_view text) {
+  object_reader obj;
+  parse_error err;
+  if (!read_object(text, obj, err))
+    return err;
+  auto fail = [&](error_code code, std::string msg) {
+    return parse_error{code, std::move(msg), obj.id};
+  };
+  if (!obj.type)
+    return fail(error_code::bad_command, "missing field \"type\"");
+  command cmd;
+  cmd.id = std::move(obj.id);
+  auto& t = *obj.type;
+  if (t == "ping") {
+    cmd.type = command_type::ping;
+    return cmd;
+  }
+  if (t == "subscribe")
+    cmd.type = command_type::subscribe;
+  else if (t == "unsubscribe")
+    cmd.type = command_type::unsubscribe;
+  else if (t == "publish")
+    cmd.type = command_type::publish;
+  else
+    return fail(error_code::unknown_command,
+                "unknown command type " + quote(t.substr(0, 64)));
+  if (!obj.channel)
+    return fail(error_code::bad_command, "missing field \"channel\"");
+  if (!valid_channel_name(*obj.channel))
+    return fail(error_code::bad_channel,
+                "channel names are 1 to 255 bytes without control characters");
+  cmd.channel = std::move(*obj.channel);
+  if (cmd.type == command_type::publish) {
+    if (!obj.event)
+      return fail(error_code::bad_command, "missing field \"event\"");
+    if (!valid_event_type(*obj.event))
+      return fail(error_code::bad_command,
+                  "event types are 1 to 255 bytes without control characters");
+    cmd.event = std::move(*obj.event);
+    if (obj.data)
+      cmd.data = json_text::trusted(std::move(*obj.data));
+  }
+  return cmd;
+}
+
+std::variant<publication, parse_error> parse_publish(std::string_view text) {
+  object_reader obj;
+  parse_error err;
+  if (!read_object(text, obj, err))
+    return err;
+  if (!obj.channel)
+    return parse_error{
+      error_code::bad_command, "missing field \"channel\"", {}};
+  if (!valid_channel_name(*obj.channel))
+    return parse_error{error_code::bad_channel,
+                       "channel names are 1 to 255 bytes without control "
+                       "characters",
+                       {}};
+  if (!obj.type)
+    return parse_error{error_code::bad_command, "missing field \"type\"", {}};
+  if (!valid_event_type(*obj.type))
+    return parse_error{error_code::bad_command,
+                       "event types are 1 to 255 bytes without control "
+                       "characters",
+                       {}};
+  publication result;
+  result.channel = std::move(*obj.channel);
+  result.type = std::move(*obj.type);
+  if (obj.data)
+    result.data = json_text::trusted(std::move(*obj.data));
+  return result;
+}
+
+bool valid_channel_name(std::string_view name) {
+  return valid_name(name);
+}
+
+bool valid_event_type(std::string_view type) {
+  return valid_name(type);
+}
+
+bool glob_match(std::string_view pattern, std::string_view name) {
+  // Iterative matcher with single-star backtracking: linear in practice.
+  size_t p = 0, n = 0, star = std::string_view::npos, mark = 0;
+  while (n < name.size()) {
+    if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      mark = n;
+    } else if (p < pattern.size() && pattern[p] == name[n]) {
+      ++p;
+      ++n;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      n = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*')
+    ++p;
+  return p == pattern.size();
+}
+
+frame_ptr encode_publication(const publication& x) {
+  rapidjson::StringBuffer buf;
+  buf.Reserve(x.channel.size() + x.type.size() + x.data.str().size() + 40);
+  writer_type w{buf};
+  w.StartObject();
+  w.Key("channel");
+  w.String(x.channel.data(),
+           static_cast<rapidjson::SizeType>(x.channel.size()));
+  w.Key("type");
+  w.String(x.type.data(), static_cast<rapidjson::SizeType>(x.type.size()));
+  w.Key("data");
+  w.RawValue(x.data.str().data(), x.data.str().size(), rapidjson::kObjectType);
+  w.EndObject();
+  return make_frame(buf);
+}
+
+frame_ptr encode_ok(std::string_view id) {
+  rapidjson::StringBuffer buf;
+  writer_type w{buf};
+  w.StartObject();
+  w.Key("type");
+  w.String("ok");
+  write_id(w, id);
+  w.EndObject();
+  return make_frame(buf);
+}
+
+frame_ptr encode_pong(std::string_view id) {
+  rapidjson::StringBuffer buf;
+  writer_type w{buf};
+  w.StartObject();
+  w.Key("type");
+  w.String("pong");
+  write_id(w, id);
+  w.EndObject();
+  return make_frame(buf);
+}
+
+frame_ptr encode_error(error_code code, std::string_view message,
+                       std::string_view id) {
+  rapidjson::StringBuffer buf;
+  writer_type w{buf};
+  w.StartObject();
+  w.Key("type");
+  w.String("error");
+  write_id(w, id);
+  w.Key("code");
+  w.String(to_string(code));
+  w.Key("message");
+  w.String(message.data(), static_cast<rapidjson::SizeType>(message.size()));
+  w.EndObject();
+  return make_frame(buf);
+}
+
+std::string quote(std::string_view s) {
+  rapidjson::StringBuffer buf;
+  writer_type w{buf};
+  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+  return std::string{buf.GetString(), buf.GetSize()};
+}
+
+std::string encode_stats(const hub_stats& x) {
+  rapidjson::StringBuffer buf;
+  writer_type w{buf};
+  w.StartObject();
+  auto field = [&](const char* key, uint64_t value) {
+    w.Key(key);
+    w.Uint64(value);
+  };
+  field("connections", x.connections);
+  field("channels", x.channels);
+  field("subscriptions", x.subscriptions);
+  field("actor_subscriptions", x.actor_subscriptions);
+  field("published", x.published);
+  field("delivered", x.delivered);
+  field("slow_consumer_disconnects", x.slow_consumer_disconnects);
+  field("command_errors", x.command_errors);
+  field("rejected_origin", x.rejected_origin);
+  field("rejected_capacity", x.rejected_capacity);
+  w.EndObject();
+  return std::string{buf.GetString(), buf.GetSize()};
+}
+
+} // namespace livehub::codec
+
+namespace livehub {
+
+caf::expected<json_text> json_text::parse(std::string_view text,
+                                          size_t max_depth) {
+  codec::value_writer out;
+  out.max_depth = max_depth;
+  if (auto msg = codec::read(text, out, out.too_deep))
+    return caf::make_error(caf::sec::invalid_argument, std::move(*msg));
+  return trusted(out.take());
+}
+
+caf::error validate(const publication& x) {
+  if (!codec::valid_channel_name(x.channel))
+    return caf::make_error(caf::sec::invalid_argument,
+                           "bad channel name: channel names are 1 to 255 "
+                           "bytes of UTF-8 without control characters");
+  if (!codec::valid_event_type(x.type))
+    return caf::make_error(caf::sec::invalid_argument,
+                           "bad event type: event types are 1 to 255 bytes "
+                           "of UTF-8 without control characters");
+  return caf::none;
+}
+
+caf::expected<publication> make_publication(std::string channel,
+                                            std::string type,
+                                            std::string_view json_data) {
+  auto data = json_text::parse(json_data);
+  if (!data)
+    return std::move(data.error());
+  publication result{std::move(channel), std::move(type), std::move(*data)};
+  if (auto err = validate(result))
+    return err;
+  return result;
+}
+
+} // namespace livehub

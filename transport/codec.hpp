@@ -1,0 +1,96 @@
+// The JSON codec (RapidJSON): client commands and HTTP publish bodies in,
+// frames out. Knows nothing of sockets or actors.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "livehub/fwd.hpp"
+#include "livehub/json.hpp"
+#include "livehub/messages.hpp"
+
+namespace livehub::codec {
+
+/// Deepest nesting accepted in a command or a publication's data.
+constexpr size_t max_json_depth = 128;
+
+/// Longest channel name and event type, in bytes.
+constexpr size_t max_name_size = 255;
+
+/// Longest command id, in bytes of its JSON text.
+constexpr size_t max_id_size = 64;
+
+/// The error codes of the wire protocol.
+enum class error_code {
+  bad_json,
+  bad_command,
+  unknown_command,
+  bad_channel,
+  forbidden,
+  too_many_subscriptions,
+  rate_limited,
+  internal,
+};
+
+/// The wire name of `x`, e.g. "bad_json".
+const char* to_string(error_code x);
+
+enum class command_type { subscribe, unsubscribe, publish, ping };
+
+/// One parsed client command. `id` is the raw JSON text of the command's id
+/// (a number's digits or a quoted string), empty when it had none.
+struct command {
+  command_type type = command_type::ping;
+  std::string id;
+  std::string channel;
+  std::string event;
+  json_text data;
+};
+
+/// Why a frame is not a command; `id` is set when the frame had a readable id.
+struct parse_error {
+  error_code code = error_code::bad_json;
+  std::string message;
+  std::string id;
+};
+
+/// Parses one client frame: a JSON object with `type` and the fields of that
+/// command (see docs/protocol.md). Unknown fields are ignored. Channel names
+/// are checked for syntax (`valid_channel_name`), not for permissions.
+std::variant<command, parse_error> parse_command(std::string_view text);
+
+/// Parses a `POST /api/publish` body `{"channel":C,"type":T,"data":D}`.
+std::variant<publication, parse_error> parse_publish(std::string_view text);
+
+/// True for 1 to 255 bytes of valid UTF-8 without control characters (C0,
+/// DEL, C1). `"*"` passes: whether it is allowed depends on the use.
+bool valid_channel_name(std::string_view name);
+
+/// True for 1 to 255 bytes of valid UTF-8 without control characters.
+bool valid_event_type(std::string_view type);
+
+/// True when `name` matches `pattern`, where `*` matches any run of bytes.
+bool glob_match(std::string_view pattern, std::string_view name);
+
+/// `{"channel":C,"type":T,"data":D}`, built once per publication.
+frame_ptr encode_publication(const publication& x);
+
+/// `{"type":"ok","id":ID}`.
+frame_ptr encode_ok(std::string_view id);
+
+/// `{"type":"pong"}`, with `"id"` when `id` is not empty.
+frame_ptr encode_pong(std::string_view id);
+
+/// `{"type":"error","id":ID,"code":CODE,"message":TEXT}` (no id when empty).
+frame_ptr encode_error(error_code code, std::string_view message,
+                       std::string_view id);
+
+/// `s` as a JSON string literal, quotes included.
+std::string quote(std::string_view s);
+
+/// The stats object of `GET /api/stats`.
+std::string encode_stats(const hub_stats& x);
+
+} // namespace livehub::codec

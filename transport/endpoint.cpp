@@ -1,0 +1,338 @@
+// livehub::server over websocketpp: listening, the WebSocket connection
+// lifecycle (validate -> open -> messages -> close), and shutdown. Each
+// handler runs on an I/O thread and only sends messages to actors.
+#include "transport/endpoint.hpp"
+
+#include <sys/resource.h>
+
+#include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+
+#include "actors/counters.hpp"
+#include "transport/http_policy.hpp"
+
+namespace livehub::transport {
+
+// -- ws_sink ------------------------------------------------------------------
+
+ws_sink::ws_sink(connection_ptr con, const hub_config& cfg)
+  : sink(cfg.send_queue_limit, cfg.send_queue_bytes), con_(std::move(con)),
+    max_pending_(cfg.max_pending_commands) {
+  // nop
+}
+
+bool ws_sink::do_send(const frame_ptr& frame) {
+  auto ec = con_->send(frame->data(), frame->size(),
+                       websocketpp::frame::opcode::text);
+  return !ec;
+}
+
+size_t ws_sink::do_buffered_amount() {
+  return con_->get_buffered_amount();
+}
+
+void ws_sink::do_close(uint16_t code, const std::string& reason) {
+  websocketpp::lib::error_code ec;
+  con_->close(code, reason, ec); // fails only when already closing
+}
+
+void ws_sink::do_ping() {
+  websocketpp::lib::error_code ec;
+  con_->ping("", ec);
+}
+
+void ws_sink::do_consumed() {
+  // The message handler paused reading when the count reached the limit;
+  // the decrement from the limit resumes it (posted after that handler).
+  if (pending_.fetch_sub(1, std::memory_order_relaxed) == max_pending_)
+    con_->resume_reading();
+}
+
+void ws_sink::do_detach() {
+  con_.reset();
+}
+
+} // namespace livehub::transport
+
+namespace livehub {
+
+using namespace transport;
+
+namespace {
+
+/// The most connections the process can hold open: the open-file limit
+/// (raised to its hard maximum) less a reserve for everything else.
+size_t connection_capacity() {
+  constexpr rlim_t reserve = 64;
+  rlimit lim;
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0)
+    return 1024 - reserve;
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+    getrlimit(RLIMIT_NOFILE, &lim);
+  }
+  if (lim.rlim_cur == RLIM_INFINITY)
+    return std::numeric_limits<size_t>::max();
+  return lim.rlim_cur > 2 * reserve ? lim.rlim_cur - reserve : reserve;
+}
+
+bool is_loopback(const connection_ptr& con) {
+  asio::error_code ec;
+  auto addr = con->get_raw_socket().remote_endpoint(ec).address();
+  if (ec)
+    return false;
+  if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+    return addr.to_v6().to_v4().is_loopback();
+  return addr.is_loopback();
+}
+
+std::string_view path_of(const std::string& resource) {
+  std::string_view r{resource};
+  return r.substr(0, r.find('?'));
+}
+
+} // namespace
+
+server::impl::impl(caf::actor_system& sys, hub_actor hub, const hub_config& cfg)
+  : sys(sys), hub(std::move(hub)), cfg(std::make_shared<const hub_config>(cfg)),
+    host(cfg.host) {
+  // nop
+}
+
+caf::error server::impl::listen() {
+  max_connections = std::min(cfg->max_connections, connection_capacity());
+  websocketpp::lib::error_code ec;
+  ep.init_asio(ec);
+  if (ec)
+    return caf::make_error(caf::sec::runtime_error, "asio: " + ec.message());
+  ep.set_reuse_addr(true);
+  ep.set_listen_backlog(1024);
+  ep.set_max_message_size(cfg->max_message_size);
+  ep.set_max_http_body_size(cfg->max_message_size);
+  ep.set_open_handshake_timeout(10000);
+  ep.set_close_handshake_timeout(500);
+  ep.set_validate_handler([this](connection_hdl h) {
+    return on_validate(h);
+  });
+  ep.set_open_handler([this](connection_hdl h) {
+    on_open(h);
+  });
+  ep.set_close_handler([this](connection_hdl h) {
+    on_end(h);
+  });
+  ep.set_fail_handler([this](connection_hdl h) {
+    on_end(h);
+  });
+  ep.set_http_handler([this](connection_hdl h) {
+    handle_http(*this, h);
+  });
+  ep.set_message_handler([this](connection_hdl h, ws_server::message_ptr msg) {
+    auto con = ep.get_con_from_hdl(h);
+    if (!con->client)
+      return;
+    // Bound the commands waiting in the client actor's mailbox: stop
+    // reading this connection (TCP pushes back) until it catches up.
+    if (!con->out->received())
+      con->pause_reading();
+    caf::anon_send(con->client, text_atom::value,
+                   std::move(msg->get_raw_payload()));
+  });
+  ep.set_pong_handler([this](connection_hdl h, std::string) {
+    auto con = ep.get_con_from_hdl(h);
+    if (con->client)
+      caf::anon_send(con->client, pong_atom::value);
+  });
+  asio::error_code aec;
+  auto addr = asio::ip::make_address(host, aec);
+  if (aec)
+    return caf::make_error(caf::sec::invalid_argument,
+                           "livehub.host \"" + host
+                             + "\" is not an IP address: " + aec.message());
+  ep.listen(asio::ip::tcp::endpoint{addr, cfg->port}, ec);
+  if (ec)
+    return caf::make_error(caf::sec::cannot_open_port,
+                           "cannot listen on " + host + ":"
+                             + std::to_string(cfg->port) + ": " + ec.message());
+  port = ep.get_local_endpoint(aec).port();
+  ep.start_accept(ec);
+  if (ec)
+    return caf::make_error(caf::sec::cannot_open_port,
+                           "cannot accept: " + ec.message());
+  poster = std::make_shared<io_poster>(ep);
+  for (size_t i = 0; i < cfg->io_threads; ++i)
+    threads.emplace_back([this] {
+      ep.run();
+    });
+  return caf::none;
+}
+
+bool server::impl::on_validate(connection_hdl hdl) {
+  auto con = ep.get_con_from_hdl(hdl);
+  if (path_of(con->get_resource()) != cfg->path) {
+    con->set_status(websocketpp::http::status_code::not_found);
+    return false;
+  }
+  auto origin = con->get_request_header("Origin");
+  if (!http_policy::origin_allowed(cfg->allowed_origins, origin,
+                                   con->get_request_header("Host"))) {
+    hub_counters::add(counters->rejected_origin);
+    con->set_status(websocketpp::http::status_code::forbidden);
+    return false;
+  }
+  {
+    std::unique_lock<std::mutex> guard{mtx};
+    if (stopping || live >= max_connections) {
+      hub_counters::add(counters->rejected_capacity);
+      con->set_status(websocketpp::http::status_code::service_unavailable);
+      return false;
+    }
+    ++live;
+  }
+  con->counted = true;
+  // Trusted publishers: the API key, or (with no key configured) a loopback
+  // peer that is no browser (browsers always send Origin).
+  auto auth = con->get_request_header("Authorization");
+  if (!cfg->api_key.empty())
+    con->rights.trusted = http_policy::bearer_matches(auth, cfg->api_key);
+  else
+    con->rights.trusted = origin.empty() && is_loopback(con);
+  return true;
+}
+
+void server::impl::on_open(connection_hdl hdl) {
+  auto con = ep.get_con_from_hdl(hdl);
+  con->out = std::make_shared<ws_sink>(con, *cfg);
+  std::shared_ptr<sink> out = con->out;
+  con->client = sys.spawn(client, hub, out, cfg, counters, con->rights);
+  // Sent from here, before any frame of this connection is read: the hub
+  // knows the connection before it can act.
+  caf::anon_send(hub, caf::join_atom::value,
+                 connection_ref{con->client.address(), out});
+  std::unique_lock<std::mutex> guard{mtx};
+  open.emplace(hdl, con->out);
+}
+
+void server::impl::on_end(connection_hdl hdl) {
+  auto con = ep.get_con_from_hdl(hdl);
+  if (con->out) {
+    con->out->detach();
+    caf::anon_send(con->client, closed_atom::value);
+    con->client = nullptr;
+    con->out = nullptr;
+  }
+  if (!con->counted)
+    return;
+  con->counted = false;
+  std::unique_lock<std::mutex> guard{mtx};
+  open.erase(hdl);
+  --live;
+  if (live == 0)
+    cv.notify_all();
+}
+
+void server::impl::stop() {
+  std::unique_lock<std::mutex> guard{mtx};
+  if (stopping) {
+    cv.wait(guard, [this] {
+      return stopped;
+    });
+    return;
+  }
+  stopping = true;
+  guard.unlock();
+  // On an I/O thread: stop accepting, then close every connection with
+  // 1001. Their close handshakes run while we wait, bounded by a deadline.
+  poster->post([this] {
+    websocketpp::lib::error_code ec;
+    ep.stop_listening(ec);
+    std::vector<connection_hdl> hdls;
+    {
+      std::unique_lock<std::mutex> guard{mtx};
+      for (auto& kvp : open)
+        hdls.push_back(kvp.first);
+    }
+    for (auto& h : hdls)
+      ep.close(h, websocketpp::close::status::going_away, "going away", ec);
+  });
+  guard.lock();
+  cv.wait_for(guard, std::chrono::milliseconds(800), [this] {
+    return live == 0;
+  });
+  guard.unlock();
+  ep.stop();
+  for (auto& t : threads)
+    if (t.joinable())
+      t.join();
+  poster->disable();
+  // Connections still open were cut by ep.stop(): detach their sinks so no
+  // actor touches websocketpp again, and let their client actors go.
+  guard.lock();
+  for (auto& kvp : open) {
+    kvp.second->detach();
+    websocketpp::lib::error_code ec;
+    if (auto con = ep.get_con_from_hdl(kvp.first, ec); con && con->client)
+      caf::anon_send(con->client, closed_atom::value);
+  }
+  open.clear();
+  stopped = true;
+  cv.notify_all();
+}
+
+// -- server -------------------------------------------------------------------
+
+server::server(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {
+  // nop
+}
+
+server::~server() {
+  stop();
+}
+
+caf::expected<std::unique_ptr<server>>
+server::start(caf::actor_system& sys, hub_actor hub, const hub_config& cfg) {
+  if (auto err = cfg.validate())
+    return err;
+  if (!hub)
+    return caf::make_error(caf::sec::invalid_argument, "invalid hub handle");
+  auto ptr = std::make_unique<impl>(sys, hub, cfg);
+  // The counters live in the hub; the server and client actors add to them.
+  caf::scoped_actor self{sys};
+  caf::error err;
+  self->request(hub, std::chrono::seconds(10), caf::get_atom::value)
+    .receive(
+      [&](hub_counters_ptr& counters) {
+        ptr->counters = counters;
+      },
+      [&](caf::error& x) {
+        err = std::move(x);
+      });
+  if (err)
+    return err;
+  if (auto err = ptr->listen())
+    return err;
+  return std::unique_ptr<server>{new server(std::move(ptr))};
+}
+
+const std::string& server::host() const noexcept {
+  return impl_->host;
+}
+
+uint16_t server::port() const noexcept {
+  return impl_->port;
+}
+
+void server::stop() {
+  if (impl_)
+    impl_->stop();
+}
+
+void server::wait() {
+  std::unique_lock<std::mutex> guard{impl_->mtx};
+  impl_->cv.wait(guard, [this] {
+    return impl_->stopped;
+  });
+}
+
+} // namespace livehub

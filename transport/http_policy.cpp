@@ -1,0 +1,179 @@
+#include "transport/http_policy.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <climits>
+#include <cstdlib>
+#include <sys/stat.h>
+
+namespace livehub::http_policy {
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string r{s};
+  std::transform(r.begin(), r.end(), r.begin(), [](unsigned char c) {
+    return std::tolower(c);
+  });
+  return r;
+}
+
+/// "host:port" without a default port (80 for http/ws, 443 for https/wss).
+std::string normalize_authority(std::string authority,
+                                std::string_view scheme) {
+  auto strip = [&](std::string_view suffix) {
+    if (authority.size() > suffix.size()
+        && authority.compare(authority.size() - suffix.size(), suffix.size(),
+                             suffix)
+          == 0)
+      authority.resize(authority.size() - suffix.size());
+  };
+  if (scheme == "http" || scheme == "ws")
+    strip(":80");
+  else if (scheme == "https" || scheme == "wss")
+    strip(":443");
+  return authority;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  return -1;
+}
+
+std::optional<std::string> percent_decode(std::string_view s) {
+  std::string r;
+  r.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      r += s[i];
+      continue;
+    }
+    if (i + 2 >= s.size())
+      return std::nullopt;
+    auto hi = hex_value(s[i + 1]);
+    auto lo = hex_value(s[i + 2]);
+    if (hi < 0 || lo < 0)
+      return std::nullopt;
+    r += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return r;
+}
+
+} // namespace
+
+bool origin_allowed(const std::vector<std::string>& allowed,
+                    std::string_view origin, std::string_view host) {
+  if (origin.empty())
+    return true;
+  auto o = lower(origin);
+  if (!allowed.empty())
+    return std::any_of(allowed.begin(), allowed.end(),
+                       [&](const std::string& x) {
+                         return x == "*" || lower(x) == o;
+                       });
+  auto sep = o.find("://");
+  if (sep == std::string::npos || host.empty())
+    return false;
+  auto scheme = o.substr(0, sep);
+  auto authority = o.substr(sep + 3);
+  if (authority.find('/') != std::string::npos)
+    return false;
+  // The Host header carries no scheme: a default port there means the
+  // default port of the Origin's scheme.
+  return normalize_authority(authority, scheme)
+    == normalize_authority(lower(host), scheme);
+}
+
+bool bearer_matches(std::string_view authorization, std::string_view key) {
+  constexpr std::string_view prefix = "Bearer ";
+  if (key.empty() || authorization.size() != prefix.size() + key.size()
+      || authorization.substr(0, prefix.size()) != prefix)
+    return false;
+  auto given = authorization.substr(prefix.size());
+  unsigned char diff = 0;
+  for (size_t i = 0; i < key.size(); ++i)
+    diff |= static_cast<unsigned char>(given[i] ^ key[i]);
+  return diff == 0;
+}
+
+const char* mime_type(std::string_view path) {
+  struct entry {
+    std::string_view ext;
+    const char* type;
+  };
+  static constexpr entry types[] = {
+    {".html", "text/html; charset=utf-8"},
+    {".htm", "text/html; charset=utf-8"},
+    {".js", "text/javascript; charset=utf-8"},
+    {".mjs", "text/javascript; charset=utf-8"},
+    {".css", "text/css; charset=utf-8"},
+    {".json", "application/json"},
+    {".map", "application/json"},
+    {".svg", "image/svg+xml"},
+    {".png", "image/png"},
+    {".jpg", "image/jpeg"},
+    {".jpeg", "image/jpeg"},
+    {".gif", "image/gif"},
+    {".webp", "image/webp"},
+    {".ico", "image/x-icon"},
+    {".txt", "text/plain; charset=utf-8"},
+    {".wasm", "application/wasm"},
+    {".woff2", "font/woff2"},
+  };
+  auto dot = path.rfind('.');
+  if (dot != std::string_view::npos) {
+    auto ext = lower(path.substr(dot));
+    for (auto& x : types)
+      if (x.ext == ext)
+        return x.type;
+  }
+  return "application/octet-stream";
+}
+
+std::optional<std::string> resolve_static(const std::string& root,
+                                          std::string_view target) {
+  if (root.empty() || target.empty() || target.front() != '/')
+    return std::nullopt;
+  target = target.substr(0, target.find_first_of("?#"));
+  auto path = percent_decode(target);
+  if (!path || path->find('\0') != std::string::npos
+      || path->find('\\') != std::string::npos)
+    return std::nullopt;
+  // Refuse any ".." segment outright, then check the real path as well
+  // (a symlink inside the root may still point outside it).
+  size_t pos = 0;
+  while (pos <= path->size()) {
+    auto next = path->find('/', pos);
+    if (next == std::string::npos)
+      next = path->size();
+    if (path->compare(pos, next - pos, "..") == 0)
+      return std::nullopt;
+    pos = next + 1;
+  }
+  std::string file = root + *path;
+  if (file.back() == '/')
+    file += "index.html";
+  char real_root[PATH_MAX];
+  char real_file[PATH_MAX];
+  if (!realpath(root.c_str(), real_root) || !realpath(file.c_str(), real_file))
+    return std::nullopt;
+  std::string_view r{real_root};
+  std::string_view f{real_file};
+  if (f.size() <= r.size() || f.substr(0, r.size()) != r || f[r.size()] != '/')
+    return std::nullopt;
+  struct stat st;
+  if (stat(real_file, &st) != 0)
+    return std::nullopt;
+  if (S_ISDIR(st.st_mode))
+    return resolve_static(root, std::string{target} + "/");
+  if (!S_ISREG(st.st_mode))
+    return std::nullopt;
+  return std::string{real_file};
+}
+
+} // namespace livehub::http_policy

@@ -1,0 +1,153 @@
+// The plain HTTP requests of the server's port: POST /api/publish,
+// GET /api/stats, GET /healthz, static files, and errors for the rest.
+#include <fstream>
+#include <sstream>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
+#include "actors/counters.hpp"
+#include "transport/codec.hpp"
+#include "transport/endpoint.hpp"
+#include "transport/http_policy.hpp"
+
+namespace livehub::transport {
+
+namespace {
+
+namespace status = websocketpp::http::status_code;
+
+void respond(const connection_ptr& con, status::value code,
+             const std::string& content_type, std::string body) {
+  con->set_status(code);
+  con->replace_header("Content-Type", content_type);
+  con->replace_header("Cache-Control", "no-store");
+  con->replace_header("X-Content-Type-Options", "nosniff");
+  con->set_body(std::move(body));
+}
+
+void respond_json(const connection_ptr& con, status::value code,
+                  std::string body) {
+  respond(con, code, "application/json", std::move(body));
+}
+
+void respond_error(const connection_ptr& con, status::value code,
+                   std::string_view message) {
+  respond_json(con, code, "{\"error\":" + codec::quote(message) + "}");
+}
+
+bool is_loopback_peer(const connection_ptr& con) {
+  asio::error_code ec;
+  auto addr = con->get_raw_socket().remote_endpoint(ec).address();
+  if (ec)
+    return false;
+  if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+    return addr.to_v6().to_v4().is_loopback();
+  return addr.is_loopback();
+}
+
+void publish(server::impl& srv, const connection_ptr& con) {
+  auto& cfg = *srv.cfg;
+  if (!cfg.api_key.empty()) {
+    if (!http_policy::bearer_matches(con->get_request_header("Authorization"),
+                                     cfg.api_key))
+      return respond_error(con, status::unauthorized,
+                           "missing or wrong API key (Authorization: Bearer)");
+  } else if (!is_loopback_peer(con)) {
+    return respond_error(con, status::forbidden,
+                         "no API key is configured: only loopback peers may "
+                         "publish");
+  }
+  auto parsed = codec::parse_publish(con->get_request_body());
+  if (auto err = std::get_if<codec::parse_error>(&parsed))
+    return respond_error(con, status::bad_request,
+                         std::string{codec::to_string(err->code)} + ": "
+                           + err->message);
+  caf::anon_send(srv.hub, caf::publish_atom::value,
+                 std::move(std::get<publication>(parsed)));
+  respond_json(con, status::accepted, "{\"ok\":true}");
+}
+
+/// Asks the hub for its figures; the response goes out when they arrive.
+void stats(server::impl& srv, const connection_ptr& con) {
+  con->defer_http_response();
+  auto poster = srv.poster;
+  srv.sys.spawn([hub = srv.hub, con, poster](caf::event_based_actor* self) {
+    auto finish = [con, poster](status::value code, std::string body) {
+      poster->post([con, code, body = std::move(body)]() mutable {
+        respond_json(con, code, std::move(body));
+        websocketpp::lib::error_code ec;
+        con->send_http_response(ec);
+      });
+    };
+    self->request(hub, std::chrono::seconds(5), stats_atom::value)
+      .then(
+        [finish](hub_stats& x) {
+          finish(status::ok, codec::encode_stats(x));
+        },
+        [finish](caf::error&) {
+          finish(status::service_unavailable,
+                 "{\"error\":\"the hub did not answer\"}");
+        });
+  });
+}
+
+void static_file(server::impl& srv, const connection_ptr& con,
+                 std::string_view target) {
+  auto file = http_policy::resolve_static(srv.cfg->web_root, target);
+  if (!file)
+    return respond_error(con, status::not_found, "not found");
+  std::ifstream in{*file, std::ios::binary};
+  std::ostringstream body;
+  body << in.rdbuf();
+  if (!in)
+    return respond_error(con, status::not_found, "not found");
+  respond(con, status::ok, http_policy::mime_type(*file), body.str());
+  con->replace_header("Cache-Control", "no-cache");
+}
+
+} // namespace
+
+void handle_http(server::impl& srv, connection_hdl hdl) {
+  auto con = srv.ep.get_con_from_hdl(hdl);
+  auto& method = con->get_request().get_method();
+  auto& resource = con->get_resource();
+  std::string_view path{resource};
+  path = path.substr(0, path.find('?'));
+  // A web page must not act through a visitor's browser: a foreign Origin
+  // gets nothing here (same rule as for upgrades).
+  if (!http_policy::origin_allowed(srv.cfg->allowed_origins,
+                                   con->get_request_header("Origin"),
+                                   con->get_request_header("Host"))) {
+    hub_counters::add(srv.counters->rejected_origin);
+    return respond_error(con, status::forbidden, "origin not allowed");
+  }
+  auto only = [&](const char* allowed) {
+    if (method == allowed)
+      return true;
+    respond_error(con, status::method_not_allowed,
+                  std::string{"use "} + allowed);
+    con->replace_header("Allow", allowed);
+    return false;
+  };
+  if (path == "/api/publish") {
+    if (only("POST"))
+      publish(srv, con);
+  } else if (path == "/api/stats") {
+    if (only("GET"))
+      stats(srv, con);
+  } else if (path == "/healthz") {
+    if (only("GET"))
+      respond(con, status::ok, "text/plain; charset=utf-8", "ok");
+  } else if (path == srv.cfg->path) {
+    respond_error(con, status::upgrade_required,
+                  "this path takes WebSocket upgrades");
+  } else if (!srv.cfg->web_root.empty() && (method == "GET")) {
+    static_file(srv, con, resource);
+  } else {
+    respond_error(con, status::not_found, "not found");
+  }
+}
+
+} // namespace livehub::transport
