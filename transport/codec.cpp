@@ -276,9 +276,7 @@ class object_reader {
 template<class Handler>
 std::optional<std::string>
 read(std::string_view text, Handler& handler, const bool& too_deep) {
-  rapidjson::MemoryStream ms{text.data(), text.size()};
-  rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> is{
-    ms};
+  rapidjson::MemoryStream is{text.data(), text.size()};
   rapidjson::Reader reader;
   auto res = reader.Parse<parse_flags>(is, handler);
   if (too_deep)
@@ -288,13 +286,6 @@ read(std::string_view text, Handler& handler, const bool& too_deep) {
     return std::string{"invalid JSON: "}
     + rapidjson::GetParseError_En(res.Code()) + " at offset "
       + std::to_string(res.Offset());
-  // kParseStopWhenDoneFlag stops after the value; only whitespace may follow.
-  for (auto i = res.Offset(); i < text.size(); ++i) {
-    auto c = text[i];
-    if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
-      return "invalid JSON: text after the value at offset "
-        + std::to_string(i);
-  }
   return std::nullopt;
 }
 
@@ -382,7 +373,7 @@ std::variant<command, parse_error> parse_command(std::string_view text) {
   if (!obj.type)
     return fail(error_code::bad_command, "missing field \"type\"");
   command cmd;
-  cmd.id = std::move(obj.id);
+  cmd.id = obj.id;
   auto& t = *obj.type;
   if (t == "ping") {
     cmd.type = command_type::ping;

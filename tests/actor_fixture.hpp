@@ -1,0 +1,167 @@
+// A deterministic actor system for livehub's actor tests: CAF's test
+// coordinator runs every actor on the test's thread, and fake sinks stand in
+// for WebSocket connections.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include "actors/channel.hpp"
+#include "actors/client.hpp"
+#include "actors/counters.hpp"
+#include "actors/hub.hpp"
+#include "actors/sink.hpp"
+#include "livehub/all.hpp"
+
+namespace livehub::test {
+
+/// A connection that records what the server sends. `reading = false`
+/// simulates a peer that stops reading: frames stay queued.
+class fake_sink : public sink {
+ public:
+  explicit fake_sink(const hub_config& cfg)
+    : sink(cfg.send_queue_limit, cfg.send_queue_bytes) {
+    // nop
+  }
+
+  std::vector<std::string> frames;
+  std::optional<uint16_t> close_code;
+  std::string close_reason;
+  size_t pings = 0;
+  size_t consumed_count = 0;
+  bool reading = true;
+  size_t buffered = 0;
+
+  /// Frames received since the last call.
+  std::vector<std::string> take() {
+    auto result = std::move(frames);
+    frames.clear();
+    return result;
+  }
+
+ protected:
+  bool do_send(const frame_ptr& frame) override {
+    frames.push_back(*frame);
+    if (!reading)
+      buffered += frame->size();
+    return true;
+  }
+  size_t do_buffered_amount() override {
+    return buffered;
+  }
+  void do_close(uint16_t code, const std::string& reason) override {
+    close_code = code;
+    close_reason = reason;
+  }
+  void do_ping() override {
+    ++pings;
+  }
+  void do_consumed() override {
+    ++consumed_count;
+  }
+};
+
+inline caf::actor_system_config& test_config() {
+  static caf::actor_system_config cfg = [] {
+    caf::actor_system_config x;
+    x.set("scheduler.policy", caf::atom("testing"));
+    x.set("logger.verbosity", caf::atom("quiet"));
+    return x;
+  }();
+  return cfg;
+}
+
+/// One connection of the fixture: its client actor and fake sink.
+struct fake_connection {
+  client_actor client;
+  std::shared_ptr<fake_sink> out;
+};
+
+struct actor_fixture {
+  caf::actor_system sys{test_config()};
+  caf::scheduler::test_coordinator& sched
+    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
+  caf::scoped_actor self{sys};
+  hub_config cfg;
+  hub_actor hub = spawn_hub(sys, cfg);
+  hub_counters_ptr counters = fetch_counters();
+
+  ~actor_fixture() {
+    self->send_exit(hub, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+
+  /// Runs every pending message (timers only fire on advance_time).
+  void run() {
+    sched.run();
+  }
+
+  hub_counters_ptr fetch_counters() {
+    self->send(hub, caf::get_atom::value);
+    sched.run();
+    hub_counters_ptr result;
+    self->receive([&](hub_counters_ptr& x) {
+      result = std::move(x);
+    });
+    return result;
+  }
+
+  /// Opens a connection as the transport does: spawn its client actor and
+  /// register it with the hub.
+  fake_connection connect(bool trusted = false) {
+    auto out = std::make_shared<fake_sink>(cfg);
+    auto shared_cfg = std::make_shared<const hub_config>(cfg);
+    auto client = sys.spawn(livehub::client, hub, std::shared_ptr<sink>{out},
+                            shared_cfg, counters, client_rights{trusted});
+    self->send(hub, caf::join_atom::value,
+               connection_ref{client.address(), out});
+    run();
+    return {client, out};
+  }
+
+  /// Delivers one text frame from the connection's peer and runs.
+  void say(const fake_connection& conn, std::string text) {
+    self->send(conn.client, text_atom::value, std::move(text));
+    run();
+  }
+
+  /// The connection closes, as the transport reports it.
+  void disconnect(const fake_connection& conn) {
+    self->send(conn.client, closed_atom::value);
+    run();
+  }
+
+  /// Publishes through the hub, as an application does.
+  void publish(std::string channel, std::string type, std::string data) {
+    auto err = livehub::publish(hub, std::move(channel), std::move(type), data);
+    REQUIRE(!err);
+    run();
+  }
+
+  hub_stats stats() {
+    self->send(hub, stats_atom::value);
+    run();
+    hub_stats result;
+    self->receive([&](hub_stats& x) {
+      result = x;
+    });
+    return result;
+  }
+
+  hub_state& hub_internals() {
+    auto ptr = caf::actor_cast<caf::abstract_actor*>(hub);
+    return dynamic_cast<caf::stateful_actor<hub_state, hub_actor::base>&>(*ptr)
+      .state;
+  }
+};
+
+} // namespace livehub::test

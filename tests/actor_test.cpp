@@ -1,0 +1,385 @@
+// Deterministic tests of the hub, channel and client actors: CAF's test
+// coordinator runs them on this thread, fake sinks stand in for sockets.
+#include "actor_fixture.hpp"
+
+#include <chrono>
+
+using namespace std::chrono_literals;
+using namespace livehub;
+using livehub::test::actor_fixture;
+
+namespace {
+
+/// An application actor that records the publications it receives.
+struct recorder_state {
+  std::vector<publication> received;
+};
+
+subscriber_actor::behavior_type
+recorder(subscriber_actor::stateful_pointer<recorder_state> self) {
+  return {
+    [self](const publication& x) {
+      self->state.received.push_back(x);
+    },
+  };
+}
+
+const char* pub_chat_hello
+  = R"({"channel":"chat","type":"message","data":{"text":"hello"}})";
+
+} // namespace
+
+TEST_CASE_FIXTURE(actor_fixture,
+                  "a subscribed connection receives what is "
+                  "published on its channel") {
+  auto alice = connect();
+  say(alice, R"({"type":"subscribe","channel":"chat","id":1})");
+  CHECK(alice.out->take()
+        == std::vector<std::string>{R"({"type":"ok","id":1})"});
+  publish("chat", "message", R"({"text":"hello"})");
+  CHECK(alice.out->take() == std::vector<std::string>{pub_chat_hello});
+  auto st = stats();
+  CHECK(st.connections == 1);
+  CHECK(st.channels == 1);
+  CHECK(st.subscriptions == 1);
+  CHECK(st.published == 1);
+  CHECK(st.delivered == 1);
+}
+
+TEST_CASE_FIXTURE(actor_fixture,
+                  "publications reach only the subscribers of "
+                  "their channel, \"*\" reaches everyone") {
+  auto alice = connect();
+  auto bob = connect();
+  auto carol = connect();
+  say(alice, R"({"type":"subscribe","channel":"chat"})");
+  say(bob, R"({"type":"subscribe","channel":"news"})");
+  CHECK(alice.out->take().empty()); // no id: no reply
+  publish("chat", "message", R"({"text":"hello"})");
+  CHECK(alice.out->take().size() == 1);
+  CHECK(bob.out->take().empty());
+  CHECK(carol.out->take().empty());
+  publish("*", "notice", R"("maintenance")");
+  auto expected = std::vector<std::string>{
+    R"({"channel":"*","type":"notice","data":"maintenance"})"};
+  CHECK(alice.out->take() == expected);
+  CHECK(bob.out->take() == expected);
+  CHECK(carol.out->take() == expected);
+}
+
+TEST_CASE_FIXTURE(actor_fixture,
+                  "unsubscribe stops delivery and removes the "
+                  "empty channel") {
+  auto alice = connect();
+  say(alice, R"({"type":"subscribe","channel":"chat"})");
+  CHECK(hub_internals().channels.size() == 1);
+  say(alice, R"({"type":"unsubscribe","channel":"chat","id":"u"})");
+  CHECK(alice.out->take()
+        == std::vector<std::string>{R"({"type":"ok","id":"u"})"});
+  publish("chat", "message", R"({"text":"hello"})");
+  CHECK(alice.out->take().empty());
+  CHECK(hub_internals().channels.empty());
+  CHECK(hub_internals().channel_names.empty());
+  auto st = stats();
+  CHECK(st.channels == 0);
+  CHECK(st.subscriptions == 0);
+  // Unsubscribing again, or from a channel never subscribed, is no error.
+  say(alice, R"({"type":"unsubscribe","channel":"nope","id":2})");
+  CHECK(alice.out->take()
+        == std::vector<std::string>{R"({"type":"ok","id":2})"});
+}
+
+TEST_CASE_FIXTURE(actor_fixture,
+                  "a client that goes away leaves its channels "
+                  "and the hub, by monitors alone") {
+  auto alice = connect();
+  auto bob = connect();
+  say(alice, R"({"type":"subscribe","channel":"a"})");
+  say(alice, R"({"type":"subscribe","channel":"b"})");
+  say(bob, R"({"type":"subscribe","channel":"b"})");
+  CHECK(stats().subscriptions == 3);
+  disconnect(alice);
+  auto st = stats();
+  CHECK(st.connections == 1);
+  CHECK(st.subscriptions == 1);
+  CHECK(st.channels == 1);
+  CHECK(hub_internals().channels.size() == 1);
+  CHECK(hub_internals().channels.count("b") == 1);
+  disconnect(bob);
+  st = stats();
+  CHECK(st.connections == 0);
+  CHECK(st.subscriptions == 0);
+  CHECK(st.channels == 0);
+  CHECK(hub_internals().channels.empty());
+  CHECK(hub_internals().connections.empty());
+}
+
+TEST_CASE_FIXTURE(actor_fixture,
+                  "a subscribe routed to a channel that is "
+                  "going idle is not lost") {
+  auto alice = connect();
+  auto bob = connect();
+  say(alice, R"({"type":"subscribe","channel":"chat"})");
+  auto old_channel = hub_internals().channels.at("chat").handle;
+  // Alice unsubscribes and Bob subscribes at the same time: the hub routes
+  // both to the channel before the channel, now empty, reports idle.
+  self->send(alice.client, text_atom::value,
+             std::string{R"({"type":"unsubscribe","channel":"chat"})"});
+  self->send(bob.client, text_atom::value,
+             std::string{R"({"type":"subscribe","channel":"chat","id":7})"});
+  sched.prioritize(alice.client);
+  sched.run_once(); // alice asks the hub
+  sched.prioritize(bob.client);
+  sched.run_once(); // bob asks the hub
+  sched.prioritize(hub);
+  sched.run_once(); // the hub routes alice's unsubscribe
+  sched.prioritize(hub);
+  sched.run_once(); // the hub routes bob's subscribe (routed: 2)
+  sched.prioritize(old_channel);
+  sched.run_once(); // the channel drops alice, is empty: idle after 1 subscribe
+  sched.prioritize(hub);
+  sched.run_once(); // the hub sees idle(1) but routed 2: keeps the channel
+  run();
+  CHECK(bob.out->take() == std::vector<std::string>{R"({"type":"ok","id":7})"});
+  CHECK(hub_internals().channels.at("chat").handle == old_channel);
+  publish("chat", "message", R"({"text":"hello"})");
+  CHECK(bob.out->take() == std::vector<std::string>{pub_chat_hello});
+  CHECK(alice.out->take().empty());
+}
+
+TEST_CASE_FIXTURE(actor_fixture,
+                  "an idle channel is replaced when a subscribe "
+                  "arrives after its removal") {
+  auto alice = connect();
+  say(alice, R"({"type":"subscribe","channel":"chat"})");
+  auto old_channel = hub_internals().channels.at("chat").handle;
+  say(alice, R"({"type":"unsubscribe","channel":"chat"})");
+  CHECK(hub_internals().channels.empty());
+  say(alice, R"({"type":"subscribe","channel":"chat","id":1})");
+  CHECK(hub_internals().channels.at("chat").handle != old_channel);
+  alice.out->take();
+  publish("chat", "message", R"({"text":"hello"})");
+  CHECK(alice.out->take() == std::vector<std::string>{pub_chat_hello});
+}
+
+TEST_CASE_FIXTURE(actor_fixture,
+                  "the pong comes after earlier commands took "
+                  "effect") {
+  auto alice = connect();
+  self->send(alice.client, text_atom::value,
+             std::string{R"({"type":"subscribe","channel":"chat","id":1})"});
+  self->send(alice.client, text_atom::value,
+             std::string{R"({"type":"ping","id":2})"});
+  run();
+  CHECK(alice.out->take()
+        == std::vector<std::string>{R"({"type":"ok","id":1})",
+                                    R"({"type":"pong","id":2})"});
+  CHECK(alice.out->consumed_count == 2);
+}
+
+TEST_CASE_FIXTURE(actor_fixture,
+                  "bad commands get error frames and the "
+                  "connection stays usable") {
+  auto alice = connect();
+  say(alice, "{not json");
+  say(alice, R"({"type":"dance","id":1})");
+  say(alice, R"({"type":"subscribe","channel":42,"id":2})");
+  say(alice, R"({"type":"subscribe","channel":"*","id":3})");
+  say(alice, R"({"type":"publish","channel":"news","event":"x","id":4})");
+  say(alice, R"({"type":"ping"})");
+  auto frames = alice.out->take();
+  REQUIRE(frames.size() == 6);
+  CHECK(frames[0].find(R"("code":"bad_json")") != std::string::npos);
+  CHECK(frames[0].find(R"("id")") == std::string::npos);
+  CHECK(frames[1].find(R"("id":1,"code":"unknown_command")")
+        != std::string::npos);
+  CHECK(frames[2].find(R"("id":2,"code":"bad_command")") != std::string::npos);
+  CHECK(frames[3].find(R"("id":3,"code":"bad_channel")") != std::string::npos);
+  CHECK(frames[4].find(R"("id":4,"code":"forbidden")") != std::string::npos);
+  CHECK(frames[5] == R"({"type":"pong"})");
+  CHECK(stats().command_errors == 5);
+  CHECK(!alice.out->close_code);
+}
+
+TEST_CASE_FIXTURE(actor_fixture,
+                  "clients publish only where patterns allow, "
+                  "trusted publishers anywhere") {
+  cfg.client_publish = {"room:*"};
+  auto browser = connect();
+  auto backend = connect(true);
+  auto listener = connect();
+  say(listener, R"({"type":"subscribe","channel":"room:1"})");
+  say(listener, R"({"type":"subscribe","channel":"news"})");
+  say(browser,
+      R"({"type":"publish","channel":"room:1","event":"msg",)"
+      R"("data":{"n":1},"id":1})");
+  say(browser, R"({"type":"publish","channel":"news","event":"msg","id":2})");
+  say(browser, R"({"type":"publish","channel":"*","event":"msg","id":3})");
+  auto frames = browser.out->take();
+  REQUIRE(frames.size() == 3);
+  CHECK(frames[0] == R"({"type":"ok","id":1})");
+  CHECK(frames[1].find("forbidden") != std::string::npos);
+  CHECK(frames[2].find("forbidden") != std::string::npos);
+  say(backend, R"({"type":"publish","channel":"news","event":"e","data":1})");
+  say(backend, R"({"type":"publish","channel":"*","event":"e","data":2})");
+  CHECK(listener.out->take()
+        == std::vector<std::string>{
+          R"({"channel":"room:1","type":"msg","data":{"n":1}})",
+          R"({"channel":"news","type":"e","data":1})",
+          R"({"channel":"*","type":"e","data":2})"});
+  CHECK(backend.out->take().size() == 1); // "*" reaches the publisher too
+}
+
+TEST_CASE_FIXTURE(actor_fixture, "subscriptions per connection are limited") {
+  cfg.max_subscriptions = 2;
+  auto alice = connect();
+  say(alice, R"({"type":"subscribe","channel":"a","id":1})");
+  say(alice, R"({"type":"subscribe","channel":"b","id":2})");
+  say(alice, R"({"type":"subscribe","channel":"a","id":3})"); // already
+  say(alice, R"({"type":"subscribe","channel":"c","id":4})");
+  auto frames = alice.out->take();
+  REQUIRE(frames.size() == 4);
+  CHECK(frames[2] == R"({"type":"ok","id":3})");
+  CHECK(frames[3].find(R"("code":"too_many_subscriptions")")
+        != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(actor_fixture,
+                  "a slow consumer is closed with 4008 and the "
+                  "others receive everything") {
+  cfg.send_queue_limit = 4;
+  auto slow = connect();
+  auto fast = connect();
+  slow.out->reading = false;
+  say(slow, R"({"type":"subscribe","channel":"feed"})");
+  say(fast, R"({"type":"subscribe","channel":"feed"})");
+  for (int i = 0; i < 10; ++i)
+    publish("feed", "tick", std::to_string(i));
+  CHECK(fast.out->take().size() == 10);
+  CHECK(slow.out->take().size() == 4);
+  REQUIRE(slow.out->close_code);
+  CHECK(*slow.out->close_code == 4008);
+  CHECK(slow.out->close_reason == "slow consumer");
+  CHECK(stats().slow_consumer_disconnects == 1);
+  // The transport then reports the end; the hub forgets the connection.
+  disconnect(slow);
+  CHECK(stats().connections == 1);
+  CHECK(stats().subscriptions == 1);
+}
+
+TEST_CASE_FIXTURE(actor_fixture,
+                  "the byte limit of the send queue applies too") {
+  cfg.send_queue_bytes = 1024;
+  cfg.max_message_size = 512;
+  auto slow = connect();
+  slow.out->reading = false;
+  say(slow, R"({"type":"subscribe","channel":"feed"})");
+  std::string big = "\"" + std::string(400, 'x') + "\"";
+  publish("feed", "blob", big);
+  publish("feed", "blob", big);
+  CHECK(!slow.out->close_code);
+  publish("feed", "blob", big);
+  REQUIRE(slow.out->close_code);
+  CHECK(*slow.out->close_code == 4008);
+}
+
+TEST_CASE_FIXTURE(actor_fixture,
+                  "keepalive: pings on schedule, closes "
+                  "without a pong") {
+  auto alice = connect();
+  auto bob = connect();
+  sched.advance_time(cfg.ping_interval);
+  run();
+  CHECK(alice.out->pings == 1);
+  CHECK(bob.out->pings == 1);
+  self->send(bob.client, pong_atom::value); // bob answers, alice does not
+  run();
+  sched.advance_time(cfg.ping_interval); // 108s: ping 2
+  run();
+  CHECK(alice.out->pings == 2);
+  CHECK(!alice.out->close_code);
+  sched.advance_time(cfg.pong_timeout - cfg.ping_interval); // 114s
+  run(); // ping 1 (54s) has had no pong for 60s
+  REQUIRE(alice.out->close_code);
+  CHECK(*alice.out->close_code == 1008);
+  CHECK(alice.out->close_reason == "pong timeout");
+  CHECK(!bob.out->close_code.has_value());
+}
+
+TEST_CASE_FIXTURE(actor_fixture,
+                  "a write that makes no progress for "
+                  "write-timeout closes the connection") {
+  auto alice = connect();
+  say(alice, R"({"type":"subscribe","channel":"feed"})");
+  alice.out->reading = false;
+  publish("feed", "tick", "1");
+  for (int i = 0; i < 2; ++i) {
+    sched.advance_time(cfg.write_timeout / 2);
+    run();
+  }
+  CHECK(!alice.out->close_code); // stalled for 5s so far
+  for (int i = 0; i < 2; ++i) {
+    sched.advance_time(cfg.write_timeout / 2);
+    run();
+  }
+  REQUIRE(alice.out->close_code);
+  CHECK(*alice.out->close_code == 4008);
+  CHECK(stats().slow_consumer_disconnects == 1);
+}
+
+TEST_CASE_FIXTURE(actor_fixture,
+                  "application actors subscribe and receive "
+                  "typed publications") {
+  auto rec = sys.spawn(recorder);
+  self->send(hub, caf::subscribe_atom::value, std::string{"orders"}, rec);
+  run();
+  self->receive([](caf::ok_atom) {});
+  publish("orders", "created", R"({"id":12345678901234567890})");
+  auto ptr = caf::actor_cast<caf::abstract_actor*>(rec);
+  auto& st
+    = dynamic_cast<
+        caf::stateful_actor<recorder_state, subscriber_actor::base>&>(*ptr)
+        .state;
+  REQUIRE(st.received.size() == 1);
+  CHECK(st.received[0].channel == "orders");
+  CHECK(st.received[0].type == "created");
+  CHECK(st.received[0].data.str() == R"({"id":12345678901234567890})");
+  CHECK(stats().actor_subscriptions == 1);
+  self->send(hub, caf::unsubscribe_atom::value, std::string{"orders"},
+             rec.address());
+  run();
+  self->receive([](caf::ok_atom) {});
+  publish("orders", "created", "{}");
+  CHECK(st.received.size() == 1);
+  CHECK(hub_internals().channels.empty());
+  self->send_exit(rec, caf::exit_reason::user_shutdown);
+  run();
+}
+
+TEST_CASE_FIXTURE(actor_fixture, "the C++ API refuses invalid publications") {
+  CHECK(livehub::publish(hub, "chat", "message", "{bad"));
+  CHECK(livehub::publish(hub, "", "message", "{}"));
+  CHECK(livehub::publish(hub, "chat", "", "{}"));
+  CHECK(livehub::publish(hub, std::string(256, 'c'), "message", "{}"));
+  run();
+  CHECK(stats().published == 0);
+}
+
+TEST_CASE_FIXTURE(actor_fixture,
+                  "2,000 connect/subscribe/disconnect cycles "
+                  "leave nothing behind") {
+  for (int i = 0; i < 2000; ++i) {
+    auto conn = connect();
+    say(conn,
+        R"({"type":"subscribe","channel":"room:)" + std::to_string(i % 7)
+          + R"("})");
+    disconnect(conn);
+  }
+  auto st = stats();
+  CHECK(st.connections == 0);
+  CHECK(st.channels == 0);
+  CHECK(st.subscriptions == 0);
+  CHECK(hub_internals().channels.empty());
+  CHECK(hub_internals().channel_names.empty());
+  CHECK(hub_internals().connections.empty());
+}
