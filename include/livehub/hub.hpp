@@ -11,6 +11,7 @@
 #include <caf/fwd.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
 
 #include "livehub/config.hpp"
 #include "livehub/fwd.hpp"
