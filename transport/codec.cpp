@@ -10,6 +10,7 @@
 #include <rapidjson/writer.h>
 
 #include <optional>
+#include <vector>
 
 #include <caf/sec.hpp>
 
@@ -23,6 +24,17 @@ constexpr unsigned parse_flags = rapidjson::kParseIterativeFlag
 
 using writer_type = rapidjson::Writer<rapidjson::StringBuffer>;
 
+/// True when a decoded string holds a UTF-16 surrogate (ED A0..ED BF):
+/// RapidJSON 1.1.0 decodes a lone low-surrogate escape such as "\udc00" to
+/// these bytes, which are not UTF-8, even with kParseValidateEncodingFlag.
+bool has_surrogate(const char* str, size_t len) {
+  for (size_t i = 0; i + 1 < len; ++i)
+    if (static_cast<unsigned char>(str[i]) == 0xed
+        && static_cast<unsigned char>(str[i + 1]) >= 0xa0)
+      return true;
+  return false;
+}
+
 /// Re-writes one JSON value compactly, refusing nesting past max_json_depth.
 /// Used alone (json_text::parse) and inside object_reader (field `data`).
 struct value_writer {
@@ -31,6 +43,7 @@ struct value_writer {
   size_t depth = 0;
   size_t max_depth = max_json_depth;
   bool too_deep = false;
+  bool bad_string = false;
 
   bool Null() {
     return out.Null();
@@ -57,9 +70,13 @@ struct value_writer {
     return out.RawValue(str, len, rapidjson::kNumberType);
   }
   bool String(const char* str, rapidjson::SizeType len, bool) {
+    if (has_surrogate(str, len))
+      return !(bad_string = true);
     return out.String(str, len);
   }
   bool Key(const char* str, rapidjson::SizeType len, bool) {
+    if (has_surrogate(str, len))
+      return !(bad_string = true);
     return out.Key(str, len);
   }
   bool StartObject() {
@@ -86,6 +103,12 @@ struct value_writer {
   std::string take() {
     return std::string{buf.GetString(), buf.GetSize()};
   }
+  void reset() {
+    buf.Clear();
+    out.Reset(buf);
+    depth = 0;
+    too_deep = bad_string = false;
+  }
 };
 
 /// Reads a top-level object, keeping the string fields `type`, `channel`,
@@ -98,6 +121,7 @@ class object_reader {
   std::string shape_error; // first field of a wrong type, if any
   bool not_object = false;
   bool too_deep = false;
+  bool bad_string = false;
 
   bool Null() {
     return scalar(
@@ -140,6 +164,8 @@ class object_reader {
       "a number");
   }
   bool String(const char* str, rapidjson::SizeType len, bool) {
+    if (has_surrogate(str, len))
+      return !(bad_string = true);
     if (depth_ == 0) {
       not_object = true;
       return true;
@@ -163,6 +189,8 @@ class object_reader {
     });
   }
   bool Key(const char* str, rapidjson::SizeType len, bool) {
+    if (has_surrogate(str, len))
+      return !(bad_string = true);
     if (depth_ == 1 && !in_data_) {
       key_.assign(str, len);
       return true;
@@ -186,6 +214,9 @@ class object_reader {
     return end([n](writer_type& w) {
       return w.EndArray(n);
     });
+  }
+  void reset() {
+    *this = object_reader{};
   }
 
  private:
@@ -272,26 +303,175 @@ class object_reader {
   std::unique_ptr<value_writer> data_;
 };
 
+/// RapidJSON 1.1.0 refuses numbers beyond a double's range ("1e400", 400
+/// digits) even with kParseNumbersAsStringsFlag (Tencent/rapidjson#1368).
+/// For a second try, mask_numbers replaces each number outside strings with
+/// "0" and keeps the originals, which number_restorer passes on instead.
+bool is_json_number(std::string_view s) {
+  size_t i = 0;
+  auto digits = [&] {
+    auto start = i;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9')
+      ++i;
+    return i > start;
+  };
+  if (i < s.size() && s[i] == '-')
+    ++i;
+  if (i < s.size() && s[i] == '0')
+    ++i;
+  else if (!digits())
+    return false;
+  if (i < s.size() && s[i] == '.' && (++i, !digits()))
+    return false;
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-'))
+      ++i;
+    if (!digits())
+      return false;
+  }
+  return i == s.size();
+}
+
+std::string mask_numbers(std::string_view text,
+                         std::vector<std::string_view>& numbers) {
+  auto number_char = [](char c) {
+    return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.'
+      || c == 'e' || c == 'E';
+  };
+  std::string result;
+  result.reserve(text.size());
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    auto c = text[i];
+    if (in_string) {
+      result += c;
+      if (c == '\\' && i + 1 < text.size())
+        result += text[++i];
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+      result += c;
+    } else if (c == '-' || (c >= '0' && c <= '9')) {
+      auto end = i;
+      while (end < text.size() && number_char(text[end]))
+        ++end;
+      auto token = text.substr(i, end - i);
+      if (is_json_number(token)) {
+        numbers.push_back(token);
+        result += '0';
+      } else {
+        result += token;
+      }
+      i = end - 1;
+    } else {
+      result += c;
+    }
+  }
+  return result;
+}
+
+template<class Handler>
+struct number_restorer {
+  Handler& h;
+  const std::vector<std::string_view>& numbers;
+  size_t next = 0;
+  bool& too_deep = h.too_deep;
+  bool& bad_string = h.bad_string;
+  bool Null() {
+    return h.Null();
+  }
+  bool Bool(bool x) {
+    return h.Bool(x);
+  }
+  bool Int(int) {
+    return false;
+  }
+  bool Uint(unsigned) {
+    return false;
+  }
+  bool Int64(int64_t) {
+    return false;
+  }
+  bool Uint64(uint64_t) {
+    return false;
+  }
+  bool Double(double) {
+    return false;
+  }
+  bool RawNumber(const char*, rapidjson::SizeType, bool copy) {
+    if (next == numbers.size())
+      return false;
+    auto x = numbers[next++];
+    return h.RawNumber(x.data(), static_cast<rapidjson::SizeType>(x.size()),
+                       copy);
+  }
+  bool String(const char* str, rapidjson::SizeType len, bool copy) {
+    return h.String(str, len, copy);
+  }
+  bool Key(const char* str, rapidjson::SizeType len, bool copy) {
+    return h.Key(str, len, copy);
+  }
+  bool StartObject() {
+    return h.StartObject();
+  }
+  bool EndObject(rapidjson::SizeType n) {
+    return h.EndObject(n);
+  }
+  bool StartArray() {
+    return h.StartArray();
+  }
+  bool EndArray(rapidjson::SizeType n) {
+    return h.EndArray(n);
+  }
+};
+
+template<class T>
+constexpr bool is_restorer = false;
+
+template<class T>
+constexpr bool is_restorer<number_restorer<T>> = true;
+
 /// Runs `handler` over `text`; returns an error message for invalid JSON.
 template<class Handler>
-std::optional<std::string>
-read(std::string_view text, Handler& handler, const bool& too_deep) {
+std::optional<std::string> read(std::string_view text, Handler& handler) {
   rapidjson::MemoryStream is{text.data(), text.size()};
   rapidjson::Reader reader;
   auto res = reader.Parse<parse_flags>(is, handler);
-  if (too_deep)
+  if constexpr (!is_restorer<Handler>) {
+    if (res.Code() == rapidjson::kParseErrorNumberTooBig) {
+      std::vector<std::string_view> numbers;
+      auto masked = mask_numbers(text, numbers);
+      handler.reset();
+      number_restorer<Handler> restorer{handler, numbers};
+      return read(masked, restorer);
+    }
+  }
+  if (handler.too_deep)
     return "JSON nested deeper than " + std::to_string(max_json_depth)
       + " levels";
+  if (handler.bad_string)
+    return "invalid JSON: unpaired UTF-16 surrogate escape in a string";
   if (res.IsError())
     return std::string{"invalid JSON: "}
     + rapidjson::GetParseError_En(res.Code()) + " at offset "
       + std::to_string(res.Offset());
+  // kParseStopWhenDoneFlag stops after the value, and on success Offset() is
+  // 0: the stream's position marks the end. Only whitespace may follow (a NUL
+  // byte ends RapidJSON's input, so it must not end ours).
+  for (auto i = is.Tell(); i < text.size(); ++i) {
+    auto c = text[i];
+    if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+      return "invalid JSON: text after the value at offset "
+        + std::to_string(i);
+  }
   return std::nullopt;
 }
 
 /// Reads a top-level object; fills `err` and returns false on failure.
 bool read_object(std::string_view text, object_reader& obj, parse_error& err) {
-  if (auto msg = read(text, obj, obj.too_deep)) {
+  if (auto msg = read(text, obj)) {
     err = parse_error{error_code::bad_json, std::move(*msg), obj.id};
     return false;
   }
@@ -333,6 +513,15 @@ bool has_control_chars(std::string_view s) {
 bool valid_name(std::string_view s) {
   return !s.empty() && s.size() <= max_name_size && !has_control_chars(s)
     && valid_utf8(s);
+}
+
+/// At most `n` bytes of `s`, not splitting a UTF-8 sequence.
+std::string_view utf8_prefix(std::string_view s, size_t n) {
+  if (s.size() <= n)
+    return s;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xc0) == 0x80)
+    --n;
+  return s.substr(0, n);
 }
 
 frame_ptr make_frame(rapidjson::StringBuffer& buf) {
@@ -387,7 +576,7 @@ std::variant<command, parse_error> parse_command(std::string_view text) {
     cmd.type = command_type::publish;
   else
     return fail(error_code::unknown_command,
-                "unknown command type " + quote(t.substr(0, 64)));
+                "unknown command type " + quote(utf8_prefix(t, 64)));
   if (!obj.channel)
     return fail(error_code::bad_command, "missing field \"channel\"");
   if (!valid_channel_name(*obj.channel))
@@ -556,7 +745,7 @@ caf::expected<json_text> json_text::parse(std::string_view text,
                                           size_t max_depth) {
   codec::value_writer out;
   out.max_depth = max_depth;
-  if (auto msg = codec::read(text, out, out.too_deep))
+  if (auto msg = codec::read(text, out))
     return caf::make_error(caf::sec::invalid_argument, std::move(*msg));
   return trusted(out.take());
 }

@@ -43,10 +43,11 @@ void ws_sink::do_ping() {
 }
 
 void ws_sink::do_consumed() {
-  // The message handler paused reading when the count reached the limit;
-  // the decrement from the limit resumes it (posted after that handler).
+  // The message handler paused reading when the count reached the limit.
+  // Crossing back below it, ask the connection's strand to resume (see the
+  // interrupt handler): only there do we know whether reading is paused.
   if (pending_.fetch_sub(1, std::memory_order_relaxed) == max_pending_)
-    con_->resume_reading();
+    con_->interrupt();
 }
 
 void ws_sink::do_detach() {
@@ -133,11 +134,23 @@ caf::error server::impl::listen() {
     if (!con->client)
       return;
     // Bound the commands waiting in the client actor's mailbox: stop
-    // reading this connection (TCP pushes back) until it catches up.
-    if (!con->out->received())
-      con->pause_reading();
+    // reading this connection (TCP pushes back) until it catches up. Paused
+    // here, on the strand, before websocketpp would issue its next read;
+    // pause_reading() would only post the pause, and a resume racing it
+    // could start a second concurrent read.
+    if (!con->out->received() && !con->paused) {
+      con->paused = true;
+      con->handle_pause_reading();
+    }
     caf::anon_send(con->client, text_atom::value,
                    std::move(msg->get_raw_payload()));
+  });
+  ep.set_interrupt_handler([this](connection_hdl h) {
+    auto con = ep.get_con_from_hdl(h);
+    if (con->paused && con->out && con->out->may_resume()) {
+      con->paused = false;
+      con->handle_resume_reading();
+    }
   });
   ep.set_pong_handler([this](connection_hdl h, std::string) {
     auto con = ep.get_con_from_hdl(h);

@@ -29,6 +29,8 @@ struct connection_data {
   client_rights rights;
   /// Counted against max-connections (set by the upgrade's validation).
   bool counted = false;
+  /// Reading paused by livehub (max-pending-commands); I/O strand only.
+  bool paused = false;
 };
 
 /// websocketpp's asio config with livehub's connection data, a smaller read
@@ -40,7 +42,7 @@ struct ws_config : websocketpp::config::asio {
   static const websocketpp::log::level alog_level
     = websocketpp::log::alevel::none;
   static const websocketpp::log::level elog_level
-    = websocketpp::log::elevel::fatal;
+    = websocketpp::log::elevel::none;
 };
 
 using ws_server = websocketpp::server<ws_config>;
@@ -58,6 +60,11 @@ class ws_sink : public sink {
   /// reading until the client actor catches up.
   bool received() {
     return pending_.fetch_add(1, std::memory_order_relaxed) + 1 < max_pending_;
+  }
+
+  /// True when the client actor is below max-pending-commands again.
+  bool may_resume() const {
+    return pending_.load(std::memory_order_relaxed) < max_pending_;
   }
 
  protected:

@@ -90,9 +90,10 @@ bool origin_allowed(const std::vector<std::string>& allowed,
 }
 
 bool bearer_matches(std::string_view authorization, std::string_view key) {
-  constexpr std::string_view prefix = "Bearer ";
+  // The scheme name is case-insensitive (RFC 7235, section 2.1).
+  constexpr std::string_view prefix = "bearer ";
   if (key.empty() || authorization.size() != prefix.size() + key.size()
-      || authorization.substr(0, prefix.size()) != prefix)
+      || lower(authorization.substr(0, prefix.size())) != prefix)
     return false;
   auto given = authorization.substr(prefix.size());
   unsigned char diff = 0;
@@ -169,8 +170,12 @@ std::optional<std::string> resolve_static(const std::string& root,
   struct stat st;
   if (stat(real_file, &st) != 0)
     return std::nullopt;
-  if (S_ISDIR(st.st_mode))
+  if (S_ISDIR(st.st_mode)) {
+    // A directory named index.html would otherwise recurse without end.
+    if (path->back() == '/')
+      return std::nullopt;
     return resolve_static(root, std::string{target} + "/");
+  }
   if (!S_ISREG(st.st_mode))
     return std::nullopt;
   return std::string{real_file};

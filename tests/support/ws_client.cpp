@@ -30,11 +30,11 @@ enum class read_result { data, timeout, ended };
 /// Waits until `fd` is ready for `events` or `deadline` passed.
 bool wait_ready(int fd, short events, time_point deadline) {
   for (;;) {
-    auto left = std::chrono::duration_cast<milliseconds>(deadline
-                                                         - clock_type::now());
+    auto left
+      = std::chrono::duration_cast<milliseconds>(deadline - clock_type::now());
     pollfd pfd{fd, events, 0};
-    auto n = ::poll(&pfd, 1, static_cast<int>(std::max<int64_t>(
-                               left.count(), 0)));
+    auto n = ::poll(&pfd, 1,
+                    static_cast<int>(std::max<int64_t>(left.count(), 0)));
     if (n > 0)
       return true;
     if (n == 0 || errno != EINTR)
@@ -147,7 +147,9 @@ struct frame {
 
 /// Takes one complete frame off the front of `in`; false when incomplete.
 bool take_frame(std::string& in, frame& out) {
-  auto byte = [&](size_t i) { return static_cast<uint8_t>(in[i]); };
+  auto byte = [&](size_t i) {
+    return static_cast<uint8_t>(in[i]);
+  };
   if (in.size() < 2)
     return false;
   size_t pos = 2;
@@ -195,7 +197,7 @@ std::string ws_message::describe() const {
     out += " " + std::to_string(close_code);
   if (!data.empty())
     out += " '" + (data.size() > 200 ? data.substr(0, 200) + "..." : data)
-           + "'";
+      + "'";
   return out;
 }
 
@@ -206,9 +208,9 @@ ws_client::ws_client(uint16_t port, ws_options opts) : opts_(std::move(opts)) {
   fd_ = connect_loopback(port, opts_.receive_buffer, deadline);
   // A fixed key: the client does not check Sec-WebSocket-Accept anyway.
   auto req = request_head(port, "GET", opts_.path, opts_.headers)
-             + "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n";
+    + "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      "Sec-WebSocket-Version: 13\r\n\r\n";
   if (fd_ >= 0 && livehub::test::write_all(fd_, req, deadline))
     status_ = read_http_head(fd_, deadline, response_head_, in_);
   ended_ = status_ != 101;
@@ -331,9 +333,9 @@ ws_message ws_client::receive(milliseconds timeout) {
         case 0x8: { // close: echo it once, completing the handshake
           ws_message msg{ws_kind::close, {}, 0};
           if (f.payload.size() >= 2) {
-            msg.close_code = static_cast<uint16_t>(
-              (static_cast<uint8_t>(f.payload[0]) << 8)
-              | static_cast<uint8_t>(f.payload[1]));
+            msg.close_code
+              = static_cast<uint16_t>((static_cast<uint8_t>(f.payload[0]) << 8)
+                                      | static_cast<uint8_t>(f.payload[1]));
             msg.data = f.payload.substr(2);
           }
           send_close(msg.close_code != 0 ? msg.close_code : 1000);
@@ -361,8 +363,8 @@ ws_message ws_client::close(uint16_t code, milliseconds timeout) {
   send_close(code);
   ws_message msg;
   while (!ended_ && clock_type::now() < deadline) {
-    msg = receive(std::chrono::duration_cast<milliseconds>(
-      deadline - clock_type::now()));
+    msg = receive(
+      std::chrono::duration_cast<milliseconds>(deadline - clock_type::now()));
     if (msg.kind == ws_kind::close || msg.kind == ws_kind::ended)
       break;
   }
@@ -380,9 +382,8 @@ http_response http_request(uint16_t port, std::string_view method,
   int fd = connect_loopback(port, 0, deadline);
   if (fd < 0)
     return result;
-  auto req = request_head(port, method, path, headers)
-             + "Content-Length: " + std::to_string(body.size())
-             + "\r\nConnection: close\r\n\r\n";
+  auto req = request_head(port, method, path, headers) + "Content-Length: "
+    + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
   req.append(body);
   std::string head;
   int status = 0;
@@ -397,8 +398,9 @@ http_response http_request(uint16_t port, std::string_view method,
     if (colon == std::string::npos)
       continue;
     auto name = line.substr(0, colon);
-    std::transform(name.begin(), name.end(), name.begin(),
-                   [](unsigned char c) { return std::tolower(c); });
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) {
+      return std::tolower(c);
+    });
     auto value = line.substr(colon + 1);
     value.erase(0, value.find_first_not_of(' '));
     result.headers[name] = value;

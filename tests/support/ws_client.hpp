@@ -69,7 +69,7 @@ struct ws_message {
 /// A blocking WebSocket client of a server on 127.0.0.1. Not thread-safe:
 /// use one client per thread. Frames it sends are masked, as RFC 6455 asks.
 class ws_client {
-public:
+ public:
   /// Connects to 127.0.0.1:`port` and sends the upgrade request. Check
   /// status(): 101 on success, the HTTP status otherwise (0: no response).
   explicit ws_client(uint16_t port, ws_options opts = {});
@@ -131,7 +131,7 @@ public:
   /// Closes the socket at once, without a close frame.
   void drop();
 
-private:
+ private:
   /// Appends whatever arrives within `deadline` to `in_`; false on timeout
   /// (nothing read) or when the socket ended (sets `ended_`).
   bool fill(std::chrono::steady_clock::time_point deadline);
@@ -146,8 +146,8 @@ private:
   bool close_sent_ = false;
   ws_options opts_;
   std::string response_head_;
-  std::string in_;       // received bytes not yet parsed
-  std::string partial_;  // payload of a fragmented message so far
+  std::string in_;      // received bytes not yet parsed
+  std::string partial_; // payload of a fragmented message so far
   uint8_t partial_op_ = 0;
   uint32_t mask_seed_ = 0x9e3779b9;
 };
