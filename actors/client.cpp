@@ -84,15 +84,21 @@ void run(client_actor::stateful_pointer<client_state> self,
           });
       return;
     }
-    case codec::command_type::publish:
+    case codec::command_type::publish: {
       if (!may_publish(st, cmd.channel))
         return st.fail(
           error_code::forbidden,
           "clients may not publish to " + codec::quote(cmd.channel), cmd.id);
-      self->send(st.hub, caf::publish_atom::value,
-                 publication{std::move(cmd.channel), std::move(cmd.event),
-                             std::move(cmd.data)});
+      publication pub{std::move(cmd.channel), std::move(cmd.event),
+                      std::move(cmd.data)};
+      if (!st.rights.trusted && st.cfg->client_publish_check) {
+        auto reason = st.cfg->client_publish_check(pub);
+        if (!reason.empty())
+          return st.fail(error_code::bad_command, reason, cmd.id);
+      }
+      self->send(st.hub, caf::publish_atom::value, std::move(pub));
       return acknowledge(st, cmd.id);
+    }
   }
 }
 

@@ -25,8 +25,9 @@ channel_actor& hub_state::route_subscribe(hub_actor::pointer self,
   return i->second.handle;
 }
 
-hub_actor::behavior_type hub(hub_actor::stateful_pointer<hub_state> self) {
-  self->state.counters = std::make_shared<hub_counters>();
+hub_actor::behavior_type hub(hub_actor::stateful_pointer<hub_state> self,
+                             hub_counters_ptr counters) {
+  self->state.counters = std::move(counters);
   // Every registration is a monitor: a connection's client actor or a
   // channel that goes away is forgotten here without any bookkeeping call.
   self->set_down_handler([self](const caf::down_msg& msg) {
@@ -118,7 +119,7 @@ hub_actor::behavior_type hub(hub_actor::stateful_pointer<hub_state> self) {
 }
 
 hub_actor spawn_hub(caf::actor_system& sys, const hub_config&) {
-  return sys.spawn(hub);
+  return sys.spawn(hub, std::make_shared<hub_counters>());
 }
 
 caf::error publish(const hub_actor& hub, std::string channel, std::string type,

@@ -39,6 +39,10 @@ struct hub_state {
   static const char* name;
 };
 
-hub_actor::behavior_type hub(hub_actor::stateful_pointer<hub_state> self);
+/// The hub's behaviour; `counters` are shared with its channels, clients and
+/// server. (Every livehub actor takes arguments: CAF 0.17 dereferences a null
+/// argument tuple when spawning a function without any, which UBSan flags.)
+hub_actor::behavior_type hub(hub_actor::stateful_pointer<hub_state> self,
+                             hub_counters_ptr counters);
 
 } // namespace livehub

@@ -10,16 +10,14 @@ using livehub::test::actor_fixture;
 
 namespace {
 
-/// An application actor that records the publications it receives.
-struct recorder_state {
-  std::vector<publication> received;
-};
+using received_list = std::shared_ptr<std::vector<publication>>;
 
-subscriber_actor::behavior_type
-recorder(subscriber_actor::stateful_pointer<recorder_state> self) {
+/// An application actor that records the publications it receives.
+subscriber_actor::behavior_type recorder(subscriber_actor::pointer,
+                                         received_list received) {
   return {
-    [self](const publication& x) {
-      self->state.received.push_back(x);
+    [received](const publication& x) {
+      received->push_back(x);
     },
   };
 }
@@ -330,27 +328,24 @@ TEST_CASE_FIXTURE(actor_fixture,
 TEST_CASE_FIXTURE(actor_fixture,
                   "application actors subscribe and receive "
                   "typed publications") {
-  auto rec = sys.spawn(recorder);
+  auto received = std::make_shared<std::vector<publication>>();
+  auto rec = sys.spawn(recorder, received);
   self->send(hub, caf::subscribe_atom::value, std::string{"orders"}, rec);
   run();
   self->receive([](caf::ok_atom) {});
   publish("orders", "created", R"({"id":12345678901234567890})");
-  auto ptr = caf::actor_cast<caf::abstract_actor*>(rec);
-  auto& st
-    = dynamic_cast<
-        caf::stateful_actor<recorder_state, subscriber_actor::base>&>(*ptr)
-        .state;
-  REQUIRE(st.received.size() == 1);
-  CHECK(st.received[0].channel == "orders");
-  CHECK(st.received[0].type == "created");
-  CHECK(st.received[0].data.str() == R"({"id":12345678901234567890})");
+  auto& st = *received;
+  REQUIRE(st.size() == 1);
+  CHECK(st[0].channel == "orders");
+  CHECK(st[0].type == "created");
+  CHECK(st[0].data.str() == R"({"id":12345678901234567890})");
   CHECK(stats().actor_subscriptions == 1);
   self->send(hub, caf::unsubscribe_atom::value, std::string{"orders"},
              rec.address());
   run();
   self->receive([](caf::ok_atom) {});
   publish("orders", "created", "{}");
-  CHECK(st.received.size() == 1);
+  CHECK(st.size() == 1);
   CHECK(hub_internals().channels.empty());
   self->send_exit(rec, caf::exit_reason::user_shutdown);
   run();

@@ -73,7 +73,8 @@ void publish(server::impl& srv, const connection_ptr& con) {
 void stats(server::impl& srv, const connection_ptr& con) {
   con->defer_http_response();
   auto poster = srv.poster;
-  srv.sys.spawn([hub = srv.hub, con, poster](caf::event_based_actor* self) {
+  auto ask = [](caf::event_based_actor* self, hub_actor hub, connection_ptr con,
+                std::shared_ptr<io_poster> poster) {
     auto finish = [con, poster](status::value code, std::string body) {
       poster->post([con, code, body = std::move(body)]() mutable {
         respond_json(con, code, std::move(body));
@@ -90,7 +91,8 @@ void stats(server::impl& srv, const connection_ptr& con) {
           finish(status::service_unavailable,
                  "{\"error\":\"the hub did not answer\"}");
         });
-  });
+  };
+  srv.sys.spawn(ask, srv.hub, con, std::move(poster));
 }
 
 void static_file(server::impl& srv, const connection_ptr& con,

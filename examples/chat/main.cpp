@@ -2,6 +2,7 @@
 // root, connect to /ws, join rooms (channels "room:<name>", on which clients
 // may publish) and receive what others say; everything else is
 // server-publish only (POST /api/publish or a trusted publisher connection).
+// Room messages are checked (room_policy.hpp): {"name":N,"text":T}.
 //
 // Run:  ./build/examples/livehub-chat            (http://127.0.0.1:8080)
 //       ./build/examples/livehub-chat --livehub.port=0   (prints the port)
@@ -11,12 +12,14 @@
 #include <csignal>
 #include <iostream>
 #include <thread>
+#include <unistd.h>
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/send.hpp>
 
 #include "livehub/all.hpp"
+#include "room_policy.hpp"
 
 namespace {
 
@@ -54,8 +57,13 @@ int main(int argc, char** argv) {
   // The demo's defaults: rooms open to clients, the bundled page.
   if (!caf::get_if<std::vector<std::string>>(&cfg, "livehub.client-publish"))
     hub_cfg->client_publish = {"room:*"};
+  // What browsers publish to rooms must be a chat message; say why not.
+  hub_cfg->client_publish_check = chat::check_room_message;
   if (hub_cfg->web_root.empty())
     hub_cfg->web_root = LIVEHUB_CHAT_WEB_ROOT;
+  if (access((hub_cfg->web_root + "/index.html").c_str(), R_OK) != 0)
+    std::cerr << "livehub-chat: no page in " << hub_cfg->web_root
+              << " (build it with: npm ci && npm run build:chat)\n";
   caf::actor_system sys{cfg};
   auto hub = livehub::spawn_hub(sys, *hub_cfg);
   auto srv = livehub::server::start(sys, hub, *hub_cfg);

@@ -23,10 +23,11 @@ namespace {
 using tick_atom = caf::tick_atom;
 
 /// Receives the publications of the channels it subscribes to.
-livehub::subscriber_actor::behavior_type auditor() {
+livehub::subscriber_actor::behavior_type
+auditor(livehub::subscriber_actor::pointer, std::string name) {
   return {
-    [](const livehub::publication& x) {
-      std::cout << "auditor got " << x.channel << " / " << x.type << ": "
+    [name](const livehub::publication& x) {
+      std::cout << name << " got " << x.channel << " / " << x.type << ": "
                 << x.data.str() << std::endl;
     },
   };
@@ -58,7 +59,7 @@ int main(int argc, char** argv) {
     return err ? 1 : 0;
   caf::actor_system sys{cfg};
   auto hub = livehub::spawn_hub(sys, livehub::hub_config{});
-  auto audit = sys.spawn(auditor);
+  auto audit = sys.spawn(auditor, std::string{"auditor"});
   {
     caf::scoped_actor self{sys};
     // The reply says the channel delivers to the auditor from now on.

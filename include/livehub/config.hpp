@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,8 @@
 #include <caf/timespan.hpp>
 
 namespace livehub {
+
+struct publication;
 
 /// All settings of a hub and of the server that binds it to a port. Each field
 /// has a CAF option `livehub.<name>`; the name is given in its comment.
@@ -89,6 +92,13 @@ struct hub_config {
   /// characters, e.g. "room:*") on which any client may publish. Empty
   /// (default): clients may not publish.
   std::vector<std::string> client_publish;
+
+  /// Checks what a client publishes where `client_publish` allows it (not
+  /// trusted publishers, not the C++ API): returns an empty string to accept,
+  /// or the reason to refuse it, which the client receives as a
+  /// `bad_command` error. Called from client actors, concurrently: it must
+  /// be thread-safe. No CAF option; set it in code. Default: accept all.
+  std::function<std::string(const publication&)> client_publish_check;
 
   // -- threads -------------------------------------------------------------
 

@@ -1,0 +1,27 @@
+// @vitest-environment node
+import { expect, it } from 'vitest';
+import { effectScope } from 'vue';
+import { useLiveUpdate } from '../src/vue.js';
+
+it('does not connect during server-side rendering (no window, no WebSocket option)', async () => {
+  const saved = globalThis.WebSocket;
+  let constructed = 0;
+  globalThis.WebSocket = class {
+    constructor() {
+      constructed += 1;
+    }
+  };
+  try {
+    const scope = effectScope();
+    const live = scope.run(() => useLiveUpdate('ws://127.0.0.1:1/ws'));
+    expect(constructed).toBe(0);
+    expect(live.status.value).toBe('closed');
+    expect(live.connected.value).toBe(false);
+    await expect(live.subscribe('news')).resolves.toBeUndefined();
+    expect(typeof live.on('news', () => {})).toBe('function');
+    await expect(live.publish('room:a', 'message', {})).rejects.toMatchObject({ code: 'closed' });
+    scope.stop();
+  } finally {
+    globalThis.WebSocket = saved;
+  }
+});

@@ -1,0 +1,211 @@
+// @vitest-environment happy-dom
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { effectScope, nextTick, watch } from 'vue';
+import { useLiveUpdate } from '../src/vue.js';
+import { flush, makeFakeWebSocket } from './fake-websocket.js';
+
+const URL_A = 'ws://127.0.0.1:1/ws';
+const URL_B = 'ws://127.0.0.1:2/ws';
+
+let WS;
+let scopes;
+
+/** Runs useLiveUpdate in a new effect scope (a component, as far as Vue cares). */
+function mount(url = URL_A, options = {}) {
+  const scope = effectScope();
+  scopes.push(scope);
+  const live = scope.run(() => useLiveUpdate(url, { WebSocket: WS, jitter: 0, ...options }));
+  return { scope, live };
+}
+
+/** Channel/type pairs of the commands sent on a socket. */
+function sentOn(sock) {
+  return sock.commands.map((m) => `${m.type}:${m.channel}`);
+}
+
+beforeEach(() => {
+  WS = makeFakeWebSocket({ autoReply: true });
+  scopes = [];
+});
+
+afterEach(() => {
+  for (const scope of scopes) scope.stop();
+});
+
+describe('useLiveUpdate', () => {
+  it('shares one connection per URL', () => {
+    const a1 = mount(URL_A);
+    const a2 = mount(URL_A);
+    const b = mount(URL_B);
+    expect(WS.instances.map((s) => s.url)).toEqual([URL_A, URL_B]);
+    WS.instances[0].open();
+    expect(a1.live.connected.value).toBe(true);
+    expect(a2.live.connected.value).toBe(true);
+    expect(b.live.connected.value).toBe(false);
+  });
+
+  it('keeps connected, status and error up to date', async () => {
+    vi.useFakeTimers();
+    try {
+      const { live } = mount();
+      const seen = [];
+      watch(live.status, (s) => seen.push(s), { flush: 'sync' });
+      expect(live.status.value).toBe('connecting');
+      expect(live.connected.value).toBe(false);
+      expect(live.error.value).toBeNull();
+      WS.last.open();
+      expect(live.status.value).toBe('open');
+      expect(live.connected.value).toBe(true);
+      WS.last.receive({ type: 'error', code: 'bad_json', message: 'nope' });
+      expect(live.error.value).toMatchObject({ code: 'bad_json', message: 'nope' });
+      WS.last.drop();
+      expect(live.status.value).toBe('reconnecting');
+      expect(live.connected.value).toBe(false);
+      vi.advanceTimersByTime(1000);
+      WS.last.open();
+      expect(live.error.value).toBeNull(); // cleared by a successful open, as in the seed
+      expect(seen).toEqual(['open', 'reconnecting', 'open']);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('on() subscribes (as the seed did) and delivers (data, meta)', async () => {
+    const { live } = mount();
+    WS.last.open();
+    const handler = vi.fn();
+    const all = vi.fn();
+    live.on('items', handler);
+    live.on('*', all);
+    expect(sentOn(WS.last)).toEqual(['subscribe:items']); // '*' is never subscribed
+    WS.last.receive({ channel: 'items', type: 'update', data: { id: 1 } });
+    expect(handler).toHaveBeenCalledWith({ id: 1 }, { channel: 'items', type: 'update' });
+    expect(all).toHaveBeenCalledTimes(1);
+    live.off('items', handler);
+    await flush();
+    expect(sentOn(WS.last)).toEqual(['subscribe:items', 'unsubscribe:items']);
+  });
+
+  it('subscribes a channel once for several users and releases it with the last one', async () => {
+    const one = mount();
+    const two = mount();
+    WS.last.open();
+    await one.live.subscribe('news');
+    await two.live.subscribe('news');
+    two.live.on('news', () => {});
+    expect(sentOn(WS.last)).toEqual(['subscribe:news']);
+    await one.live.unsubscribe('news');
+    expect(sentOn(WS.last)).toEqual(['subscribe:news']);
+    await two.live.unsubscribe('news');
+    expect(sentOn(WS.last)).toEqual(['subscribe:news', 'unsubscribe:news']);
+  });
+
+  it('an explicit subscription survives removing the handlers', async () => {
+    const { live } = mount();
+    WS.last.open();
+    const h = vi.fn();
+    live.subscribe('news');
+    const stop = live.on('news', h);
+    stop();
+    await flush();
+    expect(sentOn(WS.last)).toEqual(['subscribe:news']);
+    WS.last.receive({ channel: 'news', type: 't', data: 1 });
+    expect(h).not.toHaveBeenCalled();
+  });
+
+  it('cleans up when the scope stops: handlers off, channels released, client closed with the last user', async () => {
+    const one = mount();
+    const two = mount();
+    const sock = WS.last;
+    sock.open();
+    const h1 = vi.fn();
+    const h2 = vi.fn();
+    one.live.on('shared', h1);
+    one.live.on('mine', h1);
+    two.live.on('shared', h2);
+    expect(sentOn(sock)).toEqual(['subscribe:shared', 'subscribe:mine']);
+
+    one.scope.stop();
+    await flush();
+    expect(sentOn(sock)).toEqual(['subscribe:shared', 'subscribe:mine', 'unsubscribe:mine']);
+    expect(one.live.status.value).toBe('closed');
+    expect(one.live.connected.value).toBe(false);
+    expect(two.live.connected.value).toBe(true);
+    sock.receive({ channel: 'shared', type: 't', data: 1 });
+    expect(h1).not.toHaveBeenCalled();
+    expect(h2).toHaveBeenCalledTimes(1);
+    expect(sock.closedWith).toBeNull();
+
+    two.scope.stop();
+    expect(sock.closedWith).toBe(1000);
+    expect(two.live.status.value).toBe('closed');
+
+    // a later user gets a new connection
+    mount();
+    expect(WS.instances).toHaveLength(2);
+  });
+
+  it('disconnect() releases this user only and is idempotent', async () => {
+    const one = mount();
+    const two = mount();
+    WS.last.open();
+    one.live.on('x', () => {});
+    one.live.disconnect();
+    one.live.disconnect();
+    await flush();
+    expect(sentOn(WS.last)).toEqual(['subscribe:x', 'unsubscribe:x']);
+    expect(two.live.connected.value).toBe(true);
+    await expect(one.live.publish('room:a', 'message', {})).rejects.toMatchObject({ code: 'closed' });
+    await expect(one.live.subscribe('y')).rejects.toMatchObject({ code: 'closed' });
+    two.live.disconnect();
+    expect(WS.last.closedWith).toBe(1000);
+  });
+
+  it('the same handler function in two components stays independent', () => {
+    const one = mount();
+    const two = mount();
+    WS.last.open();
+    const h = vi.fn();
+    one.live.on('news', h);
+    two.live.on('news', h);
+    one.live.off('news', h);
+    WS.last.receive({ channel: 'news', type: 't', data: 1 });
+    expect(h).toHaveBeenCalledTimes(1);
+  });
+
+  it('passes publish, request and ping through', async () => {
+    const { live } = mount();
+    WS.last.open();
+    await expect(live.publish('room:a', 'message', { text: 'hi' })).resolves.toMatchObject({ type: 'ok' });
+    await expect(live.request({ type: 'subscribe', channel: 'z' })).resolves.toMatchObject({ type: 'ok' });
+    await expect(live.ping()).resolves.toMatchObject({ type: 'pong' });
+    expect(WS.last.commands.map((m) => m.type)).toEqual(['publish', 'subscribe', 'ping']);
+  });
+
+  it('replaces a shared client that gave up', () => {
+    vi.useFakeTimers();
+    try {
+      const one = mount(URL_A, { reconnect: false });
+      WS.last.drop();
+      expect(one.live.status.value).toBe('closed');
+      const two = mount(URL_A);
+      expect(WS.instances).toHaveLength(2);
+      expect(two.live.status.value).toBe('connecting');
+      one.scope.stop();
+      expect(WS.last.closedWith).toBeNull(); // the new client is not closed by the old user
+      mount(URL_A); // and is still the one shared
+      expect(WS.instances).toHaveLength(2);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('works outside a scope (no automatic cleanup)', async () => {
+    const live = useLiveUpdate(URL_B, { WebSocket: WS });
+    WS.last.open();
+    await nextTick();
+    expect(live.connected.value).toBe(true);
+    live.disconnect();
+    expect(WS.last.closedWith).toBe(1000);
+  });
+});
