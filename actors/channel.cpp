@@ -66,10 +66,11 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
     [self, added](caf::subscribe_atom, connection_ref& ref) {
       auto& st = self->state;
       ++st.subscribes_seen;
-      if (st.index.count(ref.client) == 0) {
+      auto who = ref.address();
+      if (st.index.count(who) == 0) {
         self->monitor(ref.client);
-        st.index.emplace(ref.client, st.connections.size());
-        st.connections.push_back({ref.client, std::move(ref.out)});
+        st.index.emplace(who, st.connections.size());
+        st.connections.push_back({who, std::move(ref.out)});
         hub_counters::add(st.counters->subscriptions);
         added();
       }

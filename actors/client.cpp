@@ -54,7 +54,7 @@ void run(client_actor::stateful_pointer<client_state> self,
                        "at most " + std::to_string(st.cfg->max_subscriptions)
                          + " subscriptions per connection",
                        cmd.id);
-      connection_ref ref{self->address(), st.out};
+      connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(self), st.out};
       self
         ->request(st.hub, hub_timeout, caf::subscribe_atom::value, cmd.channel,
                   std::move(ref))
@@ -102,13 +102,6 @@ void run(client_actor::stateful_pointer<client_state> self,
   }
 }
 
-/// The period of the write-progress check: half the write timeout, so a
-/// stalled connection is closed between 1x and 1.5x of it.
-caf::timespan write_check_period(const hub_config& cfg) {
-  return std::max(cfg.write_timeout / 2,
-                  caf::timespan{std::chrono::milliseconds(1)});
-}
-
 } // namespace
 
 void client_state::reply(const frame_ptr& frame) {
@@ -138,8 +131,6 @@ client(client_actor::stateful_pointer<client_state> self, hub_actor hub,
     self->state.out->close(1001, "going away");
     self->quit();
   });
-  self->delayed_send(self, st.cfg->ping_interval, ping_atom::value);
-  self->delayed_send(self, write_check_period(*st.cfg), write_atom::value);
   return {
     [self](text_atom, std::string& text) {
       auto& st = self->state;
@@ -150,42 +141,8 @@ client(client_actor::stateful_pointer<client_state> self, hub_actor hub,
         run(self, std::get<codec::command>(parsed));
       st.out->consumed();
     },
-    [self](pong_atom) {
-      auto& st = self->state;
-      st.pings_answered = st.pings_sent;
-    },
     [self](closed_atom) {
       self->quit();
-    },
-    [self](ping_atom) {
-      auto& st = self->state;
-      st.out->ping();
-      ++st.pings_sent;
-      self->delayed_send(self, st.cfg->pong_timeout, deadline_atom::value,
-                         st.pings_sent);
-      self->delayed_send(self, st.cfg->ping_interval, ping_atom::value);
-    },
-    [self](deadline_atom, uint64_t ping) {
-      // No pong since ping number `ping` was sent: the peer is gone.
-      if (self->state.pings_answered < ping)
-        self->state.out->close(1008, "pong timeout");
-    },
-    [self](write_atom) {
-      auto& st = self->state;
-      auto now = self->clock().now();
-      auto progress = st.out->write_progress();
-      if (progress.queued == 0 || progress.sent != st.last_sent) {
-        st.stalled = false;
-        st.last_sent = progress.sent;
-      } else if (!st.stalled) {
-        st.stalled = true;
-        st.stalled_since = now;
-      } else if (now - st.stalled_since >= st.cfg->write_timeout) {
-        hub_counters::add(st.counters->slow_consumer_disconnects);
-        st.out->close(sink::slow_consumer_code, "slow consumer");
-        return;
-      }
-      self->delayed_send(self, write_check_period(*st.cfg), write_atom::value);
     },
   };
 }

@@ -1,6 +1,6 @@
 // client: one actor per connection. Parses its commands in order, keeps its
-// subscriptions, runs the keepalive and write-progress timers, and quits when
-// the connection closes (monitors then clean up channels and hub).
+// subscriptions, enforces their limits, and quits when the connection closes
+// (monitors then clean up channels, hub and keepalive).
 #pragma once
 
 #include <memory>
@@ -20,13 +20,8 @@ namespace livehub {
 using client_actor = caf::typed_actor<
   /// A text message arrived.
   caf::reacts_to<text_atom, std::string>,
-  /// A pong arrived.
-  caf::reacts_to<pong_atom>,
   /// The connection ended.
-  caf::reacts_to<closed_atom>,
-  // -- the actor's own timers --------------------------------------------
-  caf::reacts_to<ping_atom>, caf::reacts_to<deadline_atom, uint64_t>,
-  caf::reacts_to<write_atom>>;
+  caf::reacts_to<closed_atom>>;
 
 /// What a connection may do, decided at the upgrade.
 struct client_rights {
@@ -42,16 +37,6 @@ struct client_state {
   hub_counters_ptr counters;
   client_rights rights;
   std::unordered_set<std::string> subscriptions;
-
-  /// Pings sent, and the count of pings sent when the last pong arrived.
-  uint64_t pings_sent = 0;
-  uint64_t pings_answered = 0;
-
-  /// Bytes written at the last check, and when they last moved while
-  /// frames were queued.
-  uint64_t last_sent = 0;
-  caf::actor_clock::time_point stalled_since;
-  bool stalled = false;
 
   /// Sends a reply frame, counting a slow consumer if it is refused so.
   void reply(const frame_ptr& frame);

@@ -91,7 +91,7 @@ hub_actor::behavior_type hub(hub_actor::stateful_pointer<hub_state> self,
     [self](caf::join_atom, connection_ref& ref) {
       auto& st = self->state;
       self->monitor(ref.client);
-      st.connections.emplace(ref.client, std::move(ref.out));
+      st.connections.emplace(ref.address(), std::move(ref.out));
     },
     [self](caf::get_atom) {
       return self->state.counters;

@@ -13,13 +13,26 @@ sink::~sink() {
   // nop
 }
 
+void sink::queue_push(uint64_t end) {
+  // Drop the written prefix once it is at least half of the vector.
+  if (head_ > 0 && head_ * 2 >= ends_.size()) {
+    ends_.erase(ends_.begin(), ends_.begin() + static_cast<ptrdiff_t>(head_));
+    head_ = 0;
+  }
+  ends_.push_back(end);
+}
+
 uint64_t sink::update_queue() {
   // The connection reports the bytes it still holds; every frame that ends
   // within the written prefix is gone from the queue.
   auto buffered = std::min(static_cast<uint64_t>(do_buffered_amount()), total_);
   auto written = total_ - buffered;
-  while (!ends_.empty() && ends_.front() <= written)
-    ends_.pop_front();
+  while (head_ < ends_.size() && ends_[head_] <= written)
+    ++head_;
+  if (head_ == ends_.size()) {
+    queue_clear(); // keeps the capacity for the next burst
+    head_ = 0;
+  }
   return buffered;
 }
 
@@ -28,20 +41,20 @@ sink::result sink::send(const frame_ptr& frame) {
   if (closed_)
     return result::closed;
   auto queued_bytes = update_queue();
-  if (ends_.size() >= max_frames_
+  if (queue_size() >= max_frames_
       || queued_bytes + frame->size() > max_bytes_) {
     closed_ = true;
-    ends_.clear();
+    queue_clear();
     do_close(slow_consumer_code, "slow consumer");
     return result::slow_consumer;
   }
   if (!do_send(frame)) {
     closed_ = true;
-    ends_.clear();
+    queue_clear();
     return result::closed;
   }
   total_ += frame->size();
-  ends_.push_back(total_);
+  queue_push(total_);
   return result::queued;
 }
 
@@ -50,7 +63,7 @@ void sink::close(uint16_t code, const std::string& reason) {
   if (closed_)
     return;
   closed_ = true;
-  ends_.clear();
+  queue_clear();
   do_close(code, reason);
 }
 
@@ -75,7 +88,7 @@ bool sink::closed() {
 
 size_t sink::queued_frames() {
   std::unique_lock<std::mutex> guard{mtx_};
-  return ends_.size();
+  return queue_size();
 }
 
 void sink::consumed() {
@@ -87,7 +100,7 @@ void sink::consumed() {
 void sink::detach() {
   std::unique_lock<std::mutex> guard{mtx_};
   closed_ = true;
-  ends_.clear();
+  queue_clear();
   if (!detached_) {
     detached_ = true;
     do_detach();

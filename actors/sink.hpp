@@ -2,10 +2,11 @@
 // connection. The transport implements it over websocketpp; tests use a fake.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
-#include <deque>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "livehub/fwd.hpp"
 
@@ -59,6 +60,16 @@ class sink {
   /// Sends a WebSocket ping (nothing once closed).
   void ping();
 
+  /// The transport saw a pong (thread-safe, lock-free).
+  void pong_received() {
+    pong_seen_.store(true, std::memory_order_relaxed);
+  }
+
+  /// True if a pong arrived since the last call.
+  bool take_pong() {
+    return pong_seen_.exchange(false, std::memory_order_relaxed);
+  }
+
   /// Write progress (see progress).
   progress write_progress();
 
@@ -111,9 +122,24 @@ class sink {
   size_t max_bytes_;
   bool closed_ = false;
   bool detached_ = false;
+  std::atomic<bool> pong_seen_{false};
   uint64_t total_ = 0;
-  /// End offset (in `total_`) of each frame not yet written, oldest first.
-  std::deque<uint64_t> ends_;
+  /// End offset (in `total_`) of each frame not yet written, oldest first,
+  /// from `head_` on. A vector rather than a deque: an idle connection's
+  /// empty queue allocates nothing (a deque allocates 512 bytes up front).
+  std::vector<uint64_t> ends_;
+  size_t head_ = 0;
+
+  size_t queue_size() const {
+    return ends_.size() - head_;
+  }
+
+  void queue_push(uint64_t end);
+
+  void queue_clear() {
+    std::vector<uint64_t>{}.swap(ends_);
+    head_ = 0;
+  }
 };
 
 } // namespace livehub

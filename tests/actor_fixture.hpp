@@ -19,6 +19,7 @@
 #include "actors/client.hpp"
 #include "actors/counters.hpp"
 #include "actors/hub.hpp"
+#include "actors/keepalive.hpp"
 #include "actors/sink.hpp"
 #include "livehub/all.hpp"
 
@@ -94,10 +95,24 @@ struct actor_fixture {
   hub_config cfg;
   hub_actor hub = spawn_hub(sys, cfg);
   hub_counters_ptr counters = fetch_counters();
+  /// Spawned on first use, with the cfg of that moment.
+  keepalive_actor watcher;
 
   ~actor_fixture() {
     self->send_exit(hub, caf::exit_reason::user_shutdown);
+    if (watcher)
+      self->send_exit(watcher, caf::exit_reason::user_shutdown);
     sched.run();
+  }
+
+  /// Advances the test clock by `total` in sweep periods, running every
+  /// actor after each step.
+  void advance(caf::timespan total) {
+    auto step = sweep_period(cfg);
+    for (caf::timespan t{0}; t < total; t += step) {
+      sched.advance_time(step);
+      run();
+    }
   }
 
   /// Runs every pending message (timers only fire on advance_time).
@@ -122,8 +137,11 @@ struct actor_fixture {
     auto shared_cfg = std::make_shared<const hub_config>(cfg);
     auto client = sys.spawn(livehub::client, hub, std::shared_ptr<sink>{out},
                             shared_cfg, counters, client_rights{trusted});
-    self->send(hub, caf::join_atom::value,
-               connection_ref{client.address(), out});
+    if (!watcher)
+      watcher = sys.spawn(keepalive, shared_cfg, counters);
+    connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(client), out};
+    self->send(hub, caf::join_atom::value, ref);
+    self->send(watcher, caf::join_atom::value, ref);
     run();
     return {client, out};
   }

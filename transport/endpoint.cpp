@@ -22,10 +22,52 @@ ws_sink::ws_sink(connection_ptr con, const hub_config& cfg)
   // nop
 }
 
+namespace {
+
+/// `payload` as a complete, unmasked text frame (header + payload), the
+/// form websocketpp writes as is when a message is marked prepared.
+ws_server::message_ptr prepare_text_frame(const std::string& payload) {
+  std::string header;
+  auto n = static_cast<uint64_t>(payload.size());
+  header.push_back(static_cast<char>(0x81)); // FIN, opcode text
+  if (n < 126) {
+    header.push_back(static_cast<char>(n));
+  } else if (n <= 0xFFFF) {
+    header.push_back(static_cast<char>(126));
+    header.push_back(static_cast<char>(n >> 8));
+    header.push_back(static_cast<char>(n & 0xFF));
+  } else {
+    header.push_back(static_cast<char>(127));
+    for (int shift = 56; shift >= 0; shift -= 8)
+      header.push_back(static_cast<char>((n >> shift) & 0xFF));
+  }
+  auto msg = std::make_shared<ws_config::message_type>(
+    nullptr, websocketpp::frame::opcode::text, 0);
+  msg->set_header(header);
+  msg->set_payload(payload);
+  msg->set_prepared(true);
+  return msg;
+}
+
+/// The prepared message for `frame`. A channel hands one frame to all its
+/// subscribers in a row on one thread, so a one-entry cache per thread
+/// prepares each publication once, and every connection queues the same
+/// immutable message (server frames are unmasked, hence identical). The
+/// cache holds the frame, so its address cannot be reused meanwhile.
+const ws_server::message_ptr& prepared(const frame_ptr& frame) {
+  thread_local frame_ptr cached_frame;
+  thread_local ws_server::message_ptr cached_message;
+  if (cached_frame != frame) {
+    cached_message = prepare_text_frame(*frame);
+    cached_frame = frame;
+  }
+  return cached_message;
+}
+
+} // namespace
+
 bool ws_sink::do_send(const frame_ptr& frame) {
-  auto ec = con_->send(frame->data(), frame->size(),
-                       websocketpp::frame::opcode::text);
-  return !ec;
+  return !con_->send(prepared(frame));
 }
 
 size_t ws_sink::do_buffered_amount() {
@@ -114,6 +156,12 @@ caf::error server::impl::listen() {
   ep.set_max_http_body_size(cfg->max_message_size);
   ep.set_open_handshake_timeout(10000);
   ep.set_close_handshake_timeout(500);
+  // Frames go out as soon as they are queued: no Nagle delay (subscribers
+  // rarely send, so delayed ACKs would hold small frames back for ~40 ms).
+  ep.set_socket_init_handler([](connection_hdl, asio::ip::tcp::socket& s) {
+    asio::error_code ec;
+    s.set_option(asio::ip::tcp::no_delay{true}, ec);
+  });
   ep.set_validate_handler([this](connection_hdl h) {
     return on_validate(h);
   });
@@ -154,8 +202,8 @@ caf::error server::impl::listen() {
   });
   ep.set_pong_handler([this](connection_hdl h, std::string) {
     auto con = ep.get_con_from_hdl(h);
-    if (con->client)
-      caf::anon_send(con->client, pong_atom::value);
+    if (con->out)
+      con->out->pong_received();
   });
   asio::error_code aec;
   auto addr = asio::ip::make_address(host, aec);
@@ -174,6 +222,7 @@ caf::error server::impl::listen() {
     return caf::make_error(caf::sec::cannot_open_port,
                            "cannot accept: " + ec.message());
   poster = std::make_shared<io_poster>(ep);
+  keepalive = sys.spawn(livehub::keepalive, cfg, counters);
   for (size_t i = 0; i < cfg->io_threads; ++i)
     threads.emplace_back([this] {
       ep.run();
@@ -221,8 +270,9 @@ void server::impl::on_open(connection_hdl hdl) {
   con->client = sys.spawn(client, hub, out, cfg, counters, con->rights);
   // Sent from here, before any frame of this connection is read: the hub
   // knows the connection before it can act.
-  caf::anon_send(hub, caf::join_atom::value,
-                 connection_ref{con->client.address(), out});
+  connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(con->client), out};
+  caf::anon_send(hub, caf::join_atom::value, ref);
+  caf::anon_send(keepalive, caf::join_atom::value, std::move(ref));
   std::unique_lock<std::mutex> guard{mtx};
   open.emplace(hdl, con->out);
 }
@@ -289,6 +339,7 @@ void server::impl::stop() {
       caf::anon_send(con->client, closed_atom::value);
   }
   open.clear();
+  caf::anon_send_exit(keepalive, caf::exit_reason::user_shutdown);
   stopped = true;
   cv.notify_all();
 }

@@ -14,6 +14,7 @@
 #include <websocketpp/server.hpp>
 
 #include "actors/client.hpp"
+#include "actors/keepalive.hpp"
 #include "actors/sink.hpp"
 #include "livehub/server.hpp"
 
@@ -120,6 +121,8 @@ struct server::impl {
   hub_actor hub;
   std::shared_ptr<const hub_config> cfg;
   hub_counters_ptr counters;
+  /// Pings every connection and bounds its writes (one timer for all).
+  keepalive_actor keepalive;
   transport::ws_server ep;
   std::shared_ptr<transport::io_poster> poster;
   std::string host;

@@ -6,6 +6,8 @@
 #include <string>
 
 #include <caf/actor_addr.hpp>
+#include <caf/actor_cast.hpp>
+#include <caf/actor_control_block.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 #include <caf/fwd.hpp>
@@ -33,8 +35,16 @@ using subscriber_actor = caf::typed_actor<caf::reacts_to<publication>>;
 /// A connection as the hub and channels see it: its client actor and the sink
 /// that writes to its socket. Used by livehub's client actors.
 struct connection_ref {
-  caf::actor_addr client;
+  /// A strong reference: monitoring through a weak actor_addr is unsafe in
+  /// CAF 0.17 once the actor is gone (a dangling pointer), and a client may
+  /// quit before its registration is processed.
+  caf::strong_actor_ptr client;
   std::shared_ptr<livehub::sink> out;
+
+  /// The client's address, the key under which it is registered.
+  caf::actor_addr address() const {
+    return caf::actor_cast<caf::actor_addr>(client);
+  }
 };
 
 /// The hub: routes publications to channels, spawns one channel actor per

@@ -91,15 +91,7 @@ CAF_ADD_ATOM(livehub, livehub, stats_atom, "lh_stats")
 CAF_ADD_ATOM(livehub, livehub, idle_atom, "lh_idle")
 /// A connection delivered a text message to its client actor.
 CAF_ADD_ATOM(livehub, livehub, text_atom, "lh_text")
-/// A connection received a pong.
-CAF_ADD_ATOM(livehub, livehub, pong_atom, "lh_pong")
 /// A connection ended.
 CAF_ADD_ATOM(livehub, livehub, closed_atom, "lh_closed")
-/// Keepalive timer of a client actor.
-CAF_ADD_ATOM(livehub, livehub, ping_atom, "lh_ping")
-/// A pong deadline of a client actor.
-CAF_ADD_ATOM(livehub, livehub, deadline_atom, "lh_dline")
-/// A write-progress check of a client actor.
-CAF_ADD_ATOM(livehub, livehub, write_atom, "lh_write")
 
 CAF_END_TYPE_ID_BLOCK(livehub)

@@ -1,0 +1,360 @@
+// End-to-end test of the chat demo: the real livehub-chat server, the built
+// page, two real browser pages (Debian's chromium driven by playwright-core).
+//
+//   cd examples/chat/web && npm run build && npm run test:e2e
+//
+// Environment:
+//   LIVEHUB_CHAT_BIN       server binary (default <repo>/build/release/examples/livehub-chat)
+//   LIVEHUB_CHAT_WEB_ROOT  built page (default <web>/dist)
+//   CHROMIUM               browser (default /usr/bin/chromium)
+//
+// Everything listens on and talks to 127.0.0.1 only. Every wait is bounded;
+// the servers and the browser are stopped whatever happens.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { constants as fsc } from 'node:fs'
+import { access } from 'node:fs/promises'
+import http from 'node:http'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { chromium } from 'playwright-core'
+
+const E2E_DIR = path.dirname(fileURLToPath(import.meta.url))
+const WEB_DIR = path.resolve(E2E_DIR, '..')
+const REPO = path.resolve(WEB_DIR, '../../..')
+const BIN = path.resolve(process.env.LIVEHUB_CHAT_BIN || path.join(REPO, 'build/release/examples/livehub-chat'))
+const WEB_ROOT = path.resolve(process.env.LIVEHUB_CHAT_WEB_ROOT || path.join(WEB_DIR, 'dist'))
+const BROWSER = process.env.CHROMIUM || '/usr/bin/chromium'
+const HOST = '127.0.0.1'
+const WAIT = 15_000 // every single wait
+const SCREENSHOT = path.join(E2E_DIR, 'screenshot.png')
+const ROOM = 'e2e'
+
+const BROWSER_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  // Two pages side by side must both keep running their timers.
+  '--disable-background-timer-throttling',
+  '--disable-renderer-backgrounding',
+  '--disable-backgrounding-occluded-windows',
+]
+
+// ------------------------------------------------------------------ server
+
+/**
+ * Starts livehub-chat on `port` (0: any free port) and resolves once it
+ * printed `listening on HOST:PORT`. Rejects when it exits first or takes
+ * longer than WAIT.
+ */
+function startServer(port) {
+  const proc = spawn(BIN, [`--livehub.host=${HOST}`, `--livehub.port=${port}`, `--livehub.web-root=${WEB_ROOT}`], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const server = { proc, port: 0, log: '', exited: null }
+  server.exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })))
+  proc.stderr.setEncoding('utf8')
+  proc.stderr.on('data', (s) => (server.log += s))
+  proc.stdout.setEncoding('utf8')
+  return new Promise((resolve, reject) => {
+    let out = ''
+    const fail = (why) => {
+      clearTimeout(timer)
+      proc.kill('SIGKILL')
+      reject(new Error(`livehub-chat ${why}\n--- stdout:\n${out}\n--- stderr:\n${server.log}`))
+    }
+    const timer = setTimeout(() => fail(`printed no "listening on" line within ${WAIT} ms`), WAIT)
+    proc.once('error', (err) => fail(`could not start: ${err.message}`))
+    const early = (code, signal) => fail(`exited early (code ${code}, signal ${signal})`)
+    proc.once('exit', early)
+    proc.stdout.on('data', (s) => {
+      out += s
+      const m = /^listening on (.+):(\d+)\s*$/m.exec(out)
+      if (!m || server.port) return
+      clearTimeout(timer)
+      proc.off('exit', early)
+      server.port = Number(m[2])
+      resolve(server)
+    })
+  })
+}
+
+/** Starts the server on a fixed port, retrying while the port is still taken. */
+async function restartServer(port) {
+  const deadline = Date.now() + WAIT
+  for (;;) {
+    try {
+      return await startServer(port)
+    } catch (err) {
+      if (Date.now() > deadline) throw err
+      await sleep(250)
+    }
+  }
+}
+
+/** SIGTERM, then SIGKILL if it has not exited within WAIT. Resolves with how it exited. */
+async function stopServer(server) {
+  if (!server || server.proc.exitCode !== null || server.proc.signalCode !== null) return server && server.exited
+  server.proc.kill('SIGTERM')
+  const exit = await Promise.race([server.exited, sleep(WAIT, { unref: true }).then(() => null)])
+  if (exit) return exit
+  server.proc.kill('SIGKILL')
+  await server.exited
+  throw new Error(`livehub-chat did not exit within ${WAIT} ms of SIGTERM`)
+}
+
+/** POST /api/publish from a non-browser client on loopback. */
+function publish(port, body) {
+  const payload = JSON.stringify(body)
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: HOST,
+        port,
+        path: '/api/publish',
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) },
+        timeout: WAIT,
+      },
+      (res) => {
+        let text = ''
+        res.setEncoding('utf8')
+        res.on('data', (s) => (text += s))
+        res.on('end', () => resolve({ status: res.statusCode, body: text }))
+      },
+    )
+    req.on('timeout', () => req.destroy(new Error(`POST /api/publish: no answer within ${WAIT} ms`)))
+    req.on('error', reject)
+    req.end(payload)
+  })
+}
+
+/** A pattern matching exactly `text`. */
+function exactly(text) {
+  return new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`)
+}
+
+/** Resolves after `ms`; an unref'd sleep does not keep the process alive. */
+function sleep(ms, { unref = false } = {}) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms)
+    if (unref) timer.unref()
+  })
+}
+
+// ------------------------------------------------------------------- pages
+
+/** Opens the chat as `name` in a context of its own and joins ROOM. */
+async function join(browser, url, name) {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 700 } })
+  context.setDefaultTimeout(WAIT)
+  const page = await context.newPage()
+  page.on('pageerror', (err) => console.error(`[${name}] page error: ${err.message}`))
+  await page.goto(url, { timeout: WAIT })
+  await page.getByTestId('name-input').fill(name)
+  await page.getByTestId('room-input').fill(ROOM)
+  await page.getByTestId('join-button').click()
+  await page.getByTestId('room-title').filter({ hasText: `#${ROOM}` }).waitFor()
+  await waitOnline({ page })
+  return { name, page, context }
+}
+
+/** Waits for 🟢 Connected and for the room's subscription to be confirmed. */
+async function waitOnline({ page }) {
+  const status = page.locator('[data-testid="connection-status"][data-connected="true"]')
+  await status.waitFor()
+  const text = await status.innerText()
+  assert.match(text, /🟢/)
+  assert.match(text, /Connected/)
+  await page.locator('[data-testid="room-state"][data-live="true"]').waitFor()
+}
+
+/** Waits for 🔴 Disconnected. */
+async function waitOffline({ page }) {
+  const status = page.locator('[data-testid="connection-status"][data-connected="false"]')
+  await status.waitFor()
+  const text = await status.innerText()
+  assert.match(text, /🔴/)
+  assert.match(text, /Disconnected/)
+}
+
+/** Waits until `who` shows a message with exactly this author and text. */
+async function waitMessage({ page }, author, text) {
+  const message = page
+    .getByTestId('message')
+    .filter({ has: page.getByTestId('message-name').filter({ hasText: exactly(author) }) })
+    .filter({ has: page.getByTestId('message-text').filter({ hasText: exactly(text) }) })
+  await message.last().waitFor()
+  assert.equal(await message.count(), 1, `"${text}" shown once`)
+  const time = await message.getByTestId('message-time').innerText()
+  assert.match(time, /\d{1,2}.\d{2}.\d{2}/, 'the message shows when it arrived')
+}
+
+async function sendWithEnter({ page }, text) {
+  const input = page.getByTestId('message-input')
+  await input.fill(text)
+  await input.press('Enter')
+}
+
+async function sendWithButton({ page }, text) {
+  await page.getByTestId('message-input').fill(text)
+  await page.getByTestId('send-button').click()
+}
+
+/** Messages flow both ways between `a` and `b`, with a fresh tag. */
+async function chatBothWays(a, b, tag) {
+  const fromA = `${tag}: hello from ${a.name}`
+  await sendWithEnter(a, fromA)
+  await waitMessage(b, a.name, fromA)
+  await waitMessage(a, a.name, fromA) // the sender sees its own message too
+  const fromB = `${tag}: hi ${a.name}, ${b.name} here ✓`
+  await sendWithButton(b, fromB)
+  await waitMessage(a, b.name, fromB)
+  await waitMessage(b, b.name, fromB)
+}
+
+// -------------------------------------------------------------------- test
+
+test('chat demo: two browsers, server publish, errors, server restart', { timeout: 180_000 }, async (t) => {
+  await access(BIN, fsc.X_OK).catch(() => {
+    assert.fail(`no livehub-chat binary at ${BIN}: build it (scripts/run-demo or cmake) or set LIVEHUB_CHAT_BIN`)
+  })
+  await access(path.join(WEB_ROOT, 'index.html')).catch(() => {
+    assert.fail(`no built page at ${WEB_ROOT}: run "npm run build:chat" at the repository root, or set LIVEHUB_CHAT_WEB_ROOT`)
+  })
+  await access(BROWSER, fsc.X_OK).catch(() => {
+    assert.fail(`no browser at ${BROWSER}: install Debian's chromium or set CHROMIUM`)
+  })
+
+  let server = null
+  let browser = null
+  const pages = []
+  const step = async (name, fn) => {
+    t.diagnostic(name)
+    try {
+      await fn()
+    } catch (err) {
+      err.message = `step "${name}": ${err.message}`
+      throw err
+    }
+  }
+
+  try {
+    server = await startServer(0)
+    const port = server.port
+    const url = `http://${HOST}:${port}/`
+    t.diagnostic(`livehub-chat at ${url}`)
+
+    browser = await chromium.launch({
+      executablePath: BROWSER,
+      headless: true,
+      args: BROWSER_ARGS,
+      timeout: WAIT,
+    })
+
+    let ada, bob
+    await step('Ada and Bob join room e2e', async () => {
+      ada = await join(browser, url, 'Ada')
+      pages.push(ada)
+      bob = await join(browser, url, 'Bob')
+      pages.push(bob)
+    })
+
+    await step('messages flow both ways', () => chatBothWays(ada, bob, 'first'))
+
+    await step('a server publication appears in both pages', async () => {
+      const text = 'Server says: welcome to #e2e'
+      const res = await publish(port, { channel: `room:${ROOM}`, type: 'message', data: { name: 'server', text } })
+      assert.equal(res.status, 202, `POST /api/publish answered ${res.status} ${res.body}`)
+      await waitMessage(ada, 'server', text)
+      await waitMessage(bob, 'server', text)
+    })
+
+    await step('an invalid message shows the server error to the sender only', async () => {
+      const before = await bob.page.getByTestId('message').count()
+      await sendWithEnter(ada, 'x'.repeat(2001))
+      const error = ada.page.getByTestId('send-error')
+      await error.waitFor()
+      assert.match(await error.innerText(), /longer than 2000 bytes/)
+      assert.equal(await error.getAttribute('data-code'), 'bad_command')
+      // The refused text stays in the box, to be fixed; nothing reached Bob.
+      assert.equal((await ada.page.getByTestId('message-input').inputValue()).length, 2001)
+      const after = 'after the error, a valid message'
+      await sendWithEnter(ada, after)
+      await waitMessage(bob, 'Ada', after)
+      assert.equal(await bob.page.getByTestId('message').count(), before + 1, 'Bob got only the valid message')
+      await error.waitFor({ state: 'detached' })
+    })
+
+    await step('Ada switches to #lobby and back, missing nothing', async () => {
+      await ada.page.getByTestId('switch-room-input').fill('lobby')
+      await ada.page.getByTestId('switch-room-input').press('Enter')
+      await ada.page.getByTestId('room-title').filter({ hasText: '#lobby' }).waitFor()
+      await ada.page.locator('[data-testid="room-state"][data-live="true"]').waitFor()
+      const text = 'said while Ada looks at #lobby'
+      await sendWithEnter(bob, text)
+      await waitMessage(bob, 'Bob', text)
+      await ada.page.getByTestId('room-e2e').getByTestId('unread').filter({ hasText: /^1$/ }).waitFor()
+      await ada.page.getByTestId('room-e2e').click()
+      await ada.page.getByTestId('room-title').filter({ hasText: '#e2e' }).waitFor()
+      await waitMessage(ada, 'Bob', text)
+      await ada.page.getByTestId('room-e2e').getByTestId('unread').waitFor({ state: 'detached' })
+    })
+
+    await step('the server stops: both pages show disconnected, sending is disabled', async () => {
+      const exit = await stopServer(server)
+      assert.equal(exit.code, 0, `livehub-chat exited with ${JSON.stringify(exit)}\n${server.log}`)
+      await waitOffline(ada)
+      await waitOffline(bob)
+      await ada.page.getByTestId('message-input').fill('typed while offline')
+      assert.equal(await ada.page.getByTestId('send-button').isDisabled(), true, 'Send is disabled while offline')
+      await ada.page.getByTestId('message-input').press('Enter')
+      assert.equal(await ada.page.getByTestId('message-input').inputValue(), 'typed while offline', 'Enter sends nothing while offline')
+    })
+
+    await step('the server starts again on the same port: both pages reconnect by themselves', async () => {
+      server = await restartServer(port)
+      assert.equal(server.port, port)
+      await waitOnline(ada)
+      await waitOnline(bob)
+      await ada.page.getByTestId('notice').filter({ hasText: /^Reconnected\./ }).waitFor()
+      // The draft typed while offline is still there and goes out now.
+      await ada.page.getByTestId('send-button').click()
+      await waitMessage(bob, 'Ada', 'typed while offline')
+    })
+
+    await step('messages flow both ways again, without reloading', () => chatBothWays(ada, bob, 'after restart'))
+
+    await step('#lobby, not the open room, still receives after the restart', async () => {
+      const text = 'Lobby news from the server'
+      const res = await publish(port, { channel: 'room:lobby', type: 'message', data: { name: 'server', text } })
+      assert.equal(res.status, 202, `POST /api/publish answered ${res.status} ${res.body}`)
+      await ada.page.getByTestId('room-lobby').getByTestId('unread').filter({ hasText: /^1$/ }).waitFor()
+    })
+
+    await step('screenshot', async () => {
+      await ada.page.getByTestId('message-input').fill('')
+      await ada.page.screenshot({ path: SCREENSHOT })
+      t.diagnostic(`screenshot: ${SCREENSHOT}`)
+    })
+  } catch (err) {
+    for (const { name, page } of pages) {
+      const file = path.join(E2E_DIR, `failure-${name.toLowerCase()}.png`)
+      await page.screenshot({ path: file, timeout: 5000 }).then(
+        () => t.diagnostic(`failure screenshot: ${file}`),
+        () => {},
+      )
+    }
+    if (server?.log) t.diagnostic(`server stderr:\n${server.log}`)
+    throw err
+  } finally {
+    await browser?.close().catch(() => {})
+    await stopServer(server).catch(() => server?.proc.kill('SIGKILL'))
+  }
+})

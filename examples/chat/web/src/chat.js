@@ -1,0 +1,71 @@
+// The chat's rules as the page sees them. The server (room_policy.hpp) has
+// the last word; the page checks the same rules only to help early.
+
+export const MAX_NAME_BYTES = 32
+export const MAX_TEXT_BYTES = 2000
+export const DEFAULT_ROOM = 'lobby'
+
+const ROOM_NAME = /^[A-Za-z0-9_-]{1,64}$/
+const encoder = new TextEncoder()
+
+/** The WebSocket URL of the server that served this page: ws(s)://host/ws. */
+export function liveUrl(loc = window.location) {
+  const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:'
+  return `${scheme}//${loc.host}/ws`
+}
+
+export function byteLength(s) {
+  return encoder.encode(s).length
+}
+
+export function isBlank(s) {
+  return s.trim() === ''
+}
+
+/** The channel of room `name`. */
+export function roomChannel(name) {
+  return `room:${name}`
+}
+
+/** Why `name` cannot be a room name, or '' when it can. */
+export function roomNameProblem(name) {
+  if (name === '') return 'Enter a room name.'
+  if (!ROOM_NAME.test(name))
+    return 'A room name is 1 to 64 letters, digits, "_" or "-".'
+  return ''
+}
+
+/** Why `name` cannot be a person's name, or '' when it can. */
+export function personNameProblem(name) {
+  if (isBlank(name)) return 'Enter a name.'
+  if (byteLength(name) > MAX_NAME_BYTES)
+    return `A name is at most ${MAX_NAME_BYTES} bytes.`
+  return ''
+}
+
+/** A room name from the address (#room), or the default room. */
+export function roomFromHash(hash = window.location.hash) {
+  const name = decodeURIComponent(hash.replace(/^#/, ''))
+  return roomNameProblem(name) === '' ? name : DEFAULT_ROOM
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, {
+  hour: '2-digit',
+  minute: '2-digit',
+  second: '2-digit',
+})
+
+export function formatTime(date) {
+  return timeFormat.format(date)
+}
+
+/**
+ * The text of a server error for people: the server's message (e.g.
+ * `"text" is longer than 2000 bytes`), else the code, else what we have.
+ */
+export function describeError(err) {
+  if (!err) return ''
+  if (typeof err === 'string') return err
+  const message = err.message || err.code || String(err)
+  return message
+}
