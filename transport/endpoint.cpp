@@ -96,6 +96,16 @@ void ws_sink::do_detach() {
   con_.reset();
 }
 
+bool is_loopback(const connection_ptr& con) {
+  asio::error_code ec;
+  auto addr = con->get_raw_socket().remote_endpoint(ec).address();
+  if (ec)
+    return false;
+  if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+    return addr.to_v6().to_v4().is_loopback();
+  return addr.is_loopback();
+}
+
 } // namespace livehub::transport
 
 namespace livehub {
@@ -119,16 +129,6 @@ size_t connection_capacity() {
   if (lim.rlim_cur == RLIM_INFINITY)
     return std::numeric_limits<size_t>::max();
   return lim.rlim_cur > 2 * reserve ? lim.rlim_cur - reserve : reserve;
-}
-
-bool is_loopback(const connection_ptr& con) {
-  asio::error_code ec;
-  auto addr = con->get_raw_socket().remote_endpoint(ec).address();
-  if (ec)
-    return false;
-  if (addr.is_v6() && addr.to_v6().is_v4_mapped())
-    return addr.to_v6().to_v4().is_loopback();
-  return addr.is_loopback();
 }
 
 std::string_view path_of(const std::string& resource) {

@@ -107,6 +107,10 @@ class io_poster {
   ws_server* ep_;
 };
 
+/// True when the peer of `con` is a loopback address (IPv4, IPv6 or
+/// IPv4-mapped).
+bool is_loopback(const connection_ptr& con);
+
 /// Answers one plain HTTP request (see http_routes.cpp).
 void handle_http(server::impl& srv, connection_hdl hdl);
 

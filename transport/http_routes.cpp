@@ -37,16 +37,6 @@ void respond_error(const connection_ptr& con, status::value code,
   respond_json(con, code, "{\"error\":" + codec::quote(message) + "}");
 }
 
-bool is_loopback_peer(const connection_ptr& con) {
-  asio::error_code ec;
-  auto addr = con->get_raw_socket().remote_endpoint(ec).address();
-  if (ec)
-    return false;
-  if (addr.is_v6() && addr.to_v6().is_v4_mapped())
-    return addr.to_v6().to_v4().is_loopback();
-  return addr.is_loopback();
-}
-
 void publish(server::impl& srv, const connection_ptr& con) {
   auto& cfg = *srv.cfg;
   if (!cfg.api_key.empty()) {
@@ -54,7 +44,7 @@ void publish(server::impl& srv, const connection_ptr& con) {
                                      cfg.api_key))
       return respond_error(con, status::unauthorized,
                            "missing or wrong API key (Authorization: Bearer)");
-  } else if (!is_loopback_peer(con)) {
+  } else if (!is_loopback(con)) {
     return respond_error(con, status::forbidden,
                          "no API key is configured: only loopback peers may "
                          "publish");
@@ -77,9 +67,15 @@ void stats(server::impl& srv, const connection_ptr& con) {
                 std::shared_ptr<io_poster> poster) {
     auto finish = [con, poster](status::value code, std::string body) {
       poster->post([con, code, body = std::move(body)]() mutable {
-        respond_json(con, code, std::move(body));
-        websocketpp::lib::error_code ec;
-        con->send_http_response(ec);
+        // The connection may have ended meanwhile: websocketpp then throws
+        // from set_status; nothing is left to answer.
+        try {
+          respond_json(con, code, std::move(body));
+          websocketpp::lib::error_code ec;
+          con->send_http_response(ec);
+        } catch (const std::exception&) {
+          // nop
+        }
       });
     };
     self->request(hub, std::chrono::seconds(5), stats_atom::value)
