@@ -117,6 +117,9 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
         hub_counters::add(st.counters->slow_consumer_disconnects, slow);
     },
     [self](caf::close_atom) {
+      // Drop the monitor on the hub: CAF 0.17 keeps it (and with it this
+      // actor's memory, through a weak reference) until the hub dies.
+      self->demonitor(self->state.hub.address());
       self->quit();
     },
   };

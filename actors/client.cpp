@@ -142,6 +142,9 @@ client(client_actor::stateful_pointer<client_state> self, hub_actor hub,
       st.out->consumed();
     },
     [self](closed_atom) {
+      // Drop the monitor on the hub: CAF 0.17 keeps it (and with it this
+      // actor's memory, through a weak reference) until the hub dies.
+      self->demonitor(self->state.hub.address());
       self->quit();
     },
   };
