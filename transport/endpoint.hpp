@@ -39,7 +39,7 @@ struct connection_data {
 struct ws_config : websocketpp::config::asio {
   using type = ws_config;
   using connection_base = connection_data;
-  static const size_t connection_read_buffer_size = 4096;
+  static const size_t connection_read_buffer_size = 1024;
   static const websocketpp::log::level alog_level
     = websocketpp::log::alevel::none;
   static const websocketpp::log::level elog_level
