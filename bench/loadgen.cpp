@@ -1270,6 +1270,11 @@ void app::pump() {
       return;
     if (publisher_->write_backlog() > (8u << 20))
       return; // the server stopped reading; the watchdog retries
+    // The publication a ring length ago is still arriving (deliveries on
+    // different channels overtake each other): wait for it rather than
+    // count it lost. A real loss stops all progress; the watchdog sees it.
+    if (ring_[sent_ & ring_mask_].load(std::memory_order_acquire) > 0)
+      return;
     size_t ch = next_channel_;
     next_channel_ = (next_channel_ + 1) % opt_.channels;
     publish_one(ch, subs_per_channel_[ch].load(std::memory_order_relaxed));
