@@ -4,7 +4,7 @@
 //                                    loop of up to 4096 outstanding
 //                                    publications never trips it)
 //   livehub.max-connections   20000 (the machine's open-file limit)
-//   scheduler.max-threads     2     (the benchmark machine has 2 cores)
+//   scheduler.max-threads     cores - io-threads (livehub::worker_threads)
 // Each can be overridden on the command line or in caf-application.ini like
 // every other livehub.* option.
 //
@@ -45,13 +45,13 @@ int main(int argc, char** argv) {
   }
   if (cfg.cli_helptext_printed)
     return 0;
-  if (!caf::get_if<size_t>(&cfg, "scheduler.max-threads"))
-    cfg.set("scheduler.max-threads", size_t{2});
   auto hub_cfg = livehub::read_config(cfg);
   if (!hub_cfg) {
     std::cerr << "livehub-bench-server: " << to_string(hub_cfg.error()) << "\n";
     return 1;
   }
+  if (!caf::get_if<size_t>(&cfg, "scheduler.max-threads"))
+    cfg.set("scheduler.max-threads", livehub::worker_threads(*hub_cfg));
   if (!caf::get_if<size_t>(&cfg, "livehub.send-queue-limit"))
     hub_cfg->send_queue_limit = 4096;
   if (!caf::get_if<size_t>(&cfg, "livehub.max-connections"))

@@ -5,6 +5,8 @@
 #include <caf/config_option_adder.hpp>
 #include <caf/sec.hpp>
 
+#include <thread>
+
 namespace livehub {
 
 namespace {
@@ -49,6 +51,11 @@ caf::error hub_config::validate() const {
     if (pattern.empty())
       return invalid("livehub.client-publish has an empty pattern");
   return caf::none;
+}
+
+size_t worker_threads(const hub_config& cfg) {
+  size_t cores = std::thread::hardware_concurrency();
+  return cores > cfg.io_threads ? cores - cfg.io_threads : 1;
 }
 
 void add_options(caf::config_option_set& opts) {

@@ -46,14 +46,13 @@ int main(int argc, char** argv) {
   }
   if (cfg.cli_helptext_printed)
     return 0;
-  if (!caf::get_if<size_t>(&cfg, "scheduler.max-threads"))
-    cfg.set("scheduler.max-threads",
-            std::max(2u, std::thread::hardware_concurrency()));
   auto hub_cfg = livehub::read_config(cfg);
   if (!hub_cfg) {
     std::cerr << "livehub-chat: " << to_string(hub_cfg.error()) << "\n";
     return 1;
   }
+  if (!caf::get_if<size_t>(&cfg, "scheduler.max-threads"))
+    cfg.set("scheduler.max-threads", livehub::worker_threads(*hub_cfg));
   // The demo's defaults: rooms open to clients, the bundled page.
   if (!caf::get_if<std::vector<std::string>>(&cfg, "livehub.client-publish"))
     hub_cfg->client_publish = {"room:*"};

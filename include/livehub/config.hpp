@@ -109,6 +109,12 @@ struct hub_config {
   caf::error validate() const;
 };
 
+/// CAF scheduler threads that leave one core to each I/O thread: the cores
+/// less `cfg.io_threads`, at least 1. (On 2 cores, 1 worker + 1 I/O thread
+/// delivered 1.0-1.4x the fan-out of 2 workers + 1 I/O thread, bench/run.)
+/// Set it as `scheduler.max-threads` before the actor system starts.
+size_t worker_threads(const hub_config& cfg);
+
 /// Declares every `livehub.*` option in `opts`. Call it from the constructor
 /// of your `caf::actor_system_config` subclass:
 /// `livehub::add_options(custom_options_);`
