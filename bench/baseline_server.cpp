@@ -63,13 +63,19 @@ class baseline {
     ep_.set_listen_backlog(1024);
     ep_.set_max_message_size(512 * 1024);
     ep_.set_max_http_body_size(512 * 1024);
-    ep_.set_open_handler([this](connection_hdl h) { on_open(h); });
-    ep_.set_close_handler([this](connection_hdl h) { on_close(h); });
+    ep_.set_open_handler([this](connection_hdl h) {
+      on_open(h);
+    });
+    ep_.set_close_handler([this](connection_hdl h) {
+      on_close(h);
+    });
     ep_.set_message_handler(
       [this](connection_hdl h, server_t::message_ptr msg) {
         on_message(h, msg->get_payload());
       });
-    ep_.set_http_handler([this](connection_hdl h) { on_http(h); });
+    ep_.set_http_handler([this](connection_hdl h) {
+      on_http(h);
+    });
   }
 
   int run(const std::string& host, uint16_t port) {
@@ -99,7 +105,9 @@ class baseline {
         ep_.close(entry.first, websocketpp::close::status::going_away,
                   "shutdown", ignored);
       deadline.expires_after(std::chrono::seconds(1));
-      deadline.async_wait([this](const asio::error_code&) { ep_.stop(); });
+      deadline.async_wait([this](const asio::error_code&) {
+        ep_.stop();
+      });
       if (conns_.empty())
         ep_.stop();
     });
@@ -116,7 +124,7 @@ class baseline {
     asio::error_code ec;
     auto peer = con->get_raw_socket().remote_endpoint(ec).address();
     info.trusted = !ec && peer.is_loopback()
-                   && con->get_request_header("Origin").empty();
+      && con->get_request_header("Origin").empty();
     conns_.emplace(h, std::move(info));
   }
 
@@ -207,8 +215,9 @@ class baseline {
       publish(channel, event, d == doc.MemberEnd() ? nullptr : &d->value);
       reply_ok(h, id);
     } else if (t == "ping") {
-      send_text(h, id.empty() ? std::string{"{\"type\":\"pong\"}"}
-                              : "{\"type\":\"pong\",\"id\":" + id + "}");
+      send_text(h,
+                id.empty() ? std::string{"{\"type\":\"pong\"}"}
+                           : "{\"type\":\"pong\",\"id\":" + id + "}");
     } else {
       reply_error(h, id, "unknown_command", "unknown type");
     }
@@ -265,7 +274,7 @@ class baseline {
     if (!id.empty())
       s += "\"id\":" + id + ",";
     s += std::string{"\"code\":\""} + code + "\",\"message\":\"" + message
-         + "\"}";
+      + "\"}";
     send_text(h, s);
   }
 

@@ -59,7 +59,9 @@ int64_t now_ns() {
 double cpu_seconds() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  auto tv = [](const timeval& x) { return x.tv_sec + x.tv_usec / 1e6; };
+  auto tv = [](const timeval& x) {
+    return x.tv_sec + x.tv_usec / 1e6;
+  };
   return tv(ru.ru_utime) + tv(ru.ru_stime);
 }
 
@@ -120,7 +122,7 @@ class histogram {
     int msb = 63 - __builtin_clzll(v);
     int shift = msb - sub_bits;
     return (static_cast<size_t>(shift + 1) << sub_bits)
-           + static_cast<size_t>((v >> shift) & (sub_count - 1));
+      + static_cast<size_t>((v >> shift) & (sub_count - 1));
   }
 
   static uint64_t upper(size_t i) {
@@ -164,7 +166,8 @@ struct options {
 [[noreturn]] void usage(const char* why) {
   if (why)
     std::fprintf(stderr, "livehub-loadgen: %s\n", why);
-  std::fprintf(stderr,
+  std::fprintf(
+    stderr,
     "usage: livehub-loadgen [--host H] --port P [--path /ws]\n"
     "  --scenario fanout|wide|channels|idle|churn\n"
     "  --subscribers N (churn: concurrent loops)  --channels N\n"
@@ -172,7 +175,8 @@ struct options {
     "  --rate R (publications/s; 0 = closed loop)  --window W (32)\n"
     "  --sources K (source addresses 127.0.0.2.., 50)  --threads T (1)\n"
     "  --connect-concurrency C (256)  --drain SECONDS (5)\n"
-    "  --setup-timeout SECONDS (120)  --strict (exit 1 on any loss or error)\n");
+    "  --setup-timeout SECONDS (120)  --strict (exit 1 on any loss or "
+    "error)\n");
   std::exit(2);
 }
 
@@ -585,7 +589,7 @@ void conn::on_connect(const asio::error_code& ec) {
 
 bool conn::active() const {
   return st_ == state::handshaking || st_ == state::open
-         || st_ == state::closing;
+    || st_ == state::closing;
 }
 
 void conn::do_read() {
@@ -595,7 +599,8 @@ void conn::do_read() {
     rbuf_.resize(rbuf_.size() * 2);
   reading_ = true;
   ++pending_;
-  sock_.async_read_some(asio::buffer(rbuf_.data() + rlen_, rbuf_.size() - rlen_),
+  sock_.async_read_some(asio::buffer(rbuf_.data() + rlen_,
+                                     rbuf_.size() - rlen_),
                         [this](const asio::error_code& ec, size_t n) {
                           --pending_;
                           reading_ = false;
@@ -740,9 +745,8 @@ void conn::on_frame(uint8_t opcode, bool fin, const char* data, size_t size) {
       return;
     case 0x8: { // close
       uint16_t code = size >= 2
-                        ? static_cast<uint16_t>(
-                            (uint8_t(data[0]) << 8) | uint8_t(data[1]))
-                        : 1005;
+        ? static_cast<uint16_t>((uint8_t(data[0]) << 8) | uint8_t(data[1]))
+        : 1005;
       if (st_ != state::closing) {
         app_.on_server_close(*this, code);
         st_ = state::closing;
@@ -898,10 +902,10 @@ app::app(options opt) : opt_(std::move(opt)) {
     usage(("bad --host " + opt_.host).c_str());
   server_ = tcp::endpoint(addr, opt_.port);
   handshake_ = "GET " + opt_.path + " HTTP/1.1\r\nHost: " + opt_.host + ":"
-               + std::to_string(opt_.port)
-               + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                 "Sec-WebSocket-Version: 13\r\n\r\n";
+    + std::to_string(opt_.port)
+    + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      "Sec-WebSocket-Version: 13\r\n\r\n";
   bool single = opt_.threads == 1;
   for (size_t t = 0; t < opt_.threads; ++t) {
     workers_.push_back(std::make_unique<worker>(t, single));
@@ -912,8 +916,8 @@ app::app(options opt) : opt_(std::move(opt)) {
   tick_timer_ = std::make_unique<asio::steady_timer>(w0().ctx);
   setup_timer_ = std::make_unique<asio::steady_timer>(w0().ctx);
   closed_loop_ = opt_.rate == 0
-                 && (opt_.scen == scenario::fanout || opt_.scen == scenario::wide
-                     || opt_.scen == scenario::channels);
+    && (opt_.scen == scenario::fanout || opt_.scen == scenario::wide
+        || opt_.scen == scenario::channels);
   subs_per_channel_ = std::make_unique<std::atomic<uint32_t>[]>(opt_.channels);
   for (size_t i = 0; i < opt_.channels; ++i)
     subs_per_channel_[i].store(0);
@@ -927,9 +931,8 @@ app::app(options opt) : opt_(std::move(opt)) {
   role r = opt_.scen == scenario::churn ? role::churner : role::subscriber;
   for (size_t i = 0; i < opt_.subscribers; ++i) {
     auto& w = *workers_[i % workers_.size()];
-    asio::ip::address_v4 src{
-      static_cast<asio::ip::address_v4::uint_type>(
-        (127u << 24) | (2u + static_cast<uint32_t>(i % opt_.sources)))};
+    asio::ip::address_v4 src{static_cast<asio::ip::address_v4::uint_type>(
+      (127u << 24) | (2u + static_cast<uint32_t>(i % opt_.sources)))};
     auto c = std::make_unique<conn>(*this, w, r, i, src);
     c->set_channel(i % opt_.channels);
     w.conns.push_back(c.get());
@@ -947,7 +950,8 @@ void app::in_worker(worker& w, std::function<void()> fn) {
 }
 
 void app::after(asio::steady_timer& t, double seconds, void (app::*fn)()) {
-  t.expires_after(std::chrono::nanoseconds(static_cast<int64_t>(seconds * 1e9)));
+  t.expires_after(
+    std::chrono::nanoseconds(static_cast<int64_t>(seconds * 1e9)));
   t.async_wait([this, fn](const asio::error_code& ec) {
     if (!ec && !finished_)
       (this->*fn)();
@@ -956,11 +960,15 @@ void app::after(asio::steady_timer& t, double seconds, void (app::*fn)()) {
 
 int app::run() {
   setup_start_ns_ = now_ns();
-  asio::post(w0().ctx, [this] { publisher_->start(); });
+  asio::post(w0().ctx, [this] {
+    publisher_->start();
+  });
   after(*setup_timer_, opt_.setup_timeout, &app::setup_timeout);
   for (size_t t = 1; t < workers_.size(); ++t) {
     auto* w = workers_[t].get();
-    w->thread = std::thread{[w] { w->ctx.run(); }};
+    w->thread = std::thread{[w] {
+      w->ctx.run();
+    }};
   }
   w0().ctx.run();
   for (size_t t = 1; t < workers_.size(); ++t)
@@ -987,9 +995,10 @@ int app::run() {
     phase_end_ns_ = now_ns();
   double window_s = std::max(1e-9, (phase_end_ns_ - phase_start_ns_) / 1e9);
   double elapsed_s = delivered > 0 && last_delivery > phase_start_ns_
-                       ? (last_delivery - phase_start_ns_) / 1e9
-                       : window_s;
-  int64_t lost = static_cast<int64_t>(expected_) - static_cast<int64_t>(delivered);
+    ? (last_delivery - phase_start_ns_) / 1e9
+    : window_s;
+  int64_t lost = static_cast<int64_t>(expected_)
+    - static_cast<int64_t>(delivered);
   uint64_t extra = lost < 0 ? static_cast<uint64_t>(-lost) : 0;
   if (lost < 0)
     lost = 0;
@@ -997,9 +1006,11 @@ int app::run() {
   double wall = std::max(1e-9, (now_ns() - phase_start_ns_) / 1e9);
   bool churn = opt_.scen == scenario::churn;
   bool ok = !fatal_ && lost == 0 && extra == 0 && conn_errors_ == 0
-            && proto_errors_ == 0 && order_errors == 0 && !stalled_
-            && delivered > 0 && (!churn || (churn_errors_ == 0 && cycles_ > 0));
-  auto us = [](uint64_t ns) { return ns / 1000.0; };
+    && proto_errors_ == 0 && order_errors == 0 && !stalled_ && delivered > 0
+    && (!churn || (churn_errors_ == 0 && cycles_ > 0));
+  auto us = [](uint64_t ns) {
+    return ns / 1000.0;
+  };
   std::printf(
     "scenario=%s mode=%s subscribers=%zu channels=%zu payload=%zu window=%zu "
     "rate=%.0f threads=%zu subscribed=%zu open_at_end=%zu conn_errors=%" PRIu64
@@ -1031,7 +1042,8 @@ void app::setup_timeout() {
   if (phase_posted_.exchange(true))
     return;
   auto settled = settled_.load();
-  std::fprintf(stderr, "loadgen: setup timeout: %zu of %zu subscribers settled\n",
+  std::fprintf(stderr,
+               "loadgen: setup timeout: %zu of %zu subscribers settled\n",
                settled, opt_.subscribers);
   conn_errors_ += opt_.subscribers - settled;
   if (subscribed_ == 0 && opt_.scen != scenario::churn) {
@@ -1070,13 +1082,15 @@ void app::on_open(conn& c) {
     }
     for (auto& w : workers_) {
       auto* wp = w.get();
-      in_worker(*wp, [this, wp] { start_connecting(*wp); });
+      in_worker(*wp, [this, wp] {
+        start_connecting(*wp);
+      });
     }
     return;
   }
   std::string cmd = "{\"type\":\"subscribe\",\"channel\":\""
-                    + channel_name(c.channel()) + "\",\"id\":"
-                    + std::to_string(c.index()) + "}";
+    + channel_name(c.channel()) + "\",\"id\":" + std::to_string(c.index())
+    + "}";
   c.send_text(cmd);
 }
 
@@ -1088,7 +1102,9 @@ void app::on_ok(conn& c) {
       churn_request_publish(c.channel());
     } else {
       auto ch = c.channel();
-      in_worker(w0(), [this, ch] { churn_request_publish(ch); });
+      in_worker(w0(), [this, ch] {
+        churn_request_publish(ch);
+      });
     }
     return;
   }
@@ -1103,17 +1119,21 @@ void app::on_ok(conn& c) {
 void app::subscriber_settled() {
   if (settled_.fetch_add(1) + 1 == opt_.subscribers
       && !phase_posted_.exchange(true))
-    in_worker(w0(), [this] { begin_phase(); });
+    in_worker(w0(), [this] {
+      begin_phase();
+    });
 }
 
 void app::on_conn_error(conn& c, const char* what, const std::string& detail) {
   if (!running())
     return;
   if (c.is_publisher()) {
-    std::fprintf(stderr, "loadgen: publisher connection failed: %s: %s\n",
-                 what, detail.c_str());
+    std::fprintf(stderr, "loadgen: publisher connection failed: %s: %s\n", what,
+                 detail.c_str());
     fatal_ = true;
-    in_worker(w0(), [this] { finish(); });
+    in_worker(w0(), [this] {
+      finish();
+    });
     return;
   }
   if (error_prints_.fetch_add(1) < 5)
@@ -1141,7 +1161,8 @@ void app::on_proto_error(conn& c, string_view text) {
   proto_errors_.fetch_add(1);
   if (error_prints_.fetch_add(1) < 5)
     std::fprintf(stderr, "loadgen: connection %zu: unexpected frame: %.*s\n",
-                 c.index(), static_cast<int>(std::min<size_t>(text.size(), 200)),
+                 c.index(),
+                 static_cast<int>(std::min<size_t>(text.size(), 200)),
                  text.data());
 }
 
@@ -1183,7 +1204,9 @@ void app::on_closed(conn& c) {
   if (running() && churn_go_.load()) {
     // Not from inside the handler that ended the cycle.
     auto* cp = &c;
-    in_worker(c.w(), [cp] { cp->start(); });
+    in_worker(c.w(), [cp] {
+      cp->start();
+    });
     return;
   }
   churn_active_.fetch_sub(1);
@@ -1265,7 +1288,8 @@ void app::publish_one(size_t ch, uint32_t expected) {
 
 void app::pump() {
   while (publishing_) {
-    uint64_t outstanding = in_flight_base_ - completed_.load(std::memory_order_acquire);
+    uint64_t outstanding = in_flight_base_
+      - completed_.load(std::memory_order_acquire);
     if (outstanding >= opt_.window)
       return;
     if (publisher_->write_backlog() > (8u << 20))
@@ -1336,7 +1360,8 @@ void app::end_publishing() {
 
 void app::check_drain() {
   int64_t now = now_ns();
-  bool timed_out = now - drain_start_ns_ > static_cast<int64_t>(opt_.drain * 1e9);
+  bool timed_out = now - drain_start_ns_
+    > static_cast<int64_t>(opt_.drain * 1e9);
   if (opt_.scen == scenario::churn) {
     if (churn_active_.load() == 0) {
       finish();
@@ -1418,9 +1443,11 @@ int main(int argc, char** argv) {
   rlimit lim{};
   getrlimit(RLIMIT_NOFILE, &lim);
   if (lim.rlim_cur != RLIM_INFINITY && opt.subscribers + 32 > lim.rlim_cur) {
-    std::fprintf(stderr, "livehub-loadgen: %zu connections need more than the "
-                         "open-file limit %llu\n",
-                 opt.subscribers, static_cast<unsigned long long>(lim.rlim_cur));
+    std::fprintf(stderr,
+                 "livehub-loadgen: %zu connections need more than the "
+                 "open-file limit %llu\n",
+                 opt.subscribers,
+                 static_cast<unsigned long long>(lim.rlim_cur));
     return 2;
   }
   app a{opt};

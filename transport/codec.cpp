@@ -35,24 +35,12 @@ bool has_surrogate(const char* str, size_t len) {
   return false;
 }
 
-/// Re-writes one JSON value compactly, refusing nesting past max_json_depth.
-/// Used alone (json_text::parse) and inside object_reader (field `data`).
-struct value_writer {
-  rapidjson::StringBuffer buf;
-  writer_type out{buf};
-  size_t depth = 0;
-  size_t max_depth = max_json_depth;
-  bool too_deep = false;
-  bool bad_string = false;
-
-  bool Null() {
-    return out.Null();
-  }
-  bool Bool(bool x) {
-    return out.Bool(x);
-  }
+/// The typed number callbacks of RapidJSON's SAX interface. With
+/// kParseNumbersAsStringsFlag (always set here) numbers arrive as RawNumber
+/// only, so these never run; refusing keeps a parse from losing digits.
+struct raw_numbers_only {
   bool Int(int) {
-    return false; // unreachable with kParseNumbersAsStringsFlag
+    return false;
   }
   bool Uint(unsigned) {
     return false;
@@ -65,6 +53,24 @@ struct value_writer {
   }
   bool Double(double) {
     return false;
+  }
+};
+
+/// Re-writes one JSON value compactly, refusing nesting past max_json_depth.
+/// Used alone (json_text::parse) and inside object_reader (field `data`).
+struct value_writer : raw_numbers_only {
+  rapidjson::StringBuffer buf;
+  writer_type out{buf};
+  size_t depth = 0;
+  size_t max_depth = max_json_depth;
+  bool too_deep = false;
+  bool bad_string = false;
+
+  bool Null() {
+    return out.Null();
+  }
+  bool Bool(bool x) {
+    return out.Bool(x);
   }
   bool RawNumber(const char* str, rapidjson::SizeType len, bool) {
     return out.RawValue(str, len, rapidjson::kNumberType);
@@ -113,7 +119,7 @@ struct value_writer {
 
 /// Reads a top-level object, keeping the string fields `type`, `channel`,
 /// `event`, the raw `id` and the re-written `data`; skips other fields.
-class object_reader {
+class object_reader : public raw_numbers_only {
  public:
   std::optional<std::string> type, channel, event;
   std::string id;
@@ -136,21 +142,6 @@ class object_reader {
         return w.Bool(x);
       },
       "a boolean");
-  }
-  bool Int(int) {
-    return false;
-  }
-  bool Uint(unsigned) {
-    return false;
-  }
-  bool Int64(int64_t) {
-    return false;
-  }
-  bool Uint64(uint64_t) {
-    return false;
-  }
-  bool Double(double) {
-    return false;
   }
   bool RawNumber(const char* str, rapidjson::SizeType len, bool) {
     if (depth_ == 1 && key_ == "id") {
@@ -373,7 +364,7 @@ std::string mask_numbers(std::string_view text,
 }
 
 template<class Handler>
-struct number_restorer {
+struct number_restorer : raw_numbers_only {
   Handler& h;
   const std::vector<std::string_view>& numbers;
   size_t next = 0;
@@ -384,21 +375,6 @@ struct number_restorer {
   }
   bool Bool(bool x) {
     return h.Bool(x);
-  }
-  bool Int(int) {
-    return false;
-  }
-  bool Uint(unsigned) {
-    return false;
-  }
-  bool Int64(int64_t) {
-    return false;
-  }
-  bool Uint64(uint64_t) {
-    return false;
-  }
-  bool Double(double) {
-    return false;
   }
   bool RawNumber(const char*, rapidjson::SizeType, bool copy) {
     if (next == numbers.size())
@@ -444,7 +420,7 @@ std::optional<std::string> read(std::string_view text, Handler& handler) {
       std::vector<std::string_view> numbers;
       auto masked = mask_numbers(text, numbers);
       handler.reset();
-      number_restorer<Handler> restorer{handler, numbers};
+      number_restorer<Handler> restorer{{}, handler, numbers};
       return read(masked, restorer);
     }
   }

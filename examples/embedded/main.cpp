@@ -4,7 +4,9 @@
 // receive them as frames. Shows spawn_hub, livehub::publish, and the hub's
 // subscribe/unsubscribe/stats messages.
 //
-// Run:  ./build/examples/livehub-embedded
+// Run:  ./build/release/examples/livehub-embedded   (after scripts/run-tests;
+//       or: cmake -S . -B build && cmake --build build --target
+//       livehub-embedded)
 // (it prints the publications it receives, then the hub's stats, and exits)
 #include <iostream>
 

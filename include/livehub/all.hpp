@@ -5,5 +5,6 @@
 #include "livehub/fwd.hpp"
 #include "livehub/hub.hpp"
 #include "livehub/json.hpp"
+#include "livehub/main.hpp"
 #include "livehub/messages.hpp"
 #include "livehub/server.hpp"
