@@ -23,10 +23,10 @@ void sink::queue_push(uint64_t end) {
 }
 
 uint64_t sink::update_queue() {
-  // The connection reports the bytes it still holds; every frame that ends
-  // within the written prefix is gone from the queue.
-  auto buffered = std::min(static_cast<uint64_t>(do_buffered_amount()), total_);
-  auto written = total_ - buffered;
+  // The connection reports the bytes it wrote; every frame that ends within
+  // the written prefix is gone from the queue.
+  auto written = std::min(do_written(), total_);
+  auto buffered = total_ - written;
   while (head_ < ends_.size() && ends_[head_] <= written)
     ++head_;
   if (head_ == ends_.size()) {

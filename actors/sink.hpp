@@ -93,8 +93,10 @@ class sink {
   /// the sink's lock held.
   virtual bool do_send(const frame_ptr& frame) = 0;
 
-  /// Payload bytes the connection still has queued.
-  virtual size_t do_buffered_amount() = 0;
+  /// Payload bytes written so far (or at least gone from the connection's
+  /// queue), out of those handed to do_send. May lag behind; never runs
+  /// ahead.
+  virtual uint64_t do_written() = 0;
 
   /// Starts the closing handshake.
   virtual void do_close(uint16_t code, const std::string& reason) = 0;

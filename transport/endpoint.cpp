@@ -14,11 +14,45 @@
 
 namespace livehub::transport {
 
+// -- outbox -------------------------------------------------------------------
+
+bool outbox::push(io_op&& op) {
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (shut_)
+    return false;
+  queued_.push_back(std::move(op));
+  if (!scheduled_) {
+    scheduled_ = true;
+    asio::post(ctx_, [this] {
+      drain();
+    });
+  }
+  return true;
+}
+
+void outbox::shut() {
+  std::unique_lock<std::mutex> guard{mtx_};
+  shut_ = true;
+  queued_.clear();
+}
+
+void outbox::drain() {
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    running_.swap(queued_);
+    scheduled_ = false;
+  }
+  for (auto& op : running_)
+    if (auto& out = op.con->out)
+      out->run(op);
+  running_.clear();
+}
+
 // -- ws_sink ------------------------------------------------------------------
 
-ws_sink::ws_sink(connection_ptr con, const hub_config& cfg)
+ws_sink::ws_sink(connection_ptr con, outbox& box, const hub_config& cfg)
   : sink(cfg.send_queue_limit, cfg.send_queue_bytes), con_(std::move(con)),
-    max_pending_(cfg.max_pending_commands) {
+    box_(&box), max_pending_(cfg.max_pending_commands) {
   // nop
 }
 
@@ -67,26 +101,56 @@ const ws_server::message_ptr& prepared(const frame_ptr& frame) {
 } // namespace
 
 bool ws_sink::do_send(const frame_ptr& frame) {
-  return !con_->send(prepared(frame));
+  io_op op;
+  op.con = con_;
+  op.msg = prepared(frame);
+  return box_->push(std::move(op));
 }
 
-size_t ws_sink::do_buffered_amount() {
-  return con_->get_buffered_amount();
+uint64_t ws_sink::do_written() {
+  return written_.load(std::memory_order_acquire);
 }
 
 void ws_sink::do_close(uint16_t code, const std::string& reason) {
-  websocketpp::lib::error_code ec;
-  con_->close(code, reason, ec); // fails only when already closing
+  io_op op;
+  op.con = con_;
+  op.kind = io_op::close;
+  op.code = code;
+  op.reason = reason;
+  box_->push(std::move(op));
 }
 
 void ws_sink::do_ping() {
+  io_op op;
+  op.con = con_;
+  op.kind = io_op::ping;
+  box_->push(std::move(op));
+}
+
+void ws_sink::run(io_op& op) {
   websocketpp::lib::error_code ec;
-  con_->ping("", ec);
+  switch (op.kind) {
+    case io_op::send:
+      // Fails only when the connection is no longer open.
+      if (!op.con->send(op.msg))
+        handed_ += op.msg->get_payload().size();
+      break;
+    case io_op::ping: op.con->ping("", ec); break;
+    case io_op::close:
+      op.con->close(op.code, op.reason, ec); // fails when already closing
+      break;
+  }
+}
+
+void ws_sink::on_written() {
+  if (con_)
+    written_.store(handed_ - con_->get_buffered_amount(),
+                   std::memory_order_release);
 }
 
 void ws_sink::do_consumed() {
   // The message handler paused reading when the count reached the limit.
-  // Crossing back below it, ask the connection's strand to resume (see the
+  // Crossing back below it, ask the connection's thread to resume (see the
   // interrupt handler): only there do we know whether reading is paused.
   if (pending_.fetch_sub(1, std::memory_order_relaxed) == max_pending_)
     con_->interrupt();
@@ -98,7 +162,7 @@ void ws_sink::do_detach() {
 
 bool is_loopback(const connection_ptr& con) {
   asio::error_code ec;
-  auto addr = con->get_raw_socket().remote_endpoint(ec).address();
+  auto addr = con->socket().remote_endpoint(ec).address();
   if (ec)
     return false;
   if (addr.is_v6() && addr.to_v6().is_v4_mapped())
@@ -147,7 +211,7 @@ server::impl::impl(caf::actor_system& sys, hub_actor hub, const hub_config& cfg)
 caf::error server::impl::listen() {
   max_connections = std::min(cfg->max_connections, connection_capacity());
   websocketpp::lib::error_code ec;
-  ep.init_asio(ec);
+  ep.init_asio(cfg->io_threads, ec);
   if (ec)
     return caf::make_error(caf::sec::runtime_error, "asio: " + ec.message());
   ep.set_reuse_addr(true);
@@ -158,10 +222,7 @@ caf::error server::impl::listen() {
   ep.set_close_handshake_timeout(500);
   // Frames go out as soon as they are queued: no Nagle delay (subscribers
   // rarely send, so delayed ACKs would hold small frames back for ~40 ms).
-  ep.set_socket_init_handler([](connection_hdl, asio::ip::tcp::socket& s) {
-    asio::error_code ec;
-    s.set_option(asio::ip::tcp::no_delay{true}, ec);
-  });
+  ep.set_no_delay(true);
   ep.set_validate_handler([this](connection_hdl h) {
     return on_validate(h);
   });
@@ -221,11 +282,13 @@ caf::error server::impl::listen() {
   if (ec)
     return caf::make_error(caf::sec::cannot_open_port,
                            "cannot accept: " + ec.message());
-  poster = std::make_shared<io_poster>(ep);
+  for (size_t i = 0; i < ep.contexts(); ++i)
+    outboxes.push_back(std::make_unique<outbox>(ep.context(i)));
+  poster = std::make_shared<io_poster>();
   keepalive = sys.spawn(livehub::keepalive, cfg, counters);
-  for (size_t i = 0; i < cfg->io_threads; ++i)
-    threads.emplace_back([this] {
-      ep.run();
+  for (size_t i = 0; i < ep.contexts(); ++i)
+    threads.emplace_back([this, i] {
+      ep.run(i);
     });
   return caf::none;
 }
@@ -265,7 +328,16 @@ bool server::impl::on_validate(connection_hdl hdl) {
 
 void server::impl::on_open(connection_hdl hdl) {
   auto con = ep.get_con_from_hdl(hdl);
-  con->out = std::make_shared<ws_sink>(con, *cfg);
+  // websocketpp keeps the upgrade's request and response (1-3 KB of headers)
+  // for the connection's life and offers them read-only. After the upgrade
+  // it never reads them again (only a failed upgrade logs them), and
+  // on_validate took what livehub needs: give the memory back. (The objects
+  // are not const, so writing through the cast is well-defined.)
+  const_cast<ws_config::request_type&>(con->get_request()) = {};
+  const_cast<ws_config::response_type&>(con->get_response()) = {};
+  con->out = std::make_shared<ws_sink>(con, *outboxes[con->context_index()],
+                                       *cfg);
+  con->set_write_observer(con->out.get());
   std::shared_ptr<sink> out = con->out;
   con->client = sys.spawn(client, hub, out, cfg, counters, con->rights);
   // Sent from here, before any frame of this connection is read: the hub
@@ -280,6 +352,7 @@ void server::impl::on_open(connection_hdl hdl) {
 void server::impl::on_end(connection_hdl hdl) {
   auto con = ep.get_con_from_hdl(hdl);
   if (con->out) {
+    con->set_write_observer(nullptr);
     con->out->detach();
     caf::anon_send(con->client, closed_atom::value);
     con->client = nullptr;
@@ -305,21 +378,16 @@ void server::impl::stop() {
   }
   stopping = true;
   guard.unlock();
-  // On an I/O thread: stop accepting, then close every connection with
-  // 1001. Their close handshakes run while we wait, bounded by a deadline.
-  poster->post([this] {
+  // Stop accepting (on the acceptor's thread), then close every connection
+  // with 1001 through its sink, after the frames already queued. Their close
+  // handshakes run while we wait, bounded by a deadline.
+  asio::post(ep.context(0), [this] {
     websocketpp::lib::error_code ec;
     ep.stop_listening(ec);
-    std::vector<connection_hdl> hdls;
-    {
-      std::unique_lock<std::mutex> guard{mtx};
-      for (auto& kvp : open)
-        hdls.push_back(kvp.first);
-    }
-    for (auto& h : hdls)
-      ep.close(h, websocketpp::close::status::going_away, "going away", ec);
   });
   guard.lock();
+  for (auto& kvp : open)
+    kvp.second->close(websocketpp::close::status::going_away, "going away");
   cv.wait_for(guard, std::chrono::milliseconds(800), [this] {
     return live == 0;
   });
@@ -329,6 +397,8 @@ void server::impl::stop() {
     if (t.joinable())
       t.join();
   poster->disable();
+  for (auto& box : outboxes)
+    box->shut();
   // Connections still open were cut by ep.stop(): detach their sinks so no
   // actor touches websocketpp again, and let their client actors go.
   guard.lock();

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include <websocketpp/concurrency/none.hpp>
 #include <websocketpp/config/asio_no_tls.hpp>
 #include <websocketpp/server.hpp>
 
@@ -17,29 +18,40 @@
 #include "actors/keepalive.hpp"
 #include "actors/sink.hpp"
 #include "livehub/server.hpp"
+#include "transport/lean_transport.hpp"
 
 namespace livehub::transport {
 
 class ws_sink;
 
 /// What livehub keeps in every websocketpp connection (websocketpp makes it
-/// the connection's base class).
+/// the connection's base class). I/O thread only.
 struct connection_data {
   client_actor client;
   std::shared_ptr<ws_sink> out;
   client_rights rights;
   /// Counted against max-connections (set by the upgrade's validation).
   bool counted = false;
-  /// Reading paused by livehub (max-pending-commands); I/O strand only.
+  /// Reading paused by livehub (max-pending-commands).
   bool paused = false;
 };
 
-/// websocketpp's asio config with livehub's connection data, a smaller read
-/// buffer and no access log.
+/// websocketpp's config for livehub: the lean transport (one thread per
+/// io_context, so no locks and no strands: `concurrency::none`), livehub's
+/// connection data, a small read buffer and no logging.
 struct ws_config : websocketpp::config::asio {
   using type = ws_config;
+  using concurrency_type = websocketpp::concurrency::none;
+  static const bool enable_multithreading = false;
+  struct transport_config {
+    using alog_type = websocketpp::config::asio::alog_type;
+    using elog_type = websocketpp::config::asio::elog_type;
+  };
+  using transport_type = lean::endpoint<transport_config>;
   using connection_base = connection_data;
-  static const size_t connection_read_buffer_size = 1024;
+  /// Bytes read per call. Subscribers send little; publishes that come over
+  /// HTTP or WebSocket take a few more reads. See docs/performance.md.
+  static const size_t connection_read_buffer_size = 512;
   static const websocketpp::log::level alog_level
     = websocketpp::log::alevel::none;
   static const websocketpp::log::level elog_level
@@ -50,12 +62,52 @@ using ws_server = websocketpp::server<ws_config>;
 using connection_ptr = ws_server::connection_ptr;
 using websocketpp::connection_hdl;
 
-/// A sink writing to a websocketpp connection. websocketpp's send, ping and
-/// close are safe from any thread (they lock, then post to the connection's
-/// strand), so actors call them directly.
-class ws_sink : public sink {
+/// One piece of work for a connection's I/O thread.
+struct io_op {
+  enum kind_t : uint8_t { send, ping, close };
+  connection_ptr con;
+  ws_server::message_ptr msg; // send
+  std::string reason;         // close
+  uint16_t code = 0;          // close
+  kind_t kind = send;
+};
+
+/// The work queue of one io_context. Actors push from any thread; the first
+/// push after a drain posts one drain to the context, which runs everything
+/// queued by then in order: one post and one wake-up per batch rather than
+/// one per frame, and every write is issued on the connection's own thread.
+class outbox {
  public:
-  ws_sink(connection_ptr con, const hub_config& cfg);
+  explicit outbox(asio::io_context& ctx) : ctx_(ctx) {
+    // nop
+  }
+
+  /// Queues `op`; false once shut.
+  bool push(io_op&& op);
+
+  /// Drops what is queued and refuses further work (the context stopped).
+  void shut();
+
+ private:
+  void drain();
+
+  asio::io_context& ctx_;
+  std::mutex mtx_;
+  std::vector<io_op> queued_;
+  /// drain()'s batch, kept to reuse its capacity.
+  std::vector<io_op> running_;
+  bool scheduled_ = false;
+  bool shut_ = false;
+};
+
+/// A sink writing to a websocketpp connection through its context's outbox.
+///
+/// Send accounting: the sink counts payload bytes handed to it (sink::send);
+/// the I/O thread counts the bytes it passed to websocketpp and, after every
+/// completed write, publishes how many of them left websocketpp's queue.
+class ws_sink : public sink, public lean::write_observer {
+ public:
+  ws_sink(connection_ptr con, outbox& box, const hub_config& cfg);
 
   /// Counts one received message; false when the connection should stop
   /// reading until the client actor catches up.
@@ -68,9 +120,14 @@ class ws_sink : public sink {
     return pending_.load(std::memory_order_relaxed) < max_pending_;
   }
 
+  /// Runs one op on the I/O thread.
+  void run(io_op& op);
+
+  void on_written() override;
+
  protected:
   bool do_send(const frame_ptr& frame) override;
-  size_t do_buffered_amount() override;
+  uint64_t do_written() override;
   void do_close(uint16_t code, const std::string& reason) override;
   void do_ping() override;
   void do_consumed() override;
@@ -78,33 +135,37 @@ class ws_sink : public sink {
 
  private:
   connection_ptr con_;
+  outbox* box_;
   std::atomic<size_t> pending_{0};
   size_t max_pending_;
+  /// Payload bytes handed to websocketpp (I/O thread only).
+  uint64_t handed_ = 0;
+  /// Of those, the bytes websocketpp no longer holds.
+  std::atomic<uint64_t> written_{0};
 };
 
-/// Posts work to the I/O threads for as long as they exist (actors answer
+/// Posts work to the I/O threads for as long as they run (actors answer
 /// deferred HTTP requests through it, possibly after the server stopped).
 class io_poster {
  public:
-  explicit io_poster(ws_server& ep) : ep_(&ep) {
-    // nop
-  }
+  io_poster() = default;
 
+  /// Runs `f` on `con`'s thread, unless the server stopped.
   template<class F>
-  void post(F&& f) {
+  void post(const connection_ptr& con, F&& f) {
     std::unique_lock<std::mutex> guard{mtx_};
-    if (ep_)
-      ep_->get_io_service().post(std::forward<F>(f));
+    if (enabled_)
+      asio::post(con->context(), std::forward<F>(f));
   }
 
   void disable() {
     std::unique_lock<std::mutex> guard{mtx_};
-    ep_ = nullptr;
+    enabled_ = false;
   }
 
  private:
   std::mutex mtx_;
-  ws_server* ep_;
+  bool enabled_ = true;
 };
 
 /// True when the peer of `con` is a loopback address (IPv4, IPv6 or
@@ -128,6 +189,8 @@ struct server::impl {
   /// Pings every connection and bounds its writes (one timer for all).
   keepalive_actor keepalive;
   transport::ws_server ep;
+  /// One per I/O context (declared after `ep`: destroyed before it).
+  std::vector<std::unique_ptr<transport::outbox>> outboxes;
   std::shared_ptr<transport::io_poster> poster;
   std::string host;
   uint16_t port = 0;

@@ -66,7 +66,7 @@ void stats(server::impl& srv, const connection_ptr& con) {
   auto ask = [](caf::event_based_actor* self, hub_actor hub, connection_ptr con,
                 std::shared_ptr<io_poster> poster) {
     auto finish = [con, poster](status::value code, std::string body) {
-      poster->post([con, code, body = std::move(body)]() mutable {
+      poster->post(con, [con, code, body = std::move(body)]() mutable {
         // The connection may have ended meanwhile: websocketpp then throws
         // from set_status; nothing is left to answer.
         try {

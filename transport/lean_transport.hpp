@@ -1,0 +1,463 @@
+// livehub's own websocketpp transport policy: plain TCP on standalone Asio,
+// server side only, shaped for tens of thousands of mostly idle connections.
+//
+// websocketpp takes its transport as a template parameter of the config
+// (`config::transport_type`); this is one, written against the interface its
+// connection and endpoint call (websocketpp/transport/base/). Compared with
+// websocketpp's asio transport it
+//  - keeps no per-connection handler allocators (2 x 1,040 bytes inside every
+//    connection object; Asio recycles handler memory per thread anyway), no
+//    buffer vector, no socket on the heap, no strand and no copied init
+//    handlers;
+//  - runs several single-threaded io_contexts instead of one shared one:
+//    each connection belongs to one context, so websocketpp's
+//    `concurrency::none` is safe and nothing per connection locks;
+//  - backs off when accept fails for lack of file descriptors instead of
+//    retrying in a busy loop;
+//  - tells an observer when a write completed (livehub's send accounting).
+//
+// Internal to livehub::transport; endpoint.hpp builds its config on it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <websocketpp/common/asio.hpp>
+#include <websocketpp/common/connection_hdl.hpp>
+#include <websocketpp/error.hpp>
+#include <websocketpp/transport/base/connection.hpp>
+#include <websocketpp/transport/base/endpoint.hpp>
+
+namespace livehub::transport::lean {
+
+namespace wtp = websocketpp::transport;
+using websocketpp::lib::error_code;
+
+/// Told on the connection's I/O thread after each completed write.
+class write_observer {
+ public:
+  virtual ~write_observer() = default;
+  virtual void on_written() = 0;
+};
+
+/// websocketpp's buffer list as an Asio buffer sequence, without copying it
+/// (websocketpp keeps the list alive until the write completes).
+class buffer_list {
+ public:
+  using source = std::vector<wtp::buffer>;
+
+  class const_iterator {
+   public:
+    using iterator_category = std::forward_iterator_tag;
+    using value_type = asio::const_buffer;
+    using difference_type = std::ptrdiff_t;
+    using pointer = const asio::const_buffer*;
+    using reference = asio::const_buffer;
+
+    const_iterator() = default;
+
+    explicit const_iterator(source::const_iterator pos) : pos_(pos) {
+      // nop
+    }
+
+    asio::const_buffer operator*() const {
+      return asio::const_buffer{pos_->buf, pos_->len};
+    }
+
+    const_iterator& operator++() {
+      ++pos_;
+      return *this;
+    }
+
+    const_iterator operator++(int) {
+      auto result = *this;
+      ++pos_;
+      return result;
+    }
+
+    bool operator==(const const_iterator& other) const {
+      return pos_ == other.pos_;
+    }
+
+    bool operator!=(const const_iterator& other) const {
+      return pos_ != other.pos_;
+    }
+
+   private:
+    source::const_iterator pos_;
+  };
+
+  explicit buffer_list(const source& bufs) : bufs_(&bufs) {
+    // nop
+  }
+
+  const_iterator begin() const {
+    return const_iterator{bufs_->begin()};
+  }
+
+  const_iterator end() const {
+    return const_iterator{bufs_->end()};
+  }
+
+ private:
+  const source* bufs_;
+};
+
+template<class config>
+class endpoint;
+
+/// The transport half of one websocketpp connection (websocketpp makes it a
+/// base class of its connection). Every function runs on the connection's
+/// own I/O thread, except dispatch() and interrupt(), which post to it.
+template<class config>
+class connection : public std::enable_shared_from_this<connection<config>> {
+ public:
+  using type = connection<config>;
+  using ptr = std::shared_ptr<type>;
+  using alog_type = typename config::alog_type;
+  using elog_type = typename config::elog_type;
+  using timer_ptr = std::shared_ptr<asio::steady_timer>;
+
+  connection(bool /* is_server */, const std::shared_ptr<alog_type>&,
+             const std::shared_ptr<elog_type>&) {
+    // nop
+  }
+
+  ptr get_shared() {
+    return this->shared_from_this();
+  }
+
+  bool is_secure() const {
+    return false;
+  }
+
+  /// The peer as "address:port" (websocketpp logs it), "Unknown" if unknown.
+  std::string get_remote_endpoint() const {
+    if (!socket_)
+      return "Unknown";
+    asio::error_code ec;
+    auto peer = socket_->remote_endpoint(ec);
+    if (ec)
+      return "Unknown";
+    auto addr = peer.address().to_string();
+    if (peer.address().is_v6())
+      addr = "[" + addr + "]";
+    return addr + ":" + std::to_string(peer.port());
+  }
+
+  /// The TCP socket (exists once the endpoint initialised the connection).
+  asio::ip::tcp::socket& socket() {
+    return *socket_;
+  }
+
+  /// The io_context this connection runs on.
+  asio::io_context& context() {
+    return *ctx_;
+  }
+
+  /// Index of context() among the endpoint's contexts.
+  size_t context_index() const {
+    return ctx_index_;
+  }
+
+  /// Sets (or clears, with nullptr) the observer of completed writes.
+  void set_write_observer(write_observer* obs) {
+    observer_ = obs;
+  }
+
+  /// Calls `callback` after `duration` milliseconds, or with
+  /// operation_aborted when the returned timer is cancelled first.
+  timer_ptr set_timer(long duration, wtp::timer_handler callback) {
+    auto timer = std::make_shared<asio::steady_timer>(
+      *ctx_, std::chrono::milliseconds(duration));
+    timer->async_wait([self = get_shared(), timer,
+                       cb = std::move(callback)](const asio::error_code& ec) {
+      if (ec == asio::error::operation_aborted)
+        cb(wtp::error::make_error_code(wtp::error::operation_aborted));
+      else if (ec)
+        cb(wtp::error::make_error_code(wtp::error::pass_through));
+      else
+        cb(error_code{});
+    });
+    return timer;
+  }
+
+ protected:
+  /// websocketpp keeps its own handle; the transport needs none.
+  void set_handle(websocketpp::connection_hdl) {
+    // nop
+  }
+
+  /// Starts the connection, on its own thread: accept ran on the acceptor's.
+  void init(wtp::init_handler callback) {
+    asio::post(*ctx_, [cb = std::move(callback)] {
+      cb(error_code{});
+    });
+  }
+
+  void async_read_at_least(size_t num_bytes, char* buf, size_t len,
+                           wtp::read_handler handler) {
+    asio::async_read(*socket_, asio::buffer(buf, len),
+                     asio::transfer_at_least(num_bytes),
+                     [self = get_shared(), h = std::move(handler)](
+                       const asio::error_code& ec, size_t n) {
+                       if (ec == asio::error::eof)
+                         h(wtp::error::make_error_code(wtp::error::eof), n);
+                       else
+                         h(ec, n);
+                     });
+  }
+
+  void async_write(const char* buf, size_t len, wtp::write_handler handler) {
+    asio::async_write(*socket_, asio::buffer(buf, len),
+                      [self = get_shared(), h = std::move(handler)](
+                        const asio::error_code& ec, size_t) {
+                        self->written(h, ec);
+                      });
+  }
+
+  void async_write(const std::vector<wtp::buffer>& bufs,
+                   wtp::write_handler handler) {
+    asio::async_write(*socket_, buffer_list{bufs},
+                      [self = get_shared(), h = std::move(handler)](
+                        const asio::error_code& ec, size_t) {
+                        self->written(h, ec);
+                      });
+  }
+
+  error_code interrupt(wtp::interrupt_handler handler) {
+    asio::post(*ctx_, std::move(handler));
+    return {};
+  }
+
+  error_code dispatch(wtp::dispatch_handler handler) {
+    asio::post(*ctx_, std::move(handler));
+    return {};
+  }
+
+  /// Shuts the socket down both ways (the descriptor closes with the
+  /// connection object).
+  void async_shutdown(wtp::shutdown_handler callback) {
+    asio::error_code ec;
+    socket_->shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    if (ec == asio::error::not_connected)
+      ec = {};
+    callback(ec);
+  }
+
+ private:
+  friend class endpoint<config>;
+
+  void written(const wtp::write_handler& handler, const asio::error_code& ec) {
+    handler(ec ? wtp::error::make_error_code(wtp::error::pass_through)
+               : error_code{});
+    // Read after the handler: websocketpp has updated its send buffer, and
+    // the handler may have ended the connection (and cleared the observer).
+    if (observer_)
+      observer_->on_written();
+  }
+
+  asio::io_context* ctx_ = nullptr;
+  write_observer* observer_ = nullptr;
+  std::optional<asio::ip::tcp::socket> socket_;
+  uint32_t ctx_index_ = 0;
+};
+
+/// The transport half of a websocketpp server endpoint: one acceptor and
+/// `contexts` io_contexts, each to be run by exactly one thread (run(i)).
+/// Connections are spread over the contexts round-robin.
+template<class config>
+class endpoint {
+ public:
+  using type = endpoint<config>;
+  using transport_con_type = connection<config>;
+  using transport_con_ptr = typename transport_con_type::ptr;
+  using alog_type = typename config::alog_type;
+  using elog_type = typename config::elog_type;
+
+  endpoint() = default;
+
+  endpoint(const endpoint&) = delete;
+  endpoint& operator=(const endpoint&) = delete;
+
+  bool is_secure() const {
+    return false;
+  }
+
+  /// Creates the io_contexts (once, before listen()).
+  void init_asio(size_t contexts, error_code& ec) {
+    if (!contexts_.empty() || contexts == 0) {
+      ec = websocketpp::error::make_error_code(
+        websocketpp::error::invalid_state);
+      return;
+    }
+    for (size_t i = 0; i < contexts; ++i) {
+      contexts_.push_back(std::make_unique<asio::io_context>(1));
+      guards_.emplace_back(asio::make_work_guard(*contexts_.back()));
+    }
+    acceptor_.emplace(*contexts_.front());
+    ec = {};
+  }
+
+  void set_reuse_addr(bool value) {
+    reuse_addr_ = value;
+  }
+
+  void set_listen_backlog(int backlog) {
+    backlog_ = backlog;
+  }
+
+  /// Sets TCP_NODELAY on every accepted socket.
+  void set_no_delay(bool value) {
+    no_delay_ = value;
+  }
+
+  void listen(const asio::ip::tcp::endpoint& ep, error_code& ec) {
+    if (!acceptor_ || listening_) {
+      ec = websocketpp::error::make_error_code(
+        websocketpp::error::invalid_state);
+      return;
+    }
+    asio::error_code aec;
+    acceptor_->open(ep.protocol(), aec);
+    if (!aec)
+      acceptor_->set_option(asio::socket_base::reuse_address(reuse_addr_), aec);
+    if (!aec)
+      acceptor_->bind(ep, aec);
+    if (!aec)
+      acceptor_->listen(backlog_, aec);
+    if (aec) {
+      asio::error_code ignored;
+      acceptor_->close(ignored);
+      ec = aec;
+      return;
+    }
+    listening_ = true;
+    ec = {};
+  }
+
+  asio::ip::tcp::endpoint get_local_endpoint(asio::error_code& ec) {
+    if (!acceptor_) {
+      ec = asio::error::bad_descriptor;
+      return {};
+    }
+    return acceptor_->local_endpoint(ec);
+  }
+
+  bool is_listening() const {
+    return listening_;
+  }
+
+  /// Stops accepting. Call on context 0's thread (the acceptor's).
+  void stop_listening(error_code& ec) {
+    if (!listening_) {
+      ec = websocketpp::error::make_error_code(
+        websocketpp::error::invalid_state);
+      return;
+    }
+    listening_ = false;
+    asio::error_code ignored;
+    acceptor_->close(ignored);
+    if (backoff_)
+      backoff_->cancel();
+    ec = {};
+  }
+
+  size_t contexts() const {
+    return contexts_.size();
+  }
+
+  asio::io_context& context(size_t index) {
+    return *contexts_[index];
+  }
+
+  /// Runs context `index` on the calling thread until stop().
+  void run(size_t index) {
+    contexts_[index]->run();
+  }
+
+  /// Stops every context; run() returns.
+  void stop() {
+    for (auto& guard : guards_)
+      guard.reset();
+    for (auto& ctx : contexts_)
+      ctx->stop();
+  }
+
+ protected:
+  void init_logging(const std::shared_ptr<alog_type>&,
+                    const std::shared_ptr<elog_type>&) {
+    // livehub's transport logs nothing
+  }
+
+  /// Binds a new connection to the next context.
+  error_code init(transport_con_ptr tcon) {
+    auto index = next_++ % contexts_.size();
+    tcon->ctx_ = contexts_[index].get();
+    tcon->ctx_index_ = static_cast<uint32_t>(index);
+    tcon->socket_.emplace(*tcon->ctx_);
+    return {};
+  }
+
+  void async_accept(transport_con_ptr tcon, wtp::accept_handler callback,
+                    error_code& ec) {
+    if (!listening_) {
+      ec = websocketpp::error::make_error_code(
+        websocketpp::error::async_accept_not_listening);
+      return;
+    }
+    ec = {};
+    acceptor_->async_accept(
+      *tcon->socket_,
+      [this, tcon, cb = std::move(callback)](const asio::error_code& aec) {
+        accepted(tcon, cb, aec);
+      });
+  }
+
+ private:
+  void accepted(const transport_con_ptr& tcon,
+                const wtp::accept_handler& callback,
+                const asio::error_code& aec) {
+    if (aec == asio::error::operation_aborted) {
+      callback(websocketpp::error::make_error_code(
+        websocketpp::error::operation_canceled));
+      return;
+    }
+    if (aec == asio::error::no_descriptors
+        || aec == std::errc::too_many_files_open_in_system
+        || aec == asio::error::no_buffer_space
+        || aec == asio::error::no_memory) {
+      // Out of descriptors (or kernel memory): websocketpp would accept
+      // again at once and spin. Wait a little; connections closing free
+      // descriptors meanwhile.
+      if (!backoff_)
+        backoff_.emplace(*contexts_.front());
+      backoff_->expires_after(std::chrono::milliseconds(50));
+      backoff_->async_wait([tcon, callback, aec](const asio::error_code&) {
+        callback(aec);
+      });
+      return;
+    }
+    if (!aec && no_delay_) {
+      asio::error_code ignored;
+      tcon->socket_->set_option(asio::ip::tcp::no_delay{true}, ignored);
+    }
+    callback(aec);
+  }
+
+  std::vector<std::unique_ptr<asio::io_context>> contexts_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>>
+    guards_;
+  std::optional<asio::ip::tcp::acceptor> acceptor_;
+  std::optional<asio::steady_timer> backoff_;
+  size_t next_ = 0;
+  int backlog_ = asio::socket_base::max_listen_connections;
+  bool reuse_addr_ = false;
+  bool no_delay_ = false;
+  bool listening_ = false;
+};
+
+} // namespace livehub::transport::lean
