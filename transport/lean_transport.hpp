@@ -9,6 +9,9 @@
 //    connection object; Asio recycles handler memory per thread anyway), no
 //    buffer vector, no socket on the heap, no strand and no copied init
 //    handlers;
+//  - reads each socket through one 16 KiB buffer per thread, so a busy
+//    connection reads many frames per system call while websocketpp's own
+//    per-connection read buffer stays small;
 //  - runs several single-threaded io_contexts instead of one shared one:
 //    each connection belongs to one context, so websocketpp's
 //    `concurrency::none` is safe and nothing per connection locks;
@@ -19,7 +22,9 @@
 // Internal to livehub::transport; endpoint.hpp builds its config on it.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -198,17 +203,28 @@ class connection : public std::enable_shared_from_this<connection<config>> {
     });
   }
 
+  /// Reads at least `num_bytes` (at most `len`) into `buf`. Reads from the
+  /// socket go through one buffer per thread (see read_chunk), so an idle
+  /// connection holds no read buffer beyond websocketpp's small one, and a
+  /// busy one still reads many frames per system call.
   void async_read_at_least(size_t num_bytes, char* buf, size_t len,
                            wtp::read_handler handler) {
-    asio::async_read(*socket_, asio::buffer(buf, len),
-                     asio::transfer_at_least(num_bytes),
-                     [self = get_shared(), h = std::move(handler)](
-                       const asio::error_code& ec, size_t n) {
-                       if (ec == asio::error::eof)
-                         h(wtp::error::make_error_code(wtp::error::eof), n);
-                       else
-                         h(ec, n);
-                     });
+    if (spilled() >= num_bytes) {
+      // Served from memory; posted, so a long run of buffered frames does
+      // not recurse through websocketpp's read loop.
+      auto n = take_spill(buf, len);
+      asio::post(*ctx_, [self = get_shared(), h = std::move(handler), n] {
+        h(error_code{}, n);
+      });
+      return;
+    }
+    // Try the socket first (posted, like the spill): data is often there
+    // already. readable() waits for the reactor only when it is not.
+    asio::post(*ctx_,
+               [self = get_shared(), num_bytes, buf, len,
+                h = std::move(handler)] {
+                 self->readable({}, num_bytes, buf, len, h);
+               });
   }
 
   void async_write(const char* buf, size_t len, wtp::write_handler handler) {
@@ -251,6 +267,72 @@ class connection : public std::enable_shared_from_this<connection<config>> {
  private:
   friend class endpoint<config>;
 
+  /// Bytes read from the socket, not yet handed to websocketpp.
+  size_t spilled() const {
+    return spill_.size() - spill_pos_;
+  }
+
+  /// Moves up to `len` spilled bytes to `buf`; frees the spill when empty.
+  size_t take_spill(char* buf, size_t len) {
+    auto n = std::min(len, spilled());
+    std::memcpy(buf, spill_.data() + spill_pos_, n);
+    spill_pos_ += n;
+    if (spill_pos_ == spill_.size()) {
+      std::vector<char>{}.swap(spill_);
+      spill_pos_ = 0;
+    }
+    return n;
+  }
+
+  /// Reads what the kernel holds (up to one thread-buffer), hands
+  /// websocketpp its part and keeps the rest; waits for the reactor first if
+  /// there is nothing yet. `wait_ec` is the error of that wait.
+  void readable(const asio::error_code& wait_ec, size_t num_bytes, char* buf,
+                size_t len, const wtp::read_handler& handler) {
+    if (wait_ec) {
+      handler(wait_ec, 0);
+      return;
+    }
+    // Each thread reads into its own buffer and copies out at once: no
+    // connection keeps it across calls.
+    thread_local std::unique_ptr<char[]> chunk{new char[read_chunk]};
+    asio::error_code ec;
+    auto n = socket_->read_some(asio::buffer(chunk.get(), read_chunk), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      // Nothing to read yet: wait until the socket is readable.
+      socket_->async_wait(asio::socket_base::wait_read,
+                          [self = get_shared(), num_bytes, buf, len,
+                           handler](const asio::error_code& ec) {
+                            self->readable(ec, num_bytes, buf, len, handler);
+                          });
+      return;
+    }
+    if (ec == asio::error::eof) {
+      handler(wtp::error::make_error_code(wtp::error::eof), 0);
+      return;
+    }
+    if (ec) {
+      handler(ec, 0);
+      return;
+    }
+    if (spill_.empty() && n >= num_bytes) {
+      // The common case: straight into websocketpp's buffer, any excess
+      // spilled.
+      auto direct = std::min(n, len);
+      std::memcpy(buf, chunk.get(), direct);
+      if (direct < n)
+        spill_.assign(chunk.get() + direct, chunk.get() + n);
+      handler(error_code{}, direct);
+      return;
+    }
+    spill_.insert(spill_.end(), chunk.get(), chunk.get() + n);
+    if (spilled() < num_bytes) {
+      async_read_at_least(num_bytes, buf, len, handler);
+      return;
+    }
+    handler(error_code{}, take_spill(buf, len));
+  }
+
   void written(const wtp::write_handler& handler, const asio::error_code& ec) {
     handler(ec ? wtp::error::make_error_code(wtp::error::pass_through)
                : error_code{});
@@ -260,9 +342,15 @@ class connection : public std::enable_shared_from_this<connection<config>> {
       observer_->on_written();
   }
 
+  /// Bytes read per system call, into a per-thread buffer.
+  static constexpr size_t read_chunk = 16 * 1024;
+
   asio::io_context* ctx_ = nullptr;
   write_observer* observer_ = nullptr;
   std::optional<asio::ip::tcp::socket> socket_;
+  /// Read but not yet handed over (empty, allocating nothing, while idle).
+  std::vector<char> spill_;
+  size_t spill_pos_ = 0;
   uint32_t ctx_index_ = 0;
 };
 
@@ -441,9 +529,13 @@ class endpoint {
       });
       return;
     }
-    if (!aec && no_delay_) {
+    if (!aec) {
+      // Reads are attempted when the socket is readable (read_some must not
+      // block); writes go through Asio's async_write either way.
       asio::error_code ignored;
-      tcon->socket_->set_option(asio::ip::tcp::no_delay{true}, ignored);
+      tcon->socket_->non_blocking(true, ignored);
+      if (no_delay_)
+        tcon->socket_->set_option(asio::ip::tcp::no_delay{true}, ignored);
     }
     callback(aec);
   }
