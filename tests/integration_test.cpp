@@ -335,6 +335,69 @@ TEST_CASE("a burst of 1,000 publications arrives as 1,000 frames in order") {
   CHECK(subscriber.receive(300ms).kind == ws_kind::timeout);
 }
 
+TEST_CASE("with 3 I/O threads, every connection gets every frame in order") {
+  auto cfg = test_config();
+  cfg.io_threads = 3; // connections are dealt round-robin to the threads
+  cfg.send_queue_limit = 1000;
+  live_hub h{cfg};
+  std::vector<ws_client> subscribers;
+  for (int i = 0; i < 12; ++i) {
+    subscribers.push_back(open_ws(h.port));
+    subscribe(subscribers.back(), "t");
+  }
+  auto publisher = open_ws(h.port);
+  constexpr int n = 300;
+  for (int i = 0; i < n; ++i)
+    send(publisher, publish_command("t", "e", std::to_string(i)));
+  sync(publisher);
+  for (size_t k = 0; k < subscribers.size(); ++k) {
+    INFO("subscriber " << k);
+    for (int i = 0; i < n; ++i) {
+      auto doc = next_object(subscribers[k]);
+      if (json_of(doc, "data") != std::to_string(i)) {
+        FAIL_CHECK("frame " << i << ": " << json_of(doc, "data"));
+        break;
+      }
+    }
+  }
+  auto s = wait_for_stats(h.port, [](stats_map& x) {
+    return x["connections"] == 13;
+  });
+  CHECK(s["subscriptions"] == 12);
+  // stop() reaches every thread's connections.
+  std::thread stopper{[&] {
+    h.srv->stop();
+  }};
+  int going_away = 0;
+  for (auto& client : subscribers) {
+    auto msg = client.receive(wait_time);
+    going_away += msg.kind == ws_kind::close && msg.close_code == 1001;
+  }
+  stopper.join();
+  CHECK(going_away == 12);
+}
+
+TEST_CASE("a 300 KB publication arrives intact over WebSocket and HTTP") {
+  // Far larger than the server's read buffers: read in many pieces.
+  live_hub h;
+  auto subscriber = open_ws(h.port);
+  subscribe(subscriber, "big");
+  std::string text(300 * 1024, 'x');
+  for (size_t i = 0; i < text.size(); i += 97)
+    text[i] = static_cast<char>('a' + (i / 97) % 26);
+  auto data = "\"" + text + "\"";
+  auto publisher = open_ws(h.port);
+  send(publisher, publish_command("big", "ws", data));
+  sync(publisher);
+  publish(h.port, "big", "http", data);
+  for (auto type : {"ws", "http"}) {
+    INFO("published over " << type);
+    auto doc = next_object(subscriber);
+    CHECK(str(doc, "type") == type);
+    CHECK(str(doc, "data") == text);
+  }
+}
+
 TEST_CASE("published numbers and strings arrive with their exact text") {
   live_hub h;
   auto subscriber = open_ws(h.port);
