@@ -47,13 +47,9 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
   st.topic = std::move(topic);
   st.hub = hub;
   st.counters = std::move(counters);
-  // A subscriber that goes away leaves; so does the channel with its hub.
-  self->monitor(hub);
+  // A subscriber that goes away leaves. The channel itself ends when the hub
+  // closes it: idle, or the hub ending (see ~hub_state).
   self->set_down_handler([self](const caf::down_msg& msg) {
-    if (msg.source == self->state.hub.address()) {
-      self->quit(msg.reason);
-      return;
-    }
     if (self->state.remove(msg.source))
       self->state.report_if_idle(self);
   });
@@ -117,9 +113,6 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
         hub_counters::add(st.counters->slow_consumer_disconnects, slow);
     },
     [self](caf::close_atom) {
-      // Drop the monitor on the hub: CAF 0.17 keeps it (and with it this
-      // actor's memory, through a weak reference) until the hub dies.
-      self->demonitor(self->state.hub.address());
       self->quit();
     },
   };

@@ -11,6 +11,16 @@ namespace livehub {
 
 const char* hub_state::name = "livehub.hub";
 
+hub_state::~hub_state() {
+  for (auto& [addr, out] : connections) {
+    out->close(1001, "going away");
+    if (auto client = caf::actor_cast<caf::actor>(addr))
+      caf::anon_send(client, closed_atom::value);
+  }
+  for (auto& kvp : channels)
+    caf::anon_send(kvp.second.handle, caf::close_atom::value);
+}
+
 channel_actor& hub_state::route_subscribe(hub_actor::pointer self,
                                           const std::string& topic) {
   auto i = channels.find(topic);

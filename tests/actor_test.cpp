@@ -394,3 +394,31 @@ TEST_CASE_FIXTURE(actor_fixture,
   CHECK(hub_internals().channel_names.empty());
   CHECK(hub_internals().connections.empty());
 }
+
+TEST_CASE_FIXTURE(actor_fixture,
+                  "when the hub ends, it closes its connections with 1001, "
+                  "and their clients and its channels end too") {
+  auto alice = connect();
+  auto bob = connect();
+  say(alice, R"({"type":"subscribe","channel":"chat"})");
+  say(bob, R"({"type":"subscribe","channel":"news"})");
+  auto running = sys.registry().running();
+  self->monitor(alice.client);
+  self->monitor(bob.client);
+  self->send_exit(hub, caf::exit_reason::user_shutdown);
+  run();
+  for (auto& conn : {alice, bob}) {
+    CHECK(conn.out->close_code == 1001);
+    CHECK(conn.out->close_reason == "going away");
+  }
+  int clients_down = 0;
+  for (int i = 0; i < 2; ++i)
+    self->receive(
+      [&](const caf::down_msg&) {
+        ++clients_down;
+      },
+      caf::after(std::chrono::seconds(0)) >> [] {});
+  CHECK(clients_down == 2);
+  // The hub, both clients and both channels.
+  CHECK(sys.registry().running() == running - 5);
+}

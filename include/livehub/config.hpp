@@ -102,7 +102,9 @@ struct hub_config {
 
   // -- threads -------------------------------------------------------------
 
-  /// `livehub.io-threads`: threads running the WebSocket I/O.
+  /// `livehub.io-threads`: threads running the WebSocket and HTTP I/O. Each
+  /// runs its own io_context; connections are dealt to them round-robin and
+  /// stay on theirs. One thread suits 2 to 4 cores (see worker_threads).
   size_t io_threads = 1;
 
   /// Checks every value; returns a clear error for the first invalid one.
