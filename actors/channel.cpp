@@ -2,7 +2,6 @@
 
 #include "actors/counters.hpp"
 #include "actors/sink.hpp"
-#include "transport/codec.hpp"
 
 namespace livehub {
 
@@ -14,6 +13,9 @@ bool channel_state::remove(const caf::actor_addr& who) {
     return false;
   auto pos = i->second;
   index.erase(i);
+  std::unique_lock<std::mutex> guard{subs->mtx};
+  auto& connections = subs->connections;
+  auto& actors = subs->actors;
   // Swap-remove keeps both vectors dense for the fan-out loop.
   if (pos < connections.size() && connections[pos].client == who) {
     if (pos + 1 != connections.size()) {
@@ -42,10 +44,11 @@ void channel_state::report_if_idle(channel_actor::pointer self) {
 
 channel_actor::behavior_type
 channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
-        hub_actor hub, hub_counters_ptr counters) {
+        hub_actor hub, fanout_ptr subs, hub_counters_ptr counters) {
   auto& st = self->state;
   st.topic = std::move(topic);
   st.hub = hub;
+  st.subs = std::move(subs);
   st.counters = std::move(counters);
   // A subscriber that goes away leaves. The channel itself ends when the hub
   // closes it: idle, or the hub ending (see ~hub_state).
@@ -65,8 +68,9 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
       auto who = ref.address();
       if (st.index.count(who) == 0) {
         self->monitor(ref.client);
-        st.index.emplace(who, st.connections.size());
-        st.connections.push_back({who, std::move(ref.out)});
+        std::unique_lock<std::mutex> guard{st.subs->mtx};
+        st.index.emplace(who, st.subs->connections.size());
+        st.subs->connections.push_back({who, std::move(ref.out)});
         hub_counters::add(st.counters->subscriptions);
         added();
       }
@@ -77,8 +81,9 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
       ++st.subscribes_seen;
       if (st.index.count(who.address()) == 0) {
         self->monitor(who);
-        st.index.emplace(who.address(), st.actors.size());
-        st.actors.push_back(std::move(who));
+        std::unique_lock<std::mutex> guard{st.subs->mtx};
+        st.index.emplace(who.address(), st.subs->actors.size());
+        st.subs->actors.push_back(std::move(who));
         hub_counters::add(st.counters->actor_subscriptions);
         added();
       }
@@ -90,27 +95,6 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
         self->state.report_if_idle(self);
       }
       return caf::ok_atom::value;
-    },
-    [self](caf::publish_atom, const publication& pub) {
-      auto& st = self->state;
-      // Encoded once; every connection's queue shares the same frame.
-      auto frame = codec::encode_publication(pub);
-      uint64_t delivered = 0;
-      uint64_t slow = 0;
-      for (auto& sub : st.connections) {
-        switch (sub.out->send(frame)) {
-          case sink::result::queued: ++delivered; break;
-          case sink::result::slow_consumer: ++slow; break;
-          case sink::result::closed: break;
-        }
-      }
-      for (auto& who : st.actors) {
-        self->send(who, pub);
-        ++delivered;
-      }
-      hub_counters::add(st.counters->delivered, delivered);
-      if (slow > 0)
-        hub_counters::add(st.counters->slow_consumer_disconnects, slow);
     },
     [self](caf::close_atom) {
       self->quit();

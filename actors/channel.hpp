@@ -1,5 +1,5 @@
-// channel: one actor per topic. Keeps its subscribers (monitored), encodes
-// each publication once and hands the frame to every subscriber.
+// channel: one actor per topic. Owns its subscribers (monitored); its hub
+// delivers publications to them through the shared fanout.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +11,7 @@
 #include <caf/typed_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include "actors/fanout.hpp"
 #include "livehub/hub.hpp"
 
 namespace livehub {
@@ -23,18 +24,10 @@ using channel_actor = caf::typed_actor<
   caf::replies_to<caf::subscribe_atom, subscriber_actor>::with<caf::ok_atom>,
   /// Removes a connection or actor; replies once nothing more reaches it.
   caf::replies_to<caf::unsubscribe_atom, caf::actor_addr>::with<caf::ok_atom>,
-  /// Fans a publication out to every subscriber.
-  caf::reacts_to<caf::publish_atom, publication>,
   /// The hub removed this channel: quit.
   caf::reacts_to<caf::close_atom>>;
 
 struct channel_state {
-  /// A connection subscriber: frames go straight to its sink (fast lane).
-  struct connection_entry {
-    caf::actor_addr client;
-    std::shared_ptr<sink> out;
-  };
-
   /// The channel's name.
   std::string topic;
 
@@ -43,13 +36,11 @@ struct channel_state {
 
   hub_counters_ptr counters;
 
-  /// Subscribed connections, iterated by the fan-out.
-  std::vector<connection_entry> connections;
+  /// The subscriber lists, shared with the hub (which delivers through
+  /// them); changed under their lock.
+  fanout_ptr subs;
 
-  /// Subscribed application actors.
-  std::vector<subscriber_actor> actors;
-
-  /// Position of each subscriber in `connections` or `actors`.
+  /// Position of each subscriber in `subs->connections` or `subs->actors`.
   std::unordered_map<caf::actor_addr, size_t> index;
 
   /// Subscribes seen so far; the hub compares it with the subscribes it
@@ -65,9 +56,9 @@ struct channel_state {
   static const char* name;
 };
 
-/// Spawned by the hub for `topic`.
+/// Spawned by the hub for `topic`, with the fanout the hub delivers through.
 channel_actor::behavior_type
 channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
-        hub_actor hub, hub_counters_ptr counters);
+        hub_actor hub, fanout_ptr subs, hub_counters_ptr counters);
 
 } // namespace livehub

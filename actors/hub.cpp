@@ -25,11 +25,12 @@ channel_actor& hub_state::route_subscribe(hub_actor::pointer self,
                                           const std::string& topic) {
   auto i = channels.find(topic);
   if (i == channels.end()) {
+    auto subs = std::make_shared<fanout>();
     auto ch = self->spawn(channel, topic, caf::actor_cast<hub_actor>(self),
-                          counters);
+                          subs, counters);
     self->monitor(ch);
     channel_names.emplace(ch.address(), topic);
-    i = channels.emplace(topic, channel_entry{ch, 0}).first;
+    i = channels.emplace(topic, channel_entry{ch, std::move(subs), 0}).first;
   }
   ++i->second.routed;
   return i->second.handle;
@@ -74,9 +75,14 @@ hub_actor::behavior_type hub(hub_actor::stateful_pointer<hub_state> self,
           hub_counters::add(st.counters->slow_consumer_disconnects, slow);
         return;
       }
+      // Straight to the subscribers, without a message to the channel.
       auto i = st.channels.find(pub.channel);
-      if (i != st.channels.end())
-        self->send(i->second.handle, caf::publish_atom::value, std::move(pub));
+      if (i == st.channels.end())
+        return;
+      auto done = i->second.subs->deliver(pub);
+      hub_counters::add(st.counters->delivered, done.delivered);
+      if (done.slow > 0)
+        hub_counters::add(st.counters->slow_consumer_disconnects, done.slow);
     },
     [self](caf::subscribe_atom, const std::string& topic,
            subscriber_actor& who) -> caf::result<caf::ok_atom> {

@@ -28,6 +28,8 @@ struct hub_state {
 
   struct channel_entry {
     channel_actor handle;
+    /// Its subscribers; publications go through it (see fanout).
+    fanout_ptr subs;
     /// Subscribes routed to `handle`; see channel_state::subscribes_seen.
     uint64_t routed = 0;
   };

@@ -1,0 +1,48 @@
+// fanout: the subscribers of one channel, as publications reach them.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include <caf/actor_addr.hpp>
+
+#include "livehub/hub.hpp"
+
+namespace livehub {
+
+/// The subscribers of one channel, shared by the channel actor and its hub.
+/// The channel owns the membership: it adds, removes and monitors
+/// subscribers, changing the lists under `mtx`. The hub delivers every
+/// publication through deliver(), so a publication costs no message (and no
+/// activation of the channel actor): with many quiet channels, waking one
+/// channel per publication was a large share of the CPU.
+struct fanout {
+  /// A connection subscriber: frames go straight to its sink.
+  struct connection_entry {
+    caf::actor_addr client;
+    std::shared_ptr<sink> out;
+  };
+
+  /// What one delivery did.
+  struct counts {
+    /// Frames queued plus publications sent to actors.
+    uint64_t delivered = 0;
+    /// Connections this delivery closed as slow consumers.
+    uint64_t slow = 0;
+  };
+
+  /// Encodes `pub` once (if any connection subscribes), queues the frame on
+  /// every subscribed connection and sends `pub` to every subscribed actor.
+  counts deliver(const publication& pub);
+
+  /// Guards both lists.
+  std::mutex mtx;
+  std::vector<connection_entry> connections;
+  std::vector<subscriber_actor> actors;
+};
+
+using fanout_ptr = std::shared_ptr<fanout>;
+
+} // namespace livehub
