@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "actors/counters.hpp"
+#include "actors/routes.hpp"
 
 namespace livehub {
 
@@ -103,7 +104,15 @@ void run(client_actor::stateful_pointer<client_state> self,
         if (!reason.empty())
           return st.fail(error_code::bad_command, reason, cmd.id);
       }
-      self->send(st.hub, caf::publish_atom::value, std::move(pub));
+      if (pub.channel == "*") {
+        self->send(st.hub, caf::publish_atom::value, std::move(pub));
+      } else {
+        // Straight to the channel's subscribers, as the hub would (no hop
+        // through the hub; see route_table).
+        hub_counters::add(st.counters->published);
+        if (auto subs = st.routes->find(pub.channel))
+          subs->deliver(pub, *st.counters);
+      }
       return acknowledge(st, cmd.id);
     }
   }
@@ -125,12 +134,14 @@ void client_state::fail(codec::error_code code, std::string_view message,
 client_actor::behavior_type
 client(client_actor::stateful_pointer<client_state> self, hub_actor hub,
        std::shared_ptr<sink> out, std::shared_ptr<const hub_config> cfg,
-       hub_counters_ptr counters, client_rights rights) {
+       hub_counters_ptr counters, route_table_ptr routes,
+       client_rights rights) {
   auto& st = self->state;
   st.hub = std::move(hub);
   st.out = std::move(out);
   st.cfg = std::move(cfg);
   st.counters = std::move(counters);
+  st.routes = std::move(routes);
   st.rights = rights;
   // The client does not monitor the hub: when the hub ends, it closes the
   // connection and sends closed_atom (see ~hub_state).

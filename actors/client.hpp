@@ -35,6 +35,8 @@ struct client_state {
   /// Shared by every client of a server.
   std::shared_ptr<const hub_config> cfg;
   hub_counters_ptr counters;
+  /// The hub's channels: publications go straight to their subscribers.
+  route_table_ptr routes;
   client_rights rights;
   std::unordered_set<std::string> subscriptions;
 
@@ -52,6 +54,6 @@ struct client_state {
 client_actor::behavior_type
 client(client_actor::stateful_pointer<client_state> self, hub_actor hub,
        std::shared_ptr<sink> out, std::shared_ptr<const hub_config> cfg,
-       hub_counters_ptr counters, client_rights rights);
+       hub_counters_ptr counters, route_table_ptr routes, client_rights rights);
 
 } // namespace livehub

@@ -15,9 +15,10 @@ namespace livehub {
 /// The subscribers of one channel, shared by the channel actor and its hub.
 /// The channel owns the membership: it adds, removes and monitors
 /// subscribers, changing the lists under `mtx`. The hub delivers every
-/// publication through deliver(), so a publication costs no message (and no
-/// activation of the channel actor): with many quiet channels, waking one
-/// channel per publication was a large share of the CPU.
+/// publication through deliver(), and so do client actors for what their
+/// connection publishes (see route_table): a publication costs no message to
+/// the channel (with many quiet channels, waking one channel per publication
+/// was a large share of the CPU), and from a WebSocket none to the hub.
 struct fanout {
   /// A connection subscriber: frames go straight to its sink.
   struct connection_entry {
@@ -25,17 +26,10 @@ struct fanout {
     std::shared_ptr<sink> out;
   };
 
-  /// What one delivery did.
-  struct counts {
-    /// Frames queued plus publications sent to actors.
-    uint64_t delivered = 0;
-    /// Connections this delivery closed as slow consumers.
-    uint64_t slow = 0;
-  };
-
   /// Encodes `pub` once (if any connection subscribes), queues the frame on
-  /// every subscribed connection and sends `pub` to every subscribed actor.
-  counts deliver(const publication& pub);
+  /// every subscribed connection and sends `pub` to every subscribed actor;
+  /// adds the deliveries and slow consumers to `counters`.
+  void deliver(const publication& pub, hub_counters& counters);
 
   /// Guards both lists.
   std::mutex mtx;

@@ -17,6 +17,7 @@ hub_state::~hub_state() {
     if (auto client = caf::actor_cast<caf::actor>(addr))
       caf::anon_send(client, closed_atom::value);
   }
+  routes->clear();
   for (auto& kvp : channels)
     caf::anon_send(kvp.second.handle, caf::close_atom::value);
 }
@@ -30,6 +31,7 @@ channel_actor& hub_state::route_subscribe(hub_actor::pointer self,
                           subs, counters);
     self->monitor(ch);
     channel_names.emplace(ch.address(), topic);
+    routes->set(topic, subs);
     i = channels.emplace(topic, channel_entry{ch, std::move(subs), 0}).first;
   }
   ++i->second.routed;
@@ -51,8 +53,10 @@ hub_actor::behavior_type hub(hub_actor::stateful_pointer<hub_state> self,
     // Erase the name only if it still maps to the actor that went down: a
     // newer channel may already serve it.
     auto j = st.channels.find(i->second);
-    if (j != st.channels.end() && j->second.handle.address() == msg.source)
+    if (j != st.channels.end() && j->second.handle.address() == msg.source) {
+      st.routes->erase(j->first, j->second.subs);
       st.channels.erase(j);
+    }
     st.channel_names.erase(i);
   });
   return {
@@ -79,10 +83,7 @@ hub_actor::behavior_type hub(hub_actor::stateful_pointer<hub_state> self,
       auto i = st.channels.find(pub.channel);
       if (i == st.channels.end())
         return;
-      auto done = i->second.subs->deliver(pub);
-      hub_counters::add(st.counters->delivered, done.delivered);
-      if (done.slow > 0)
-        hub_counters::add(st.counters->slow_consumer_disconnects, done.slow);
+      i->second.subs->deliver(pub, *st.counters);
     },
     [self](caf::subscribe_atom, const std::string& topic,
            subscriber_actor& who) -> caf::result<caf::ok_atom> {
@@ -112,6 +113,9 @@ hub_actor::behavior_type hub(hub_actor::stateful_pointer<hub_state> self,
     [self](caf::get_atom) {
       return self->state.counters;
     },
+    [self](caf::get_atom, routes_atom) {
+      return self->state.routes;
+    },
     [self](caf::subscribe_atom, const std::string& topic,
            connection_ref& ref) -> caf::result<caf::ok_atom> {
       auto& ch = self->state.route_subscribe(self, topic);
@@ -129,6 +133,7 @@ hub_actor::behavior_type hub(hub_actor::stateful_pointer<hub_state> self,
       self->send(i->second.handle, caf::close_atom::value);
       st.channel_names.erase(sender);
       self->demonitor(i->second.handle.address());
+      st.routes->erase(i->first, i->second.subs);
       st.channels.erase(i);
     },
   };

@@ -10,6 +10,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "actors/channel.hpp"
+#include "actors/routes.hpp"
 #include "livehub/hub.hpp"
 
 namespace livehub {
@@ -43,6 +44,9 @@ struct hub_state {
   std::unordered_map<caf::actor_addr, std::shared_ptr<sink>> connections;
 
   hub_counters_ptr counters;
+
+  /// `channels` as client actors see it (kept in step with it).
+  route_table_ptr routes = std::make_shared<route_table>();
 
   /// The channel for `topic`, spawned (and monitored) when missing; counts
   /// one routed subscribe.

@@ -98,6 +98,7 @@ struct actor_fixture {
   hub_config cfg;
   hub_actor hub = spawn_hub(sys, cfg);
   hub_counters_ptr counters = fetch_counters();
+  route_table_ptr routes = fetch_routes();
   /// Spawned on first use, with the cfg of that moment.
   keepalive_actor watcher;
 
@@ -123,6 +124,16 @@ struct actor_fixture {
     sched.run();
   }
 
+  route_table_ptr fetch_routes() {
+    self->send(hub, caf::get_atom::value, routes_atom::value);
+    sched.run();
+    route_table_ptr result;
+    self->receive([&](route_table_ptr& x) {
+      result = std::move(x);
+    });
+    return result;
+  }
+
   hub_counters_ptr fetch_counters() {
     self->send(hub, caf::get_atom::value);
     sched.run();
@@ -139,7 +150,8 @@ struct actor_fixture {
     auto out = std::make_shared<fake_sink>(cfg);
     auto shared_cfg = std::make_shared<const hub_config>(cfg);
     auto client = sys.spawn(livehub::client, hub, std::shared_ptr<sink>{out},
-                            shared_cfg, counters, client_rights{trusted});
+                            shared_cfg, counters, routes,
+                            client_rights{trusted});
     if (!watcher)
       watcher = sys.spawn(keepalive, shared_cfg, counters);
     connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(client), out};

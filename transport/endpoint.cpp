@@ -339,7 +339,7 @@ void server::impl::on_open(connection_hdl hdl) {
                                        *cfg);
   con->set_write_observer(con->out.get());
   std::shared_ptr<sink> out = con->out;
-  con->client = sys.spawn(client, hub, out, cfg, counters, con->rights);
+  con->client = sys.spawn(client, hub, out, cfg, counters, routes, con->rights);
   // Sent from here, before any frame of this connection is read: the hub
   // knows the connection before it can act.
   connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(con->client), out};
@@ -438,6 +438,19 @@ server::start(caf::actor_system& sys, hub_actor hub, const hub_config& cfg) {
     .receive(
       [&](hub_counters_ptr& counters) {
         ptr->counters = counters;
+      },
+      [&](caf::error& x) {
+        err = std::move(x);
+      });
+  if (err)
+    return err;
+  // So do its routes: client actors publish through them.
+  self
+    ->request(hub, std::chrono::seconds(10), caf::get_atom::value,
+              routes_atom::value)
+    .receive(
+      [&](route_table_ptr& routes) {
+        ptr->routes = routes;
       },
       [&](caf::error& x) {
         err = std::move(x);

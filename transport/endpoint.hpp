@@ -186,6 +186,7 @@ struct server::impl {
   hub_actor hub;
   std::shared_ptr<const hub_config> cfg;
   hub_counters_ptr counters;
+  route_table_ptr routes;
   /// Pings every connection and bounds its writes (one timer for all).
   keepalive_actor keepalive;
   transport::ws_server ep;

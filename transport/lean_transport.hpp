@@ -383,7 +383,11 @@ class endpoint {
       return;
     }
     for (size_t i = 0; i < contexts; ++i) {
-      contexts_.push_back(std::make_unique<asio::io_context>(1));
+      // One thread runs each context and does every socket operation of its
+      // connections (other threads only post to it), so the reactor needs no
+      // locking for I/O; the scheduler keeps its lock for those posts.
+      contexts_.push_back(
+        std::make_unique<asio::io_context>(ASIO_CONCURRENCY_HINT_UNSAFE_IO));
       guards_.emplace_back(asio::make_work_guard(*contexts_.back()));
     }
     acceptor_.emplace(*contexts_.front());

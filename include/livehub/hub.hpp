@@ -23,9 +23,13 @@ namespace livehub {
 
 class sink;
 struct hub_counters;
+class route_table;
 
 /// The counters a hub shares with its channels, clients and server.
 using hub_counters_ptr = std::shared_ptr<hub_counters>;
+
+/// A hub's channels by name, shared with its client actors (internal).
+using route_table_ptr = std::shared_ptr<route_table>;
 
 /// What an application actor implements to receive the publications of the
 /// channels it subscribes to (a `caf::actor` with a `publication` handler
@@ -70,6 +74,8 @@ using hub_actor = caf::typed_actor<
   caf::reacts_to<caf::join_atom, connection_ref>,
   /// Returns the counters shared with the server and client actors.
   caf::replies_to<caf::get_atom>::with<hub_counters_ptr>,
+  /// Returns the route table client actors publish through.
+  caf::replies_to<caf::get_atom, routes_atom>::with<route_table_ptr>,
   /// Subscribes a connection to a channel.
   caf::replies_to<caf::subscribe_atom, std::string,
                   connection_ref>::with<caf::ok_atom>,
@@ -90,3 +96,4 @@ caf::error publish(const hub_actor& hub, std::string channel, std::string type,
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::connection_ref)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::frame_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::hub_counters_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::route_table_ptr)

@@ -93,5 +93,7 @@ CAF_ADD_ATOM(livehub, livehub, idle_atom, "lh_idle")
 CAF_ADD_ATOM(livehub, livehub, text_atom, "lh_text")
 /// A connection ended.
 CAF_ADD_ATOM(livehub, livehub, closed_atom, "lh_closed")
+/// Asks a hub for its route table.
+CAF_ADD_ATOM(livehub, livehub, routes_atom, "lh_routes")
 
 CAF_END_TYPE_ID_BLOCK(livehub)
