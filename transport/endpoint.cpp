@@ -424,6 +424,26 @@ server::~server() {
   stop();
 }
 
+namespace {
+
+/// Asks `hub` for one of the things it shares (10 s at most).
+template<class T, class... Ts>
+caf::expected<T>
+ask_hub(caf::scoped_actor& self, const hub_actor& hub, Ts... xs) {
+  caf::expected<T> result{caf::make_error(caf::sec::request_timeout)};
+  self->request(hub, std::chrono::seconds(10), xs...)
+    .receive(
+      [&](T& x) {
+        result = std::move(x);
+      },
+      [&](caf::error& x) {
+        result = std::move(x);
+      });
+  return result;
+}
+
+} // namespace
+
 caf::expected<std::unique_ptr<server>>
 server::start(caf::actor_system& sys, hub_actor hub, const hub_config& cfg) {
   if (auto err = cfg.validate())
@@ -431,32 +451,18 @@ server::start(caf::actor_system& sys, hub_actor hub, const hub_config& cfg) {
   if (!hub)
     return caf::make_error(caf::sec::invalid_argument, "invalid hub handle");
   auto ptr = std::make_unique<impl>(sys, hub, cfg);
-  // The counters live in the hub; the server and client actors add to them.
+  // The counters live in the hub (the server and client actors add to them),
+  // and so do its routes (client actors publish through them).
   caf::scoped_actor self{sys};
-  caf::error err;
-  self->request(hub, std::chrono::seconds(10), caf::get_atom::value)
-    .receive(
-      [&](hub_counters_ptr& counters) {
-        ptr->counters = counters;
-      },
-      [&](caf::error& x) {
-        err = std::move(x);
-      });
-  if (err)
-    return err;
-  // So do its routes: client actors publish through them.
-  self
-    ->request(hub, std::chrono::seconds(10), caf::get_atom::value,
-              routes_atom::value)
-    .receive(
-      [&](route_table_ptr& routes) {
-        ptr->routes = routes;
-      },
-      [&](caf::error& x) {
-        err = std::move(x);
-      });
-  if (err)
-    return err;
+  auto counters = ask_hub<hub_counters_ptr>(self, hub, caf::get_atom::value);
+  if (!counters)
+    return counters.error();
+  ptr->counters = std::move(*counters);
+  auto routes = ask_hub<route_table_ptr>(self, hub, caf::get_atom::value,
+                                         routes_atom::value);
+  if (!routes)
+    return routes.error();
+  ptr->routes = std::move(*routes);
   if (auto err = ptr->listen())
     return err;
   return std::unique_ptr<server>{new server(std::move(ptr))};
