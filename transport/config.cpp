@@ -1,56 +1,271 @@
-// hub_config: validation and the `livehub.*` CAF options.
+// hub_config: the one table of `livehub.*` settings, and what is built on it:
+// the CAF options with their help, read_config, validate() and the
+// description that tests compare with docs/configuration.md.
 #include "livehub/config.hpp"
 
 #include <caf/actor_system_config.hpp>
 #include <caf/config_option_adder.hpp>
+#include <caf/config_value.hpp>
 #include <caf/sec.hpp>
 
+#include <cstring>
+#include <functional>
 #include <thread>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "transport/settings.hpp"
 
 namespace livehub {
 
 namespace {
+
+using namespace std::chrono_literals;
+using settings::reader;
+using strings = std::vector<std::string>;
+
+// -- values as caf-application.ini writes them ------------------------------
+
+std::string render(const std::string& x) {
+  return caf::to_string(caf::config_value{x}); // quoted: "/ws"
+}
+
+std::string render(const strings& x) {
+  return caf::to_string(caf::config_value{x}); // ["a", "b"]
+}
+
+std::string render(uint16_t x) {
+  return std::to_string(x);
+}
+
+std::string render(size_t x) {
+  return std::to_string(x);
+}
+
+// CAF itself would write 60s as "1min"; seconds and smaller units keep the
+// seed hub's familiar figures (54s, 60s, 10s). Both parse.
+std::string render(caf::timespan x) {
+  const std::pair<caf::timespan, const char*> units[]
+    = {{1s, "s"}, {1ms, "ms"}, {1us, "us"}, {1ns, "ns"}};
+  for (auto& [unit, suffix] : units)
+    if (x % unit == caf::timespan::zero())
+      return std::to_string(x / unit) + suffix;
+  return std::to_string(x.count()) + "ns"; // unreachable: 1ns divides all
+}
+
+template<class T>
+constexpr const char* type_name = nullptr;
+template<>
+constexpr const char* type_name<std::string> = "string";
+template<>
+constexpr const char* type_name<uint16_t> = "uint16";
+template<>
+constexpr const char* type_name<size_t> = "size_t";
+template<>
+constexpr const char* type_name<caf::timespan> = "timespan";
+template<>
+constexpr const char* type_name<strings> = "list of strings";
+
+// -- validation rules -------------------------------------------------------
+
+/// Says why `value` is invalid ("must be at least 1"), after the option's
+/// name, or returns an empty string when it is valid. It sees the whole
+/// config for rules that relate two settings.
+template<class T>
+using rule = std::function<std::string(const T& value, const hub_config& cfg)>;
+
+std::string not_empty(const std::string& x, const hub_config&) {
+  return x.empty() ? "is empty" : "";
+}
+
+std::string starts_with_slash(const std::string& x, const hub_config&) {
+  return x.empty() || x.front() != '/' ? "must start with '/'" : "";
+}
+
+/// `at_least(64, " bytes")` rejects 63 with "must be at least 64 bytes".
+template<class Bound>
+auto at_least(Bound min, const char* unit = "") {
+  return [min, unit](const auto& x, const hub_config&) -> std::string {
+    using value = std::decay_t<decltype(x)>;
+    if (x < value(min))
+      return "must be at least " + render(value(min)) + unit;
+    return {};
+  };
+}
+
+/// `between(1, 64)` rejects 0 and 65 with "must be 1 to 64".
+template<class Bound>
+auto between(Bound min, Bound max) {
+  return [min, max](const auto& x, const hub_config&) -> std::string {
+    using value = std::decay_t<decltype(x)>;
+    if (x < value(min) || x > value(max))
+      return "must be " + render(value(min)) + " to " + render(value(max));
+    return {};
+  };
+}
+
+/// A send queue must take at least one message of the largest size.
+std::string holds_largest_message(const size_t& x, const hub_config& cfg) {
+  return x < cfg.max_message_size ? "must be at least livehub.max-message-size"
+                                  : "";
+}
+
+std::string origins(const strings& xs, const hub_config&) {
+  for (auto& origin : xs)
+    if (origin != "*" && origin.find("://") == std::string::npos)
+      return "entry \"" + origin + "\" is not an origin like https://host:port";
+  return {};
+}
+
+std::string no_empty_pattern(const strings& xs, const hub_config&) {
+  for (auto& pattern : xs)
+    if (pattern.empty())
+      return "has an empty pattern";
+  return {};
+}
+
+// -- the table --------------------------------------------------------------
+
+/// One setting: a hub_config field and its CAF option `livehub.<name>`.
+template<class T>
+struct setting {
+  /// Below `livehub.`; the field's name with '-' for '_'.
+  const char* name;
+  /// The field; its initialiser in hub_config is the only written default.
+  T hub_config::*field;
+  reader read_by;
+  /// For `--help`, without the default: add_options appends it.
+  const char* help;
+  /// Empty: every value of type T is valid.
+  rule<T> check = {};
+};
+
+template<class T>
+setting(const char*, T hub_config::*, reader, const char*) -> setting<T>;
+
+template<class T, class Rule>
+setting(const char*, T hub_config::*, reader, const char*, Rule) -> setting<T>;
+
+using any_setting
+  = std::variant<setting<std::string>, setting<uint16_t>, setting<size_t>,
+                 setting<caf::timespan>, setting<strings>>;
+
+/// Every `livehub.*` setting, in hub_config's order; validate() reports the
+/// first invalid one in this order. Not here: `client_publish_check`, a
+/// std::function that only code can set, so it has no option and no default
+/// to print.
+const std::vector<any_setting>& table() {
+  static const std::vector<any_setting> rows{
+    // -- network
+    setting{"host", &hub_config::host, reader::server,
+            "address the server binds to", not_empty},
+    setting{"port", &hub_config::port, reader::server,
+            "TCP port; 0 picks a free one"},
+    setting{"path", &hub_config::path, reader::server,
+            "the WebSocket upgrade path", starts_with_slash},
+    setting{"web-root", &hub_config::web_root, reader::server,
+            "directory served as static files; empty: none"},
+    // -- keepalive
+    setting{"ping-interval", &hub_config::ping_interval, reader::server,
+            "a WebSocket ping is sent this often", at_least(1ms)},
+    setting{"pong-timeout", &hub_config::pong_timeout, reader::server,
+            "close a connection that answers no ping within this",
+            at_least(1ms)},
+    setting{"write-timeout", &hub_config::write_timeout, reader::server,
+            "close a connection whose queued frames stall this long",
+            at_least(1ms)},
+    // -- limits
+    setting{"max-message-size", &hub_config::max_message_size, reader::server,
+            "bytes per incoming message and HTTP publish body",
+            at_least(64, " bytes")},
+    setting{"send-queue-limit", &hub_config::send_queue_limit, reader::server,
+            "frames queued per connection before it is closed", at_least(1)},
+    setting{"send-queue-bytes", &hub_config::send_queue_bytes, reader::server,
+            "bytes queued per connection before it is closed",
+            holds_largest_message},
+    setting{"max-subscriptions", &hub_config::max_subscriptions, reader::hub,
+            "channels one connection may subscribe to"},
+    setting{"max-connections", &hub_config::max_connections, reader::server,
+            "open WebSocket connections", at_least(1)},
+    setting{"max-pending-commands", &hub_config::max_pending_commands,
+            reader::server, "commands of one connection not yet processed",
+            at_least(1)},
+    // -- security
+    setting{"allowed-origins", &hub_config::allowed_origins, reader::server,
+            "browser origins allowed; empty: same origin only", origins},
+    setting{"api-key", &hub_config::api_key, reader::server,
+            "key for publishing; empty: loopback peers only"},
+    setting{"client-publish", &hub_config::client_publish, reader::hub,
+            "channel patterns on which clients may publish", no_empty_pattern},
+    // -- threads
+    setting{"io-threads", &hub_config::io_threads, reader::server,
+            "threads running the WebSocket and HTTP I/O", between(1, 64)},
+  };
+  return rows;
+}
+
+/// Calls `f` with each row of the table, as its `setting<T>`.
+template<class F>
+void for_each_setting(F f) {
+  for (auto& row : table())
+    std::visit(f, row);
+}
+
+// -- what each operation does with one setting ------------------------------
+
+std::string option_name(const char* name) {
+  return std::string{"livehub."} + name;
+}
+
+std::string help_text(const char* help, const std::string& default_text) {
+  return std::string{help} + " (default " + default_text + ")";
+}
 
 caf::error invalid(std::string what) {
   return caf::make_error(caf::sec::invalid_argument,
                          "invalid livehub configuration: " + std::move(what));
 }
 
+template<class T>
+void add_option(caf::config_option_adder& adder, const setting<T>& s,
+                const hub_config& defaults) {
+  // caf::string_view converts from char arrays and strings, not from pointers.
+  caf::string_view name{s.name, std::strlen(s.name)};
+  adder.add<T>(name, help_text(s.help, render(defaults.*s.field)));
+}
+
+template<class T>
+void read_setting(const caf::actor_system_config& cfg, const setting<T>& s,
+                  hub_config& out) {
+  out.*s.field = caf::get_or(cfg, option_name(s.name), out.*s.field);
+}
+
+template<class T>
+caf::error check_setting(const setting<T>& s, const hub_config& cfg) {
+  if (!s.check)
+    return caf::none;
+  auto why = s.check(cfg.*s.field, cfg);
+  if (why.empty())
+    return caf::none;
+  return invalid(option_name(s.name) + " " + why);
+}
+
+template<class T>
+settings::description
+describe_setting(const setting<T>& s, const hub_config& defaults) {
+  return {s.name, type_name<T>, render(defaults.*s.field), s.help, s.read_by};
+}
+
 } // namespace
 
 caf::error hub_config::validate() const {
-  using std::chrono::milliseconds;
-  if (host.empty())
-    return invalid("livehub.host is empty");
-  if (path.empty() || path.front() != '/')
-    return invalid("livehub.path must start with '/'");
-  if (ping_interval < milliseconds(1))
-    return invalid("livehub.ping-interval must be at least 1ms");
-  if (pong_timeout < milliseconds(1))
-    return invalid("livehub.pong-timeout must be at least 1ms");
-  if (write_timeout < milliseconds(1))
-    return invalid("livehub.write-timeout must be at least 1ms");
-  if (max_message_size < 64)
-    return invalid("livehub.max-message-size must be at least 64 bytes");
-  if (send_queue_limit < 1)
-    return invalid("livehub.send-queue-limit must be at least 1");
-  if (send_queue_bytes < max_message_size)
-    return invalid("livehub.send-queue-bytes must be at least "
-                   "livehub.max-message-size");
-  if (max_connections < 1)
-    return invalid("livehub.max-connections must be at least 1");
-  if (max_pending_commands < 1)
-    return invalid("livehub.max-pending-commands must be at least 1");
-  if (io_threads < 1 || io_threads > 64)
-    return invalid("livehub.io-threads must be 1 to 64");
-  for (auto& origin : allowed_origins)
-    if (origin != "*" && origin.find("://") == std::string::npos)
-      return invalid("livehub.allowed-origins entry \"" + origin
-                     + "\" is not an origin like https://host:port");
-  for (auto& pattern : client_publish)
-    if (pattern.empty())
-      return invalid("livehub.client-publish has an empty pattern");
-  return caf::none;
+  caf::error first;
+  for_each_setting([&](auto& s) {
+    if (!first)
+      first = check_setting(s, *this);
+  });
+  return first;
 }
 
 size_t worker_threads(const hub_config& cfg) {
@@ -59,58 +274,38 @@ size_t worker_threads(const hub_config& cfg) {
 }
 
 void add_options(caf::config_option_set& opts) {
-  caf::config_option_adder{opts, "livehub"}
-    .add<std::string>("host", "address to bind (default 127.0.0.1)")
-    .add<uint16_t>("port", "TCP port, 0 picks a free one (default 8080)")
-    .add<std::string>("path", "WebSocket path (default /ws)")
-    .add<std::string>("web-root", "directory of static files (default none)")
-    .add<caf::timespan>("ping-interval", "ping period (default 54s)")
-    .add<caf::timespan>("pong-timeout", "close without pong (default 60s)")
-    .add<caf::timespan>("write-timeout", "close stalled writes (default 10s)")
-    .add<size_t>("max-message-size", "bytes per message (default 524288)")
-    .add<size_t>("send-queue-limit", "frames queued per connection (256)")
-    .add<size_t>("send-queue-bytes", "bytes queued per connection (16 MiB)")
-    .add<size_t>("max-subscriptions", "channels per connection (1024)")
-    .add<size_t>("max-connections", "open connections (50000)")
-    .add<size_t>("max-pending-commands", "unprocessed commands (64)")
-    .add<std::vector<std::string>>("allowed-origins",
-                                   "browser origins allowed (default: same)")
-    .add<std::string>("api-key", "key for publishing (default: loopback)")
-    .add<std::vector<std::string>>("client-publish",
-                                   "channel patterns clients may publish to")
-    .add<size_t>("io-threads", "WebSocket I/O threads (default 1)");
+  caf::config_option_adder adder{opts, "livehub"};
+  const hub_config defaults;
+  for_each_setting([&](auto& s) {
+    add_option(adder, s, defaults);
+  });
 }
 
 caf::expected<hub_config> read_config(const caf::actor_system_config& cfg) {
-  hub_config r;
-  r.host = caf::get_or(cfg, "livehub.host", r.host);
-  r.port = caf::get_or(cfg, "livehub.port", r.port);
-  r.path = caf::get_or(cfg, "livehub.path", r.path);
-  r.web_root = caf::get_or(cfg, "livehub.web-root", r.web_root);
-  r.ping_interval = caf::get_or(cfg, "livehub.ping-interval", r.ping_interval);
-  r.pong_timeout = caf::get_or(cfg, "livehub.pong-timeout", r.pong_timeout);
-  r.write_timeout = caf::get_or(cfg, "livehub.write-timeout", r.write_timeout);
-  r.max_message_size = caf::get_or(cfg, "livehub.max-message-size",
-                                   r.max_message_size);
-  r.send_queue_limit = caf::get_or(cfg, "livehub.send-queue-limit",
-                                   r.send_queue_limit);
-  r.send_queue_bytes = caf::get_or(cfg, "livehub.send-queue-bytes",
-                                   r.send_queue_bytes);
-  r.max_subscriptions = caf::get_or(cfg, "livehub.max-subscriptions",
-                                    r.max_subscriptions);
-  r.max_connections = caf::get_or(cfg, "livehub.max-connections",
-                                  r.max_connections);
-  r.max_pending_commands = caf::get_or(cfg, "livehub.max-pending-commands",
-                                       r.max_pending_commands);
-  r.allowed_origins = caf::get_or(cfg, "livehub.allowed-origins",
-                                  r.allowed_origins);
-  r.api_key = caf::get_or(cfg, "livehub.api-key", r.api_key);
-  r.client_publish = caf::get_or(cfg, "livehub.client-publish",
-                                 r.client_publish);
-  r.io_threads = caf::get_or(cfg, "livehub.io-threads", r.io_threads);
-  if (auto err = r.validate())
+  hub_config result;
+  for_each_setting([&](auto& s) {
+    read_setting(cfg, s, result);
+  });
+  if (auto err = result.validate())
     return err;
-  return r;
+  return result;
 }
+
+namespace settings {
+
+const char* to_string(reader x) {
+  return x == reader::hub ? "hub" : "server";
+}
+
+std::vector<description> describe() {
+  const hub_config defaults;
+  std::vector<description> result;
+  for_each_setting([&](auto& s) {
+    result.push_back(describe_setting(s, defaults));
+  });
+  return result;
+}
+
+} // namespace settings
 
 } // namespace livehub

@@ -1,5 +1,8 @@
 // hub_config: every setting of a hub and its server, with the seed hub's
-// defaults, and the CAF option names (`livehub.*`) that set them.
+// defaults, and the CAF option names (`livehub.*`) that set them. The defaults
+// are written only here: the table in transport/config.cpp derives the
+// options, their help and their validation from these fields, and
+// tests/config_test.cpp checks docs/configuration.md against it.
 #pragma once
 
 #include <chrono>
@@ -19,7 +22,9 @@ namespace livehub {
 struct publication;
 
 /// All settings of a hub and of the server that binds it to a port. Each field
-/// has a CAF option `livehub.<name>`; the name is given in its comment.
+/// has a CAF option `livehub.<name>`; the name is given in its comment. The
+/// server (server::start) reads every setting except those read by the hub
+/// (spawn_hub), whose comments say so.
 struct hub_config {
   // -- network -------------------------------------------------------------
 
@@ -63,7 +68,8 @@ struct hub_config {
   size_t send_queue_bytes = 16 * 1024 * 1024;
 
   /// `livehub.max-subscriptions`: channels one connection may subscribe to;
-  /// more: error `too_many_subscriptions`.
+  /// more: error `too_many_subscriptions`. Read by the hub (spawn_hub), whose
+  /// client actors enforce it for every server bound to it.
   size_t max_subscriptions = 1024;
 
   /// `livehub.max-connections`: open WebSocket connections; more: HTTP 503.
@@ -90,14 +96,16 @@ struct hub_config {
 
   /// `livehub.client-publish`: channel patterns (`*` matches any run of
   /// characters, e.g. "room:*") on which any client may publish. Empty
-  /// (default): clients may not publish.
+  /// (default): clients may not publish. Read by the hub (spawn_hub), whose
+  /// client actors enforce it for every server bound to it.
   std::vector<std::string> client_publish;
 
   /// Checks what a client publishes where `client_publish` allows it (not
   /// trusted publishers, not the C++ API): returns an empty string to accept,
   /// or the reason to refuse it, which the client receives as a
   /// `bad_command` error. Called from client actors, concurrently: it must
-  /// be thread-safe. No CAF option; set it in code. Default: accept all.
+  /// be thread-safe. No CAF option (so not in the table of options); set it
+  /// in code. Read by the hub, like `client_publish`. Default: accept all.
   std::function<std::string(const publication&)> client_publish_check;
 
   // -- threads -------------------------------------------------------------
