@@ -13,9 +13,9 @@ bool channel_state::remove(const caf::actor_addr& who) {
     return false;
   auto pos = i->second;
   index.erase(i);
-  std::unique_lock<std::mutex> guard{subs->mtx};
-  auto& connections = subs->connections;
-  auto& actors = subs->actors;
+  std::unique_lock<std::mutex> guard{fanout->mtx};
+  auto& connections = fanout->connections;
+  auto& actors = fanout->actors;
   // Swap-remove keeps both vectors dense for the fan-out loop.
   if (pos < connections.size() && connections[pos].client == who) {
     if (pos + 1 != connections.size()) {
@@ -23,6 +23,8 @@ bool channel_state::remove(const caf::actor_addr& who) {
       index[connections[pos].client] = pos;
     }
     connections.pop_back();
+    fanout->connection_count.store(connections.size(),
+                                   std::memory_order_relaxed);
     hub_counters::sub(counters->subscriptions);
   } else {
     if (pos + 1 != actors.size()) {
@@ -44,11 +46,11 @@ void channel_state::report_if_idle(channel_actor::pointer self) {
 
 channel_actor::behavior_type
 channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
-        hub_actor hub, fanout_ptr subs, hub_counters_ptr counters) {
+        hub_internal_actor hub, fanout_ptr fanout, hub_counters_ptr counters) {
   auto& st = self->state;
   st.topic = std::move(topic);
   st.hub = hub;
-  st.subs = std::move(subs);
+  st.fanout = std::move(fanout);
   st.counters = std::move(counters);
   // A subscriber that goes away leaves. The channel itself ends when the hub
   // closes it: idle, or the hub ending (see ~hub_state).
@@ -68,9 +70,11 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
       auto who = ref.address();
       if (st.index.count(who) == 0) {
         self->monitor(ref.client);
-        std::unique_lock<std::mutex> guard{st.subs->mtx};
-        st.index.emplace(who, st.subs->connections.size());
-        st.subs->connections.push_back({who, std::move(ref.out)});
+        // Only this actor changes the lists: their size cannot move between
+        // reading it here and adding under the lock.
+        st.index.emplace(who, st.fanout->connection_count.load());
+        st.fanout->add(
+          livehub::fanout::connection_entry{who, std::move(ref.out)});
         hub_counters::add(st.counters->subscriptions);
         added();
       }
@@ -81,9 +85,8 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
       ++st.subscribes_seen;
       if (st.index.count(who.address()) == 0) {
         self->monitor(who);
-        std::unique_lock<std::mutex> guard{st.subs->mtx};
-        st.index.emplace(who.address(), st.subs->actors.size());
-        st.subs->actors.push_back(std::move(who));
+        st.index.emplace(who.address(), st.fanout->actors.size());
+        st.fanout->add(std::move(who));
         hub_counters::add(st.counters->actor_subscriptions);
         added();
       }

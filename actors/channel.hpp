@@ -1,5 +1,5 @@
-// channel: one actor per topic. Owns its subscribers (monitored); its hub
-// delivers publications to them through the shared fanout.
+// channel: one actor per topic. Owns its fanout (its subscribers, monitored);
+// its hub and client actors deliver publications through that fanout.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +12,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "actors/fanout.hpp"
-#include "livehub/hub.hpp"
+#include "actors/hub_internal.hpp"
 
 namespace livehub {
 
@@ -32,15 +32,16 @@ struct channel_state {
   std::string topic;
 
   /// The hub that routes to this channel and decides its removal.
-  hub_actor hub;
+  hub_internal_actor hub;
 
   hub_counters_ptr counters;
 
-  /// The subscriber lists, shared with the hub (which delivers through
-  /// them); changed under their lock.
-  fanout_ptr subs;
+  /// The channel's subscribers, shared with the hub (which delivers through
+  /// it); changed under its lock.
+  fanout_ptr fanout;
 
-  /// Position of each subscriber in `subs->connections` or `subs->actors`.
+  /// Position of each subscriber in `fanout->connections` or
+  /// `fanout->actors`.
   std::unordered_map<caf::actor_addr, size_t> index;
 
   /// Subscribes seen so far; the hub compares it with the subscribes it
@@ -59,6 +60,6 @@ struct channel_state {
 /// Spawned by the hub for `topic`, with the fanout the hub delivers through.
 channel_actor::behavior_type
 channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
-        hub_actor hub, fanout_ptr subs, hub_counters_ptr counters);
+        hub_internal_actor hub, fanout_ptr fanout, hub_counters_ptr counters);
 
 } // namespace livehub

@@ -28,7 +28,7 @@ bool may_publish(const client_state& st, const std::string& topic) {
     return true;
   if (topic == "*")
     return false;
-  auto& patterns = st.cfg->client_publish;
+  auto& patterns = st.shared.cfg->client_publish;
   return std::any_of(patterns.begin(), patterns.end(),
                      [&](const std::string& p) {
                        return codec::glob_match(p, topic);
@@ -57,9 +57,10 @@ void run(client_actor::stateful_pointer<client_state> self,
                        cmd.id);
       if (st.subscriptions.count(cmd.channel) > 0)
         return acknowledge(st, cmd.id);
-      if (st.subscriptions.size() >= st.cfg->max_subscriptions)
+      if (st.subscriptions.size() >= st.shared.cfg->max_subscriptions)
         return st.fail(error_code::too_many_subscriptions,
-                       "at most " + std::to_string(st.cfg->max_subscriptions)
+                       "at most "
+                         + std::to_string(st.shared.cfg->max_subscriptions)
                          + " subscriptions per connection",
                        cmd.id);
       connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(self), st.out};
@@ -99,8 +100,8 @@ void run(client_actor::stateful_pointer<client_state> self,
           "clients may not publish to " + codec::quote(cmd.channel), cmd.id);
       publication pub{std::move(cmd.channel), std::move(cmd.event),
                       std::move(cmd.data)};
-      if (!st.rights.trusted && st.cfg->client_publish_check) {
-        auto reason = st.cfg->client_publish_check(pub);
+      if (!st.rights.trusted && st.shared.cfg->client_publish_check) {
+        auto reason = st.shared.cfg->client_publish_check(pub);
         if (!reason.empty())
           return st.fail(error_code::bad_command, reason, cmd.id);
       }
@@ -109,9 +110,9 @@ void run(client_actor::stateful_pointer<client_state> self,
       } else {
         // Straight to the channel's subscribers, as the hub would (no hop
         // through the hub; see route_table).
-        hub_counters::add(st.counters->published);
-        if (auto subs = st.routes->find(pub.channel))
-          subs->deliver(pub, *st.counters);
+        hub_counters::add(st.shared.counters->published);
+        if (auto subscribers = st.shared.routes->find(pub.channel))
+          subscribers->deliver(pub, *st.shared.counters);
       }
       return acknowledge(st, cmd.id);
     }
@@ -122,26 +123,23 @@ void run(client_actor::stateful_pointer<client_state> self,
 
 void client_state::reply(const frame_ptr& frame) {
   if (out->send(frame) == sink::result::slow_consumer)
-    hub_counters::add(counters->slow_consumer_disconnects);
+    hub_counters::add(shared.counters->slow_consumer_disconnects);
 }
 
 void client_state::fail(codec::error_code code, std::string_view message,
                         std::string_view id) {
-  hub_counters::add(counters->command_errors);
+  hub_counters::add(shared.counters->command_errors);
   reply(codec::encode_error(code, message, id));
 }
 
 client_actor::behavior_type
-client(client_actor::stateful_pointer<client_state> self, hub_actor hub,
-       std::shared_ptr<sink> out, std::shared_ptr<const hub_config> cfg,
-       hub_counters_ptr counters, route_table_ptr routes,
+client(client_actor::stateful_pointer<client_state> self,
+       hub_internal_actor hub, std::shared_ptr<sink> out, hub_shared shared,
        client_rights rights) {
   auto& st = self->state;
   st.hub = std::move(hub);
   st.out = std::move(out);
-  st.cfg = std::move(cfg);
-  st.counters = std::move(counters);
-  st.routes = std::move(routes);
+  st.shared = std::move(shared);
   st.rights = rights;
   // The client does not monitor the hub: when the hub ends, it closes the
   // connection and sends closed_atom (see ~hub_state).

@@ -10,8 +10,8 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include "actors/hub_internal.hpp"
 #include "actors/sink.hpp"
-#include "livehub/hub.hpp"
 #include "transport/codec.hpp"
 
 namespace livehub {
@@ -30,13 +30,11 @@ struct client_rights {
 };
 
 struct client_state {
-  hub_actor hub;
+  hub_internal_actor hub;
   std::shared_ptr<sink> out;
-  /// Shared by every client of a server.
-  std::shared_ptr<const hub_config> cfg;
-  hub_counters_ptr counters;
-  /// The hub's channels: publications go straight to their subscribers.
-  route_table_ptr routes;
+  /// The hub's config (its channel policy), counters and routes (the hub's
+  /// channels: publications go straight to their subscribers).
+  hub_shared shared;
   client_rights rights;
   std::unordered_set<std::string> subscriptions;
 
@@ -52,8 +50,8 @@ struct client_state {
 
 /// Spawned by the transport for each opened connection.
 client_actor::behavior_type
-client(client_actor::stateful_pointer<client_state> self, hub_actor hub,
-       std::shared_ptr<sink> out, std::shared_ptr<const hub_config> cfg,
-       hub_counters_ptr counters, route_table_ptr routes, client_rights rights);
+client(client_actor::stateful_pointer<client_state> self,
+       hub_internal_actor hub, std::shared_ptr<sink> out, hub_shared shared,
+       client_rights rights);
 
 } // namespace livehub

@@ -9,18 +9,22 @@
 namespace livehub {
 
 void fanout::deliver(const publication& pub, hub_counters& counters) {
+  // Encoded once, before taking the lock: the lock is held only while the
+  // frame is queued. Every connection's queue shares the same frame.
+  frame_ptr frame;
+  if (connection_count.load(std::memory_order_relaxed) > 0)
+    frame = codec::encode_publication(pub);
   uint64_t delivered = 0;
   uint64_t slow = 0;
   std::unique_lock<std::mutex> guard{mtx};
-  if (!connections.empty()) {
-    // Encoded once; every connection's queue shares the same frame.
-    auto frame = codec::encode_publication(pub);
-    for (auto& sub : connections) {
-      switch (sub.out->send(frame)) {
-        case sink::result::queued: ++delivered; break;
-        case sink::result::slow_consumer: ++slow; break;
-        case sink::result::closed: break;
-      }
+  // A connection subscribed between the check and the lock: encode now.
+  if (!frame && !connections.empty())
+    frame = codec::encode_publication(pub);
+  for (auto& sub : connections) {
+    switch (sub.out->send(frame)) {
+      case sink::result::queued: ++delivered; break;
+      case sink::result::slow_consumer: ++slow; break;
+      case sink::result::closed: break;
     }
   }
   for (auto& who : actors) {
@@ -31,6 +35,17 @@ void fanout::deliver(const publication& pub, hub_counters& counters) {
   hub_counters::add(counters.delivered, delivered);
   if (slow > 0)
     hub_counters::add(counters.slow_consumer_disconnects, slow);
+}
+
+void fanout::add(connection_entry entry) {
+  std::unique_lock<std::mutex> guard{mtx};
+  connections.push_back(std::move(entry));
+  connection_count.store(connections.size(), std::memory_order_relaxed);
+}
+
+void fanout::add(subscriber_actor who) {
+  std::unique_lock<std::mutex> guard{mtx};
+  actors.push_back(std::move(who));
 }
 
 } // namespace livehub

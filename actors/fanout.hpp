@@ -1,18 +1,21 @@
 // fanout: the subscribers of one channel, as publications reach them.
 #pragma once
 
-#include <cstdint>
+#include <atomic>
+#include <cstddef>
 #include <memory>
 #include <mutex>
 #include <vector>
 
 #include <caf/actor_addr.hpp>
 
-#include "livehub/hub.hpp"
+#include "actors/hub_internal.hpp"
 
 namespace livehub {
 
-/// The subscribers of one channel, shared by the channel actor and its hub.
+/// The subscribers of one channel (connections and application actors), and
+/// how a publication reaches them. Shared by the channel actor and its hub.
+///
 /// The channel owns the membership: it adds, removes and monitors
 /// subscribers, changing the lists under `mtx`. The hub delivers every
 /// publication through deliver(), and so do client actors for what their
@@ -31,10 +34,22 @@ struct fanout {
   /// adds the deliveries and slow consumers to `counters`.
   void deliver(const publication& pub, hub_counters& counters);
 
-  /// Guards both lists.
+  /// Adds a connection (the caller holds no lock).
+  void add(connection_entry entry);
+
+  /// Adds an application actor (the caller holds no lock).
+  void add(subscriber_actor who);
+
+  /// Guards both lists. deliver() holds it across the whole delivery: once
+  /// a channel removed a subscriber under it, no delivery that started before
+  /// can still reach that subscriber, which is what makes an unsubscribe's
+  /// `ok` final.
   std::mutex mtx;
   std::vector<connection_entry> connections;
   std::vector<subscriber_actor> actors;
+  /// `connections.size()`, readable without the lock: deliver() encodes
+  /// before locking only when a connection may want the frame.
+  std::atomic<size_t> connection_count{0};
 };
 
 using fanout_ptr = std::shared_ptr<fanout>;

@@ -17,73 +17,97 @@ hub_state::~hub_state() {
     if (auto client = caf::actor_cast<caf::actor>(addr))
       caf::anon_send(client, closed_atom::value);
   }
-  routes->clear();
+  shared.routes->clear();
   for (auto& kvp : channels)
     caf::anon_send(kvp.second.handle, caf::close_atom::value);
 }
 
-channel_actor& hub_state::route_subscribe(hub_actor::pointer self,
+channel_actor& hub_state::route_subscribe(hub_internal_actor::pointer self,
                                           const std::string& topic) {
   auto i = channels.find(topic);
   if (i == channels.end()) {
-    auto subs = std::make_shared<fanout>();
-    auto ch = self->spawn(channel, topic, caf::actor_cast<hub_actor>(self),
-                          subs, counters);
+    auto subscribers = std::make_shared<fanout>();
+    auto ch = self->spawn(channel, topic,
+                          caf::actor_cast<hub_internal_actor>(self),
+                          subscribers, shared.counters);
     self->monitor(ch);
     channel_names.emplace(ch.address(), topic);
-    routes->set(topic, subs);
-    i = channels.emplace(topic, channel_entry{ch, std::move(subs), 0}).first;
+    shared.routes->set(topic, subscribers);
+    i = channels.emplace(topic, channel_entry{ch, std::move(subscribers), 0})
+          .first;
   }
   ++i->second.routed;
   return i->second.handle;
 }
 
-hub_actor::behavior_type hub(hub_actor::stateful_pointer<hub_state> self,
-                             hub_counters_ptr counters) {
-  self->state.counters = std::move(counters);
+void hub_state::deliver(const publication& pub) {
+  auto& counters = *shared.counters;
+  hub_counters::add(counters.published);
+  if (pub.channel != "*") {
+    // Straight to the subscribers, without a message to the channel.
+    if (auto i = channels.find(pub.channel); i != channels.end())
+      i->second.fanout->deliver(pub, counters);
+    return;
+  }
+  auto frame = codec::encode_publication(pub);
+  uint64_t delivered = 0;
+  uint64_t slow = 0;
+  for (auto& kvp : connections) {
+    switch (kvp.second->send(frame)) {
+      case sink::result::queued: ++delivered; break;
+      case sink::result::slow_consumer: ++slow; break;
+      case sink::result::closed: break;
+    }
+  }
+  hub_counters::add(counters.delivered, delivered);
+  if (slow > 0)
+    hub_counters::add(counters.slow_consumer_disconnects, slow);
+}
+
+void hub_state::remove_if_idle(hub_internal_actor::pointer self,
+                               const caf::actor_addr& source,
+                               const std::string& topic, uint64_t seen) {
+  auto i = channels.find(topic);
+  // Remove the channel only if it has seen every subscribe routed to it;
+  // otherwise a subscribe is on its way and the channel stays.
+  if (i == channels.end() || i->second.handle.address() != source
+      || i->second.routed != seen)
+    return;
+  self->send(i->second.handle, caf::close_atom::value);
+  channel_names.erase(source);
+  self->demonitor(source);
+  shared.routes->erase(i->first, i->second.fanout);
+  channels.erase(i);
+}
+
+void hub_state::forget(const caf::actor_addr& source) {
+  if (connections.erase(source) > 0)
+    return;
+  auto i = channel_names.find(source);
+  if (i == channel_names.end())
+    return;
+  // Erase the name only if it still maps to the actor that went down: a
+  // newer channel may already serve it.
+  auto j = channels.find(i->second);
+  if (j != channels.end() && j->second.handle.address() == source) {
+    shared.routes->erase(j->first, j->second.fanout);
+    channels.erase(j);
+  }
+  channel_names.erase(i);
+}
+
+hub_internal_actor::behavior_type
+hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
+  self->state.shared = std::move(shared);
   // Every registration is a monitor: a connection's client actor or a
   // channel that goes away is forgotten here without any bookkeeping call.
   self->set_down_handler([self](const caf::down_msg& msg) {
-    auto& st = self->state;
-    if (st.connections.erase(msg.source) > 0)
-      return;
-    auto i = st.channel_names.find(msg.source);
-    if (i == st.channel_names.end())
-      return;
-    // Erase the name only if it still maps to the actor that went down: a
-    // newer channel may already serve it.
-    auto j = st.channels.find(i->second);
-    if (j != st.channels.end() && j->second.handle.address() == msg.source) {
-      st.routes->erase(j->first, j->second.subs);
-      st.channels.erase(j);
-    }
-    st.channel_names.erase(i);
+    self->state.forget(msg.source);
   });
   return {
-    [self](caf::publish_atom, publication& pub) {
-      auto& st = self->state;
-      hub_counters::add(st.counters->published);
-      if (pub.channel == "*") {
-        auto frame = codec::encode_publication(pub);
-        uint64_t delivered = 0;
-        uint64_t slow = 0;
-        for (auto& kvp : st.connections) {
-          switch (kvp.second->send(frame)) {
-            case sink::result::queued: ++delivered; break;
-            case sink::result::slow_consumer: ++slow; break;
-            case sink::result::closed: break;
-          }
-        }
-        hub_counters::add(st.counters->delivered, delivered);
-        if (slow > 0)
-          hub_counters::add(st.counters->slow_consumer_disconnects, slow);
-        return;
-      }
-      // Straight to the subscribers, without a message to the channel.
-      auto i = st.channels.find(pub.channel);
-      if (i == st.channels.end())
-        return;
-      i->second.subs->deliver(pub, *st.counters);
+    // -- the application's API --------------------------------------------
+    [self](caf::publish_atom, const publication& pub) {
+      self->state.deliver(pub);
     },
     [self](caf::subscribe_atom, const std::string& topic,
            subscriber_actor& who) -> caf::result<caf::ok_atom> {
@@ -103,18 +127,15 @@ hub_actor::behavior_type hub(hub_actor::stateful_pointer<hub_state> self,
     },
     [self](stats_atom) {
       auto& st = self->state;
-      return st.counters->snapshot(st.connections.size());
+      return st.shared.counters->snapshot(st.connections.size());
     },
+    // -- livehub's own actors and transport -------------------------------
     [self](caf::join_atom, connection_ref& ref) {
-      auto& st = self->state;
       self->monitor(ref.client);
-      st.connections.emplace(ref.address(), std::move(ref.out));
+      self->state.connections.emplace(ref.address(), std::move(ref.out));
     },
     [self](caf::get_atom) {
-      return self->state.counters;
-    },
-    [self](caf::get_atom, routes_atom) {
-      return self->state.routes;
+      return self->state.shared;
     },
     [self](caf::subscribe_atom, const std::string& topic,
            connection_ref& ref) -> caf::result<caf::ok_atom> {
@@ -122,25 +143,18 @@ hub_actor::behavior_type hub(hub_actor::stateful_pointer<hub_state> self,
       return self->delegate(ch, caf::subscribe_atom::value, std::move(ref));
     },
     [self](idle_atom, const std::string& topic, uint64_t seen) {
-      auto& st = self->state;
-      auto i = st.channels.find(topic);
-      auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
-      // Remove the channel only if it has seen every subscribe routed to
-      // it; otherwise a subscribe is on its way and the channel stays.
-      if (i == st.channels.end() || i->second.handle.address() != sender
-          || i->second.routed != seen)
-        return;
-      self->send(i->second.handle, caf::close_atom::value);
-      st.channel_names.erase(sender);
-      self->demonitor(i->second.handle.address());
-      st.routes->erase(i->first, i->second.subs);
-      st.channels.erase(i);
+      auto source = caf::actor_cast<caf::actor_addr>(self->current_sender());
+      self->state.remove_if_idle(self, source, topic, seen);
     },
   };
 }
 
-hub_actor spawn_hub(caf::actor_system& sys, const hub_config&) {
-  return sys.spawn(hub, std::make_shared<hub_counters>());
+hub_actor spawn_hub(caf::actor_system& sys, const hub_config& cfg) {
+  hub_shared shared;
+  shared.counters = std::make_shared<hub_counters>();
+  shared.routes = std::make_shared<route_table>();
+  shared.cfg = std::make_shared<const hub_config>(cfg);
+  return sys.spawn(hub, std::move(shared));
 }
 
 caf::error publish(const hub_actor& hub, std::string channel, std::string type,

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 
@@ -10,8 +11,8 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "actors/channel.hpp"
+#include "actors/hub_internal.hpp"
 #include "actors/routes.hpp"
-#include "livehub/hub.hpp"
 
 namespace livehub {
 
@@ -30,7 +31,7 @@ struct hub_state {
   struct channel_entry {
     channel_actor handle;
     /// Its subscribers; publications go through it (see fanout).
-    fanout_ptr subs;
+    fanout_ptr fanout;
     /// Subscribes routed to `handle`; see channel_state::subscribes_seen.
     uint64_t routed = 0;
   };
@@ -43,23 +44,36 @@ struct hub_state {
   /// Every open connection, for `"*"` and stats.
   std::unordered_map<caf::actor_addr, std::shared_ptr<sink>> connections;
 
-  hub_counters_ptr counters;
-
-  /// `channels` as client actors see it (kept in step with it).
-  route_table_ptr routes = std::make_shared<route_table>();
+  /// What the hub shares with servers: counters, routes (kept in step with
+  /// `channels`) and its config.
+  hub_shared shared;
 
   /// The channel for `topic`, spawned (and monitored) when missing; counts
   /// one routed subscribe.
-  channel_actor& route_subscribe(hub_actor::pointer self,
+  channel_actor& route_subscribe(hub_internal_actor::pointer self,
                                  const std::string& topic);
+
+  /// Delivers `pub` to its channel's subscribers, or to every connection
+  /// when its channel is `"*"`.
+  void deliver(const publication& pub);
+
+  /// The channel `source` (which reported `seen` subscribes) has no
+  /// subscriber left: removes it, unless a subscribe is on its way to it.
+  void remove_if_idle(hub_internal_actor::pointer self,
+                      const caf::actor_addr& source, const std::string& topic,
+                      uint64_t seen);
+
+  /// A monitored connection or channel went down: forgets it.
+  void forget(const caf::actor_addr& source);
 
   static const char* name;
 };
 
-/// The hub's behaviour; `counters` are shared with its channels, clients and
-/// server. (Every livehub actor takes arguments: CAF 0.17 dereferences a null
-/// argument tuple when spawning a function without any, which UBSan flags.)
-hub_actor::behavior_type hub(hub_actor::stateful_pointer<hub_state> self,
-                             hub_counters_ptr counters);
+/// The hub's behaviour; `shared` holds the counters, routes and config it
+/// shares with servers, channels and client actors. (Every livehub actor
+/// takes arguments: CAF 0.17 dereferences a null argument tuple when spawning
+/// a function without any, which UBSan flags.)
+hub_internal_actor::behavior_type
+hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared);
 
 } // namespace livehub

@@ -17,13 +17,13 @@ caf::timespan sweep_period(const hub_config& cfg) {
                     caf::timespan{milliseconds(10)}, caf::timespan{seconds(1)});
 }
 
-bool keepalive_state::check(watch& w, time_point now) {
+void keepalive_state::check(watch& w, time_point now) {
   // A pong answers every ping sent before it.
   if (w.out->take_pong())
     w.awaiting_pong = false;
   if (w.awaiting_pong && now - w.ping_sent >= cfg->pong_timeout) {
     w.out->close(1008, "pong timeout");
-    return false;
+    return;
   }
   if (now >= w.next_ping) {
     w.out->ping();
@@ -43,9 +43,7 @@ bool keepalive_state::check(watch& w, time_point now) {
   } else if (now - w.stalled_since >= cfg->write_timeout) {
     hub_counters::add(counters->slow_consumer_disconnects);
     w.out->close(sink::slow_consumer_code, "slow consumer");
-    return false;
   }
-  return true;
 }
 
 keepalive_actor::behavior_type

@@ -13,7 +13,7 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
-#include "livehub/hub.hpp"
+#include "actors/hub_internal.hpp"
 
 namespace livehub {
 
@@ -44,8 +44,9 @@ struct keepalive_state {
   std::shared_ptr<const hub_config> cfg;
   hub_counters_ptr counters;
 
-  /// Runs the checks of one connection; false when it was closed.
-  bool check(watch& w, time_point now);
+  /// Runs the checks of one connection: pings it when due, closes it when
+  /// its pong or its writes are overdue.
+  void check(watch& w, time_point now);
 
   static const char* name;
 };

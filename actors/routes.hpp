@@ -29,16 +29,16 @@ class route_table {
     return i != routes_.end() ? i->second : nullptr;
   }
 
-  void set(const std::string& topic, fanout_ptr subs) {
+  void set(const std::string& topic, fanout_ptr subscribers) {
     std::unique_lock<std::shared_mutex> guard{mtx_};
-    routes_[topic] = std::move(subs);
+    routes_[topic] = std::move(subscribers);
   }
 
-  /// Removes `topic` if it still routes to `subs`.
-  void erase(const std::string& topic, const fanout_ptr& subs) {
+  /// Removes `topic` if it still routes to `subscribers`.
+  void erase(const std::string& topic, const fanout_ptr& subscribers) {
     std::unique_lock<std::shared_mutex> guard{mtx_};
     auto i = routes_.find(topic);
-    if (i != routes_.end() && i->second == subs)
+    if (i != routes_.end() && i->second == subscribers)
       routes_.erase(i);
   }
 

@@ -29,10 +29,8 @@ uint64_t sink::update_queue() {
   auto buffered = total_ - written;
   while (head_ < ends_.size() && ends_[head_] <= written)
     ++head_;
-  if (head_ == ends_.size()) {
-    queue_clear(); // keeps the capacity for the next burst
-    head_ = 0;
-  }
+  if (head_ == ends_.size())
+    queue_clear();
   return buffered;
 }
 

@@ -1,5 +1,6 @@
-// sink: what a client actor (and a channel's fast lane) needs of its
-// connection. The transport implements it over websocketpp; tests use a fake.
+// sink: the outgoing side of a connection, as livehub's actors (client,
+// hub, keepalive) and every channel's fanout use it. The transport implements
+// it over websocketpp; tests use a fake.
 #pragma once
 
 #include <atomic>
@@ -14,9 +15,10 @@ namespace livehub {
 
 /// The outgoing side of one connection, with its bounded send queue.
 ///
-/// Thread-safe: channels hand frames straight to a subscriber's sink from
-/// their own threads (the "fast lane"), so the send-queue policy lives here,
-/// under one lock, with an explicit outcome for every frame.
+/// Thread-safe: whoever publishes (the hub, or a client actor through the
+/// route table) hands frames to every subscriber's sink from its own thread
+/// (see fanout), so the send-queue policy lives here, under one lock, with
+/// an explicit outcome for every frame.
 class sink {
  public:
   /// The outcome of one send.
@@ -138,6 +140,8 @@ class sink {
 
   void queue_push(uint64_t end);
 
+  /// Empties the queue and frees its memory (an idle connection holds
+  /// none).
   void queue_clear() {
     std::vector<uint64_t>{}.swap(ends_);
     head_ = 0;

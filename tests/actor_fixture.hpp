@@ -97,8 +97,10 @@ struct actor_fixture {
   caf::scoped_actor self{sys};
   hub_config cfg;
   hub_actor hub = spawn_hub(sys, cfg);
-  hub_counters_ptr counters = fetch_counters();
-  route_table_ptr routes = fetch_routes();
+  /// The hub's counters, routes and config, as a server gets them.
+  hub_shared shared = fetch_shared();
+  hub_counters_ptr counters = shared.counters;
+  route_table_ptr routes = shared.routes;
   /// Spawned on first use, with the cfg of that moment.
   keepalive_actor watcher;
 
@@ -124,21 +126,11 @@ struct actor_fixture {
     sched.run();
   }
 
-  route_table_ptr fetch_routes() {
-    self->send(hub, caf::get_atom::value, routes_atom::value);
+  hub_shared fetch_shared() {
+    self->send(internal(hub), caf::get_atom::value);
     sched.run();
-    route_table_ptr result;
-    self->receive([&](route_table_ptr& x) {
-      result = std::move(x);
-    });
-    return result;
-  }
-
-  hub_counters_ptr fetch_counters() {
-    self->send(hub, caf::get_atom::value);
-    sched.run();
-    hub_counters_ptr result;
-    self->receive([&](hub_counters_ptr& x) {
+    hub_shared result;
+    self->receive([&](hub_shared& x) {
       result = std::move(x);
     });
     return result;
@@ -148,14 +140,19 @@ struct actor_fixture {
   /// register it with the hub.
   fake_connection connect(bool trusted = false) {
     auto out = std::make_shared<fake_sink>(cfg);
-    auto shared_cfg = std::make_shared<const hub_config>(cfg);
-    auto client = sys.spawn(livehub::client, hub, std::shared_ptr<sink>{out},
-                            shared_cfg, counters, routes,
+    // Client actors apply their hub's policy. Tests change `cfg` after the
+    // fixture spawned its hub, so each connection gets the cfg of that
+    // moment, as if the hub had been spawned with it.
+    auto with_cfg = shared;
+    with_cfg.cfg = std::make_shared<const hub_config>(cfg);
+    auto client = sys.spawn(livehub::client, internal(hub),
+                            std::shared_ptr<sink>{out}, std::move(with_cfg),
                             client_rights{trusted});
     if (!watcher)
-      watcher = sys.spawn(keepalive, shared_cfg, counters);
+      watcher = sys.spawn(keepalive, std::make_shared<const hub_config>(cfg),
+                          counters);
     connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(client), out};
-    self->send(hub, caf::join_atom::value, ref);
+    self->send(internal(hub), caf::join_atom::value, ref);
     self->send(watcher, caf::join_atom::value, ref);
     run();
     return {client, out};
@@ -192,7 +189,8 @@ struct actor_fixture {
 
   hub_state& hub_internals() {
     auto ptr = caf::actor_cast<caf::abstract_actor*>(hub);
-    return dynamic_cast<caf::stateful_actor<hub_state, hub_actor::base>&>(*ptr)
+    return dynamic_cast<
+             caf::stateful_actor<hub_state, hub_internal_actor::base>&>(*ptr)
       .state;
   }
 };

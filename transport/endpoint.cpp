@@ -83,7 +83,7 @@ ws_server::message_ptr prepare_text_frame(const std::string& payload) {
   return msg;
 }
 
-/// The prepared message for `frame`. A channel hands one frame to all its
+/// The prepared message for `frame`. A fanout hands one frame to all its
 /// subscribers in a row on one thread, so a one-entry cache per thread
 /// prepares each publication once, and every connection queues the same
 /// immutable message (server frames are unmasked, hence identical). The
@@ -203,17 +203,12 @@ std::string_view path_of(const std::string& resource) {
 } // namespace
 
 server::impl::impl(caf::actor_system& sys, hub_actor hub, const hub_config& cfg)
-  : sys(sys), hub(std::move(hub)), cfg(std::make_shared<const hub_config>(cfg)),
+  : sys(sys), hub(internal(hub)), cfg(std::make_shared<const hub_config>(cfg)),
     host(cfg.host) {
   // nop
 }
 
-caf::error server::impl::listen() {
-  max_connections = std::min(cfg->max_connections, connection_capacity());
-  websocketpp::lib::error_code ec;
-  ep.init_asio(cfg->io_threads, ec);
-  if (ec)
-    return caf::make_error(caf::sec::runtime_error, "asio: " + ec.message());
+void server::impl::configure_endpoint() {
   ep.set_reuse_addr(true);
   ep.set_listen_backlog(1024);
   ep.set_max_message_size(cfg->max_message_size);
@@ -239,20 +234,7 @@ caf::error server::impl::listen() {
     handle_http(*this, h);
   });
   ep.set_message_handler([this](connection_hdl h, ws_server::message_ptr msg) {
-    auto con = ep.get_con_from_hdl(h);
-    if (!con->client)
-      return;
-    // Bound the commands waiting in the client actor's mailbox: stop
-    // reading this connection (TCP pushes back) until it catches up. Paused
-    // here, on the strand, before websocketpp would issue its next read;
-    // pause_reading() would only post the pause, and a resume racing it
-    // could start a second concurrent read.
-    if (!con->out->received() && !con->paused) {
-      con->paused = true;
-      con->handle_pause_reading();
-    }
-    caf::anon_send(con->client, text_atom::value,
-                   std::move(msg->get_raw_payload()));
+    on_message(h, std::move(msg));
   });
   ep.set_interrupt_handler([this](connection_hdl h) {
     auto con = ep.get_con_from_hdl(h);
@@ -266,6 +248,15 @@ caf::error server::impl::listen() {
     if (con->out)
       con->out->pong_received();
   });
+}
+
+caf::error server::impl::listen() {
+  max_connections = std::min(cfg->max_connections, connection_capacity());
+  websocketpp::lib::error_code ec;
+  ep.init_asio(cfg->io_threads, ec);
+  if (ec)
+    return caf::make_error(caf::sec::runtime_error, "asio: " + ec.message());
+  configure_endpoint();
   asio::error_code aec;
   auto addr = asio::ip::make_address(host, aec);
   if (aec)
@@ -284,13 +275,30 @@ caf::error server::impl::listen() {
                            "cannot accept: " + ec.message());
   for (size_t i = 0; i < ep.contexts(); ++i)
     outboxes.push_back(std::make_unique<outbox>(ep.context(i)));
-  poster = std::make_shared<io_poster>();
-  keepalive = sys.spawn(livehub::keepalive, cfg, counters);
+  deferred = std::make_shared<deferred_responses>();
+  keepalive = sys.spawn(livehub::keepalive, cfg, shared.counters);
   for (size_t i = 0; i < ep.contexts(); ++i)
     threads.emplace_back([this, i] {
       ep.run(i);
     });
   return caf::none;
+}
+
+void server::impl::on_message(connection_hdl hdl, ws_server::message_ptr msg) {
+  auto con = ep.get_con_from_hdl(hdl);
+  if (!con->client)
+    return;
+  // Bound the commands waiting in the client actor's mailbox: stop reading
+  // this connection (TCP pushes back) until it catches up. Paused here, on
+  // the connection's thread, before websocketpp would issue its next read;
+  // pause_reading() would only post the pause, and a resume racing it could
+  // start a second concurrent read.
+  if (!con->out->count_pending() && !con->paused) {
+    con->paused = true;
+    con->handle_pause_reading();
+  }
+  caf::anon_send(con->client, text_atom::value,
+                 std::move(msg->get_raw_payload()));
 }
 
 bool server::impl::on_validate(connection_hdl hdl) {
@@ -302,14 +310,14 @@ bool server::impl::on_validate(connection_hdl hdl) {
   auto origin = con->get_request_header("Origin");
   if (!http_policy::origin_allowed(cfg->allowed_origins, origin,
                                    con->get_request_header("Host"))) {
-    hub_counters::add(counters->rejected_origin);
+    hub_counters::add(shared.counters->rejected_origin);
     con->set_status(websocketpp::http::status_code::forbidden);
     return false;
   }
   {
     std::unique_lock<std::mutex> guard{mtx};
     if (stopping || live >= max_connections) {
-      hub_counters::add(counters->rejected_capacity);
+      hub_counters::add(shared.counters->rejected_capacity);
       con->set_status(websocketpp::http::status_code::service_unavailable);
       return false;
     }
@@ -339,7 +347,7 @@ void server::impl::on_open(connection_hdl hdl) {
                                        *cfg);
   con->set_write_observer(con->out.get());
   std::shared_ptr<sink> out = con->out;
-  con->client = sys.spawn(client, hub, out, cfg, counters, routes, con->rights);
+  con->client = sys.spawn(client, hub, out, shared, con->rights);
   // Sent from here, before any frame of this connection is read: the hub
   // knows the connection before it can act.
   connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(con->client), out};
@@ -392,15 +400,22 @@ void server::impl::stop() {
     return live == 0;
   });
   guard.unlock();
+  // The I/O threads end; what they still had queued is dropped.
   ep.stop();
   for (auto& t : threads)
     if (t.joinable())
       t.join();
-  poster->disable();
   for (auto& box : outboxes)
     box->shut();
-  // Connections still open were cut by ep.stop(): detach their sinks so no
-  // actor touches websocketpp again, and let their client actors go.
+  // Whatever the deadline cut short (connections whose peer does not read,
+  // so their close frame cannot go out; upgrades and HTTP requests in
+  // flight) is aborted now: stop() leaves no socket open.
+  ep.abort_connections();
+  // Deferred HTTP responses that never came are dropped (with their
+  // connections, already aborted), and later answers go nowhere.
+  deferred->shutdown();
+  // Detach the sinks of connections that were still open, so no actor
+  // touches websocketpp again, and let their client actors go.
   guard.lock();
   for (auto& kvp : open) {
     kvp.second->detach();
@@ -424,26 +439,6 @@ server::~server() {
   stop();
 }
 
-namespace {
-
-/// Asks `hub` for one of the things it shares (10 s at most).
-template<class T, class... Ts>
-caf::expected<T>
-ask_hub(caf::scoped_actor& self, const hub_actor& hub, Ts... xs) {
-  caf::expected<T> result{caf::make_error(caf::sec::request_timeout)};
-  self->request(hub, std::chrono::seconds(10), xs...)
-    .receive(
-      [&](T& x) {
-        result = std::move(x);
-      },
-      [&](caf::error& x) {
-        result = std::move(x);
-      });
-  return result;
-}
-
-} // namespace
-
 caf::expected<std::unique_ptr<server>>
 server::start(caf::actor_system& sys, hub_actor hub, const hub_config& cfg) {
   if (auto err = cfg.validate())
@@ -451,18 +446,21 @@ server::start(caf::actor_system& sys, hub_actor hub, const hub_config& cfg) {
   if (!hub)
     return caf::make_error(caf::sec::invalid_argument, "invalid hub handle");
   auto ptr = std::make_unique<impl>(sys, hub, cfg);
-  // The counters live in the hub (the server and client actors add to them),
-  // and so do its routes (client actors publish through them).
+  // The counters, routes and channel policy live in the hub (the server and
+  // client actors add to the counters; client actors publish through the
+  // routes and apply the policy).
   caf::scoped_actor self{sys};
-  auto counters = ask_hub<hub_counters_ptr>(self, hub, caf::get_atom::value);
-  if (!counters)
-    return counters.error();
-  ptr->counters = std::move(*counters);
-  auto routes = ask_hub<route_table_ptr>(self, hub, caf::get_atom::value,
-                                         routes_atom::value);
-  if (!routes)
-    return routes.error();
-  ptr->routes = std::move(*routes);
+  caf::error failed;
+  self->request(ptr->hub, std::chrono::seconds(10), caf::get_atom::value)
+    .receive(
+      [&](hub_shared& x) {
+        ptr->shared = std::move(x);
+      },
+      [&](caf::error& err) {
+        failed = std::move(err);
+      });
+  if (failed)
+    return failed;
   if (auto err = ptr->listen())
     return err;
   return std::unique_ptr<server>{new server(std::move(ptr))};

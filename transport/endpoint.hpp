@@ -109,9 +109,9 @@ class ws_sink : public sink, public lean::write_observer {
  public:
   ws_sink(connection_ptr con, outbox& box, const hub_config& cfg);
 
-  /// Counts one received message; false when the connection should stop
-  /// reading until the client actor catches up.
-  bool received() {
+  /// Counts one message handed to the client actor; false when the
+  /// connection should stop reading until the actor catches up.
+  bool count_pending() {
     return pending_.fetch_add(1, std::memory_order_relaxed) + 1 < max_pending_;
   }
 
@@ -144,28 +144,58 @@ class ws_sink : public sink, public lean::write_observer {
   std::atomic<uint64_t> written_{0};
 };
 
-/// Posts work to the I/O threads for as long as they run (actors answer
-/// deferred HTTP requests through it, possibly after the server stopped).
-class io_poster {
+/// HTTP responses that wait for an actor (GET /api/stats, ...). The actor
+/// may answer after the server stopped, or was destroyed: it holds this
+/// registry (shared) and the connection's weak handle, never a
+/// connection_ptr, whose last reference would then destroy a socket of a dead
+/// io_context. The registry keeps each waiting connection alive until its
+/// answer went to the connection's thread, or until the server stops.
+class deferred_responses {
  public:
-  io_poster() = default;
+  deferred_responses() = default;
 
-  /// Runs `f` on `con`'s thread, unless the server stopped.
-  template<class F>
-  void post(const connection_ptr& con, F&& f) {
+  /// Keeps `con` alive until finish() or shutdown(). I/O thread.
+  void hold(const connection_ptr& con) {
     std::unique_lock<std::mutex> guard{mtx_};
-    if (enabled_)
-      asio::post(con->context(), std::forward<F>(f));
+    if (!shut_)
+      held_.emplace(con, con);
   }
 
-  void disable() {
+  /// Runs `respond(con)` on the thread of the connection `hdl` and lets it
+  /// go, unless the server stopped (then `respond` is dropped here). Any
+  /// thread.
+  template<class F>
+  void finish(const connection_hdl& hdl, F&& respond) {
     std::unique_lock<std::mutex> guard{mtx_};
-    enabled_ = false;
+    auto i = held_.find(hdl);
+    if (shut_ || i == held_.end())
+      return;
+    auto con = std::move(i->second);
+    held_.erase(i);
+    auto& ctx = con->context();
+    asio::post(ctx,
+               [con = std::move(con), f = std::forward<F>(respond)]() mutable {
+                 f(con);
+               });
+  }
+
+  /// Lets every waiting connection go and refuses further work. Called by
+  /// server::stop() once the I/O threads ended and the sockets are closed.
+  void shutdown() {
+    std::map<connection_hdl, connection_ptr, std::owner_less<connection_hdl>>
+      dropped;
+    {
+      std::unique_lock<std::mutex> guard{mtx_};
+      shut_ = true;
+      dropped.swap(held_);
+    }
   }
 
  private:
   std::mutex mtx_;
-  bool enabled_ = true;
+  std::map<connection_hdl, connection_ptr, std::owner_less<connection_hdl>>
+    held_;
+  bool shut_ = false;
 };
 
 /// True when the peer of `con` is a loopback address (IPv4, IPv6 or
@@ -183,16 +213,19 @@ struct server::impl {
   impl(caf::actor_system& sys, hub_actor hub, const hub_config& cfg);
 
   caf::actor_system& sys;
-  hub_actor hub;
+  hub_internal_actor hub;
+  /// The server's config (network, limits, keepalive).
   std::shared_ptr<const hub_config> cfg;
-  hub_counters_ptr counters;
-  route_table_ptr routes;
+  /// The hub's counters, routes and config (its channel policy), for the
+  /// client actors.
+  hub_shared shared;
   /// Pings every connection and bounds its writes (one timer for all).
   keepalive_actor keepalive;
   transport::ws_server ep;
   /// One per I/O context (declared after `ep`: destroyed before it).
   std::vector<std::unique_ptr<transport::outbox>> outboxes;
-  std::shared_ptr<transport::io_poster> poster;
+  /// HTTP responses waiting for an actor (shared with those actors).
+  std::shared_ptr<transport::deferred_responses> deferred;
   std::string host;
   uint16_t port = 0;
   /// max-connections, capped by the open-file limit.
@@ -211,10 +244,15 @@ struct server::impl {
   bool stopping = false;
   bool stopped = false;
 
+  /// Binds, starts accepting and starts the I/O threads.
   caf::error listen();
+  /// Sets the endpoint's limits and handlers (part of listen()).
+  void configure_endpoint();
   bool on_validate(transport::connection_hdl hdl);
   void on_open(transport::connection_hdl hdl);
   void on_end(transport::connection_hdl hdl);
+  void on_message(transport::connection_hdl hdl,
+                  transport::ws_server::message_ptr msg);
   void stop();
 };
 

@@ -21,6 +21,9 @@ namespace status = websocketpp::http::status_code;
 void respond(const connection_ptr& con, status::value code,
              const std::string& content_type, std::string body) {
   con->set_status(code);
+  // websocketpp ends the connection after each HTTP response: say so, or a
+  // client with a connection pool reuses it and gets EOF on its next request.
+  con->replace_header("Connection", "close");
   con->replace_header("Content-Type", content_type);
   con->replace_header("Cache-Control", "no-store");
   con->replace_header("X-Content-Type-Options", "nosniff");
@@ -60,23 +63,28 @@ void publish(server::impl& srv, const connection_ptr& con) {
 }
 
 /// Asks the hub for its figures; the response goes out when they arrive.
+/// The asking actor may outlive the server: it holds the connection's weak
+/// handle only (see deferred_responses).
 void stats(server::impl& srv, const connection_ptr& con) {
   con->defer_http_response();
-  auto poster = srv.poster;
-  auto ask = [](caf::event_based_actor* self, hub_actor hub, connection_ptr con,
-                std::shared_ptr<io_poster> poster) {
-    auto finish = [con, poster](status::value code, std::string body) {
-      poster->post(con, [con, code, body = std::move(body)]() mutable {
-        // The connection may have ended meanwhile: websocketpp then throws
-        // from set_status; nothing is left to answer.
-        try {
-          respond_json(con, code, std::move(body));
-          websocketpp::lib::error_code ec;
-          con->send_http_response(ec);
-        } catch (const std::exception&) {
-          // nop
-        }
-      });
+  srv.deferred->hold(con);
+  auto ask = [](caf::event_based_actor* self, hub_internal_actor hub,
+                connection_hdl hdl,
+                std::shared_ptr<deferred_responses> deferred) {
+    auto finish = [hdl, deferred](status::value code, std::string body) {
+      deferred->finish(
+        hdl, [code, body = std::move(body)](const connection_ptr& con) mutable {
+          // websocketpp throws from set_status once the connection is no
+          // longer waiting for its response (it ended meanwhile): nothing is
+          // left to answer then.
+          try {
+            respond_json(con, code, std::move(body));
+            websocketpp::lib::error_code ec;
+            con->send_http_response(ec);
+          } catch (const std::exception&) {
+            // nop
+          }
+        });
     };
     self->request(hub, std::chrono::seconds(5), stats_atom::value)
       .then(
@@ -88,7 +96,7 @@ void stats(server::impl& srv, const connection_ptr& con) {
                  "{\"error\":\"the hub did not answer\"}");
         });
   };
-  srv.sys.spawn(ask, srv.hub, con, std::move(poster));
+  srv.sys.spawn(ask, srv.hub, connection_hdl{con}, srv.deferred);
 }
 
 void static_file(server::impl& srv, const connection_ptr& con,
@@ -118,7 +126,7 @@ void handle_http(server::impl& srv, connection_hdl hdl) {
   if (!http_policy::origin_allowed(srv.cfg->allowed_origins,
                                    con->get_request_header("Origin"),
                                    con->get_request_header("Host"))) {
-    hub_counters::add(srv.counters->rejected_origin);
+    hub_counters::add(srv.shared.counters->rejected_origin);
     return respond_error(con, status::forbidden, "origin not allowed");
   }
   auto only = [&](const char* allowed) {

@@ -17,7 +17,10 @@
 //    `concurrency::none` is safe and nothing per connection locks;
 //  - backs off when accept fails for lack of file descriptors instead of
 //    retrying in a busy loop;
-//  - tells an observer when a write completed (livehub's send accounting).
+//  - tells an observer when a write completed (livehub's send accounting);
+//  - knows every connection it made, so that a server that stops can abort
+//    the sockets its close handshakes did not end in time (websocketpp's
+//    transport leaves them open until the last reference to each goes).
 //
 // Internal to livehub::transport; endpoint.hpp builds its config on it.
 #pragma once
@@ -26,8 +29,10 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include <websocketpp/common/asio.hpp>
@@ -114,6 +119,45 @@ class buffer_list {
 template<class config>
 class endpoint;
 
+/// Every live connection of an endpoint, by the address of its socket, so
+/// that abort_all() can reach sockets nobody else would close. Shared by the
+/// endpoint and its connections: a connection that outlives its endpoint
+/// still unregisters safely.
+class socket_registry {
+ public:
+  void add(asio::ip::tcp::socket* sock) {
+    std::unique_lock<std::mutex> guard{mtx_};
+    if (!aborted_)
+      live_.insert(sock);
+  }
+
+  void remove(asio::ip::tcp::socket* sock) {
+    std::unique_lock<std::mutex> guard{mtx_};
+    live_.erase(sock);
+  }
+
+  /// Closes every registered socket at once (a TCP reset, dropping unsent
+  /// data) and forgets them; returns how many. Only while no thread runs the
+  /// sockets' io_contexts.
+  size_t abort_all() {
+    std::unique_lock<std::mutex> guard{mtx_};
+    aborted_ = true;
+    auto n = live_.size();
+    for (auto* sock : live_) {
+      asio::error_code ignored;
+      sock->set_option(asio::socket_base::linger{true, 0}, ignored);
+      sock->close(ignored);
+    }
+    live_.clear();
+    return n;
+  }
+
+ private:
+  std::mutex mtx_;
+  std::unordered_set<asio::ip::tcp::socket*> live_;
+  bool aborted_ = false;
+};
+
 /// The transport half of one websocketpp connection (websocketpp makes it a
 /// base class of its connection). Every function runs on the connection's
 /// own I/O thread, except dispatch() and interrupt(), which post to it.
@@ -130,6 +174,15 @@ class connection : public std::enable_shared_from_this<connection<config>> {
              const std::shared_ptr<elog_type>&) {
     // nop
   }
+
+  ~connection() {
+    // Runs before socket_ goes: abort_all() never sees a destroyed socket.
+    if (registry_)
+      registry_->remove(&*socket_);
+  }
+
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
 
   ptr get_shared() {
     return this->shared_from_this();
@@ -348,6 +401,8 @@ class connection : public std::enable_shared_from_this<connection<config>> {
   asio::io_context* ctx_ = nullptr;
   write_observer* observer_ = nullptr;
   std::optional<asio::ip::tcp::socket> socket_;
+  /// Where socket_ is registered (set with it).
+  std::shared_ptr<socket_registry> registry_;
   /// Read but not yet handed over (empty, allocating nothing, while idle).
   std::vector<char> spill_;
   size_t spill_pos_ = 0;
@@ -479,6 +534,13 @@ class endpoint {
       ctx->stop();
   }
 
+  /// Aborts every connection's socket (see socket_registry::abort_all);
+  /// returns how many were still open. Call after stop(), once every run()
+  /// returned; connections made later are not registered.
+  size_t abort_connections() {
+    return registry_->abort_all();
+  }
+
  protected:
   void init_logging(const std::shared_ptr<alog_type>&,
                     const std::shared_ptr<elog_type>&) {
@@ -491,6 +553,8 @@ class endpoint {
     tcon->ctx_ = contexts_[index].get();
     tcon->ctx_index_ = static_cast<uint32_t>(index);
     tcon->socket_.emplace(*tcon->ctx_);
+    tcon->registry_ = registry_;
+    registry_->add(&*tcon->socket_);
     return {};
   }
 
@@ -549,6 +613,8 @@ class endpoint {
     guards_;
   std::optional<asio::ip::tcp::acceptor> acceptor_;
   std::optional<asio::steady_timer> backoff_;
+  std::shared_ptr<socket_registry> registry_
+    = std::make_shared<socket_registry>();
   size_t next_ = 0;
   int backlog_ = asio::socket_base::max_listen_connections;
   bool reuse_addr_ = false;

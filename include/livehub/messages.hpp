@@ -87,13 +87,13 @@ CAF_ADD_TYPE_ID(livehub, (livehub::json_text))
 
 /// Asks a hub for its hub_stats.
 CAF_ADD_ATOM(livehub, livehub, stats_atom, "lh_stats")
+// Atoms of livehub's internal messages (between its own actors and
+// transport; applications do not send them).
 /// A channel tells its hub that it has no subscriber left.
 CAF_ADD_ATOM(livehub, livehub, idle_atom, "lh_idle")
 /// A connection delivered a text message to its client actor.
 CAF_ADD_ATOM(livehub, livehub, text_atom, "lh_text")
 /// A connection ended.
 CAF_ADD_ATOM(livehub, livehub, closed_atom, "lh_closed")
-/// Asks a hub for its route table.
-CAF_ADD_ATOM(livehub, livehub, routes_atom, "lh_routes")
 
 CAF_END_TYPE_ID_BLOCK(livehub)

@@ -36,8 +36,12 @@ class server {
   /// The bound port (the chosen one when the configured port was 0).
   uint16_t port() const noexcept;
 
-  /// Stops accepting, closes every connection with 1001 (going away) and
-  /// returns once they are closed, or after at most about one second.
+  /// Stops accepting, closes every connection with 1001 (going away) after
+  /// the frames already queued for it, and returns once they are closed, or
+  /// after at most about one second: then every socket still open (a peer
+  /// that does not read, an upgrade or HTTP request in flight) is aborted
+  /// with a TCP reset. When stop() returns the server holds no socket, and
+  /// answers that actors still owe (e.g. to `GET /api/stats`) go nowhere.
   /// Idempotent; thread-safe. The hub keeps running.
   void stop();
 

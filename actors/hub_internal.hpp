@@ -1,0 +1,80 @@
+// The hub's full interface: the application's API (livehub::hub_actor) plus
+// the messages livehub's own actors and transport exchange with it. Internal:
+// applications see only include/livehub/hub.hpp.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <caf/actor_addr.hpp>
+#include <caf/actor_cast.hpp>
+#include <caf/actor_control_block.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+
+#include "livehub/config.hpp"
+#include "livehub/hub.hpp"
+
+namespace livehub {
+
+class sink;
+struct hub_counters;
+class route_table;
+
+/// The counters a hub shares with its channels, clients and server.
+using hub_counters_ptr = std::shared_ptr<hub_counters>;
+
+/// A hub's channels by name, shared with its client actors.
+using route_table_ptr = std::shared_ptr<route_table>;
+
+/// A connection as the hub and channels see it: its client actor and the sink
+/// that writes to its socket.
+struct connection_ref {
+  /// A strong reference: monitoring through a weak actor_addr is unsafe in
+  /// CAF 0.17 once the actor is gone (a dangling pointer), and a client may
+  /// quit before its registration is processed.
+  caf::strong_actor_ptr client;
+  std::shared_ptr<livehub::sink> out;
+
+  /// The client's address, the key under which it is registered.
+  caf::actor_addr address() const {
+    return caf::actor_cast<caf::actor_addr>(client);
+  }
+};
+
+/// What a hub shares with the server bound to it (asked once, at start).
+struct hub_shared {
+  /// Counters the server and client actors add to.
+  hub_counters_ptr counters;
+  /// The channels client actors publish through (see route_table).
+  route_table_ptr routes;
+  /// The config the hub was spawned with: client actors apply its policy
+  /// (client-publish, client_publish_check, max-subscriptions).
+  std::shared_ptr<const hub_config> cfg;
+};
+
+/// The hub as livehub's actors and transport see it.
+using hub_internal_actor = hub_actor::extend<
+  /// Registers an open connection (the hub monitors its client actor).
+  caf::reacts_to<caf::join_atom, connection_ref>,
+  /// Returns what the hub shares with a server.
+  caf::replies_to<caf::get_atom>::with<hub_shared>,
+  /// Subscribes a connection to a channel; replies once the channel delivers
+  /// to it.
+  caf::replies_to<caf::subscribe_atom, std::string,
+                  connection_ref>::with<caf::ok_atom>,
+  /// From a channel: it has no subscriber left after seeing this many
+  /// subscribes.
+  caf::reacts_to<idle_atom, std::string, uint64_t>>;
+
+/// The full interface of a hub handle (unchecked: `hub` must come from
+/// spawn_hub; anything else answers the internal messages with an error).
+inline hub_internal_actor internal(const hub_actor& hub) {
+  return caf::actor_cast<hub_internal_actor>(hub);
+}
+
+} // namespace livehub
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::connection_ref)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::hub_shared)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::frame_ptr)
