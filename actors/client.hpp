@@ -12,7 +12,7 @@
 
 #include "actors/hub_internal.hpp"
 #include "actors/sink.hpp"
-#include "transport/codec.hpp"
+#include "protocol/codec.hpp"
 
 namespace livehub {
 

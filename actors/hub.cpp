@@ -5,7 +5,7 @@
 
 #include "actors/counters.hpp"
 #include "actors/sink.hpp"
-#include "transport/codec.hpp"
+#include "protocol/codec.hpp"
 
 namespace livehub {
 

@@ -8,7 +8,7 @@
 
 #include <rapidjson/document.h>
 
-#include "transport/codec.hpp"
+#include "protocol/codec.hpp"
 
 using namespace livehub;
 using namespace livehub::codec;

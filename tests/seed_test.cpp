@@ -22,7 +22,7 @@
 #include <caf/event_based_actor.hpp>
 #include <rapidjson/document.h>
 
-#include "transport/codec.hpp"
+#include "protocol/codec.hpp"
 
 using namespace livehub;
 using livehub::test::actor_fixture;

@@ -8,7 +8,7 @@
 #include <caf/send.hpp>
 
 #include "actors/counters.hpp"
-#include "transport/codec.hpp"
+#include "protocol/codec.hpp"
 #include "transport/endpoint.hpp"
 #include "transport/http_policy.hpp"
 

@@ -2,7 +2,7 @@
 // recursion, so no stack overflow on hostile nesting) and re-written at once
 // with a Writer, so `data` keeps its numbers' exact digits
 // (kParseNumbersAsStringsFlag) without building a DOM.
-#include "transport/codec.hpp"
+#include "protocol/codec.hpp"
 
 #include <rapidjson/error/en.h>
 #include <rapidjson/reader.h>
