@@ -600,6 +600,108 @@ std::variant<publication, parse_error> parse_publish(std::string_view text) {
   return result;
 }
 
+namespace {
+
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/// The texts of the elements of the JSON array `text`, found by a scan that
+/// only tracks strings and nesting (each element is parsed on its own
+/// afterwards, which validates it). Constant memory beyond the result.
+std::variant<std::vector<std::string_view>, parse_error>
+split_array(std::string_view text) {
+  auto bad = [](std::string msg) {
+    return parse_error{
+      error_code::bad_json, "invalid JSON: " + std::move(msg), {}};
+  };
+  size_t i = 0;
+  auto skip_space = [&] {
+    while (i < text.size() && is_space(text[i]))
+      ++i;
+  };
+  skip_space();
+  if (i == text.size() || text[i] != '[')
+    return bad("expected an array");
+  ++i;
+  std::vector<std::string_view> items;
+  skip_space();
+  if (i < text.size() && text[i] == ']') {
+    ++i;
+  } else {
+    for (;;) {
+      auto start = i;
+      size_t depth = 0;
+      bool in_string = false;
+      for (; i < text.size(); ++i) {
+        auto c = text[i];
+        if (in_string) {
+          if (c == '\\')
+            ++i; // the escaped character cannot end the string
+          else if (c == '"')
+            in_string = false;
+        } else if (c == '"') {
+          in_string = true;
+        } else if (c == '{' || c == '[') {
+          if (++depth > max_json_depth)
+            return parse_error{error_code::bad_json,
+                               "JSON nested deeper than "
+                                 + std::to_string(max_json_depth) + " levels",
+                               {}};
+        } else if (c == '}' || c == ']') {
+          if (depth == 0)
+            break; // the array's own end
+          --depth;
+        } else if (c == ',' && depth == 0) {
+          break;
+        }
+      }
+      if (i >= text.size())
+        return bad("the array does not end");
+      auto end = i;
+      while (end > start && is_space(text[end - 1]))
+        --end;
+      if (end == start)
+        return bad("an empty element in the array");
+      items.push_back(text.substr(start, end - start));
+      if (text[i] == ',') {
+        ++i;
+        continue;
+      }
+      if (text[i] != ']')
+        return bad("unbalanced brackets in the array");
+      ++i;
+      break;
+    }
+  }
+  skip_space();
+  if (i != text.size())
+    return bad("text after the array");
+  return items;
+}
+
+} // namespace
+
+bool is_batch(std::string_view body) {
+  for (auto c : body)
+    if (!is_space(c))
+      return c == '[';
+  return false;
+}
+
+std::variant<std::vector<std::variant<publication, parse_error>>, parse_error>
+parse_publish_batch(std::string_view text) {
+  auto split = split_array(text);
+  if (auto err = std::get_if<parse_error>(&split))
+    return std::move(*err);
+  std::vector<std::variant<publication, parse_error>> result;
+  auto& items = std::get<std::vector<std::string_view>>(split);
+  result.reserve(items.size());
+  for (auto item : items)
+    result.push_back(parse_publish(item));
+  return result;
+}
+
 bool valid_channel_name(std::string_view name) {
   return valid_name(name);
 }

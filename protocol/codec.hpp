@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "livehub/fwd.hpp"
 #include "livehub/json.hpp"
@@ -63,6 +64,16 @@ std::variant<command, parse_error> parse_command(std::string_view text);
 
 /// Parses a `POST /api/publish` body `{"channel":C,"type":T,"data":D}`.
 std::variant<publication, parse_error> parse_publish(std::string_view text);
+
+/// True when a `POST /api/publish` body is an array (its first non-space
+/// character is `[`): a batch of publications.
+bool is_batch(std::string_view body);
+
+/// Parses a batch body `[{"channel":C,"type":T,"data":D}, ...]`: each element
+/// as parse_publish would, in order. An error for the whole body only when
+/// it is no well-formed array.
+std::variant<std::vector<std::variant<publication, parse_error>>, parse_error>
+parse_publish_batch(std::string_view text);
 
 /// True for 1 to 255 bytes of valid UTF-8 without control characters (C0,
 /// DEL, C1). `"*"` passes: whether it is allowed depends on the use.

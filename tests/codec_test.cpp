@@ -856,3 +856,74 @@ TEST_CASE("validate accepts good publications and names what is wrong") {
   CHECK(validate(publication{"chat", "", json_text{}}));
   CHECK(validate(publication{"chat", std::string(256, 't'), json_text{}}));
 }
+
+// -- POST /api/publish batches ------------------------------------------------
+
+namespace {
+
+/// The items of a batch body, which must be a well-formed array.
+std::vector<std::variant<publication, parse_error>>
+batch_items(std::string_view text) {
+  auto res = parse_publish_batch(text);
+  REQUIRE(
+    std::holds_alternative<std::vector<std::variant<publication, parse_error>>>(
+      res));
+  return std::get<0>(std::move(res));
+}
+
+} // namespace
+
+TEST_CASE("a batch body is an array; a single publication is not") {
+  CHECK(is_batch(R"([{"channel":"a","type":"t","data":1}])"));
+  CHECK(is_batch(" \n\t[]"));
+  CHECK_FALSE(is_batch(R"({"channel":"a","type":"t","data":1})"));
+  CHECK_FALSE(is_batch(""));
+  CHECK_FALSE(is_batch("  "));
+}
+
+TEST_CASE("a batch is parsed item by item, in order, each as one publish") {
+  auto items = batch_items(
+    R"( [ {"channel":"a","type":"t","data":{"s":"x,]}\"["}},
+          {"channel":"b","type":"u","data":[1,[2,{"c":3}]]} ,
+          {"channel":"a","type":"t","data":12345678901234567890123} ] )");
+  REQUIRE(items.size() == 3);
+  auto& first = std::get<publication>(items[0]);
+  CHECK(first.channel == "a");
+  CHECK(first.data.str() == R"({"s":"x,]}\"["})");
+  auto& second = std::get<publication>(items[1]);
+  CHECK(second.channel == "b");
+  CHECK(second.data.str() == R"([1,[2,{"c":3}]])");
+  CHECK(std::get<publication>(items[2]).data.str()
+        == "12345678901234567890123");
+  CHECK(batch_items("[]").empty());
+}
+
+TEST_CASE("a bad item of a batch is its own error; the others stand") {
+  auto items = batch_items(
+    R"([{"channel":"a","type":"t","data":1}, {"channel":"","type":"t"}, 7,
+        {"channel":"a","type":"t","data":{bad}}, {"type":"t"},
+        {"channel":"a","type":"t","data":2} {"channel":"a"}])");
+  REQUIRE(items.size() == 6);
+  CHECK(std::holds_alternative<publication>(items[0]));
+  CHECK(std::get<parse_error>(items[1]).code == error_code::bad_channel);
+  CHECK(std::get<parse_error>(items[2]).code == error_code::bad_command);
+  CHECK(std::get<parse_error>(items[3]).code == error_code::bad_json);
+  CHECK(std::get<parse_error>(items[4]).code == error_code::bad_command);
+  // Two objects without a comma between them are one bad item.
+  CHECK(std::get<parse_error>(items[5]).code == error_code::bad_json);
+}
+
+TEST_CASE("a body that is no well-formed array is one bad_json error") {
+  for (auto text : {"[", "[{\"channel\":\"a\"}", "[1,]", "[,1]", "[1] x",
+                    "[\"unterminated]", "[1,2]]", "[1 2"}) {
+    INFO("body: " << text);
+    auto res = parse_publish_batch(text);
+    REQUIRE(std::holds_alternative<parse_error>(res));
+    CHECK(std::get<parse_error>(res).code == error_code::bad_json);
+  }
+  // Nesting is bounded while splitting, before any item is parsed.
+  std::string deep = "[" + std::string(200, '[') + std::string(200, ']') + "]";
+  auto res = parse_publish_batch(deep);
+  REQUIRE(std::holds_alternative<parse_error>(res));
+  CHECK(std::get<parse_error>(res).message.find("deeper") != std::string::npos);
+}

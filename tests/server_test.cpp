@@ -281,3 +281,79 @@ TEST_CASE("HTTP responses say Connection: close, and a keep-alive client's "
   srv->reset();
   caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
 }
+
+TEST_CASE("POST /api/publish takes a batch, publishes its valid items in "
+          "order and answers per item; errors carry a stable code") {
+  caf::actor_system_config sys_cfg;
+  sys_cfg.set("scheduler.max-threads", size_t{2});
+  caf::actor_system sys{sys_cfg};
+  auto cfg = test_config();
+  auto hub = livehub::spawn_hub(sys, cfg);
+  auto srv = livehub::server::start(sys, hub, cfg);
+  REQUIRE(srv);
+  auto port = (*srv)->port();
+  ws_client client{port};
+  REQUIRE(client.status() == 101);
+  for (auto channel : {"a", "b"})
+    REQUIRE(client.send_text(std::string{R"({"type":"subscribe","channel":")"}
+                             + channel + R"(","id":1})"));
+  for (int i = 0; i < 2; ++i)
+    REQUIRE(client.receive(10s).kind == ws_kind::text); // the two oks
+  auto resp = http_request(port, "POST", "/api/publish",
+                           {{"Content-Type", "application/json"}},
+                           R"([{"channel":"a","type":"t","data":1},
+        {"channel":"b","type":"t","data":2},
+        {"channel":"","type":"t","data":3},
+        {"channel":"a","type":"t","data":4}])");
+  CHECK(resp.status == 202);
+  CHECK(resp.body
+        == R"({"ok":false,"results":[{"ok":true},{"ok":true},)"
+           R"({"ok":false,"error":"bad_channel: channel names are 1 to 255 )"
+           R"(bytes without control characters","code":"bad_channel"},)"
+           R"({"ok":true}]})");
+  // The valid items arrive, in the order of the batch.
+  for (auto expected : {R"({"channel":"a","type":"t","data":1})",
+                        R"({"channel":"b","type":"t","data":2})",
+                        R"({"channel":"a","type":"t","data":4})"}) {
+    auto msg = client.receive(10s);
+    REQUIRE(msg.kind == ws_kind::text);
+    CHECK(msg.data == expected);
+  }
+  // A batch whose every item is valid is "ok":true.
+  resp = http_request(port, "POST", "/api/publish", {},
+                      R"([{"channel":"a","type":"t","data":5}])");
+  CHECK(resp.status == 202);
+  CHECK(resp.body == R"({"ok":true,"results":[{"ok":true}]})");
+  CHECK(client.receive(10s).data == R"({"channel":"a","type":"t","data":5})");
+  // Errors of the HTTP API: a message for people, a code for programs.
+  struct expectation {
+    const char* method;
+    const char* path;
+    const char* body;
+    int status;
+    const char* code;
+  };
+  for (auto& x :
+       {expectation{"POST", "/api/publish", "[1,", 400, "bad_json"},
+        expectation{"POST", "/api/publish", "{", 400, "bad_json"},
+        expectation{"POST", "/api/publish", R"({"type":"t"})", 400,
+                    "bad_command"},
+        expectation{"GET", "/api/publish", "", 405, "method_not_allowed"},
+        expectation{"GET", "/nowhere", "", 404, "not_found"},
+        expectation{"GET", "/ws", "", 426, "upgrade_required"}}) {
+    INFO(x.method << " " << x.path << " " << x.body);
+    auto r = http_request(port, x.method, x.path, {}, x.body);
+    CHECK(r.status == x.status);
+    CHECK(r.body.find(std::string{"\"code\":\""} + x.code + "\"")
+          != std::string::npos);
+    CHECK(r.body.find("\"error\":\"") != std::string::npos);
+  }
+  auto foreign = http_request(port, "POST", "/api/publish",
+                              {{"Origin", "http://evil.example"}},
+                              R"({"channel":"a","type":"t","data":1})");
+  CHECK(foreign.status == 403);
+  CHECK(foreign.body.find(R"("code":"forbidden")") != std::string::npos);
+  (*srv)->stop();
+  srv->reset();
+  caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
+}

@@ -35,9 +35,45 @@ void respond_json(const connection_ptr& con, status::value code,
   respond(con, code, "application/json", std::move(body));
 }
 
+/// `{"error":MESSAGE,"code":CODE}`: the message for people, the code (one of
+/// docs/protocol.md's HTTP error codes) for programs.
 void respond_error(const connection_ptr& con, status::value code,
-                   std::string_view message) {
-  respond_json(con, code, "{\"error\":" + codec::quote(message) + "}");
+                   std::string_view error_code, std::string_view message) {
+  respond_json(con, code,
+               "{\"error\":" + codec::quote(message)
+                 + ",\"code\":" + codec::quote(error_code) + "}");
+}
+
+/// A publish body that is not a publication (or a batch item that is not).
+std::string describe(const codec::parse_error& err) {
+  return std::string{codec::to_string(err.code)} + ": " + err.message;
+}
+
+/// Publishes every valid item of a batch, in order (so order is kept per
+/// channel), and answers per item.
+void publish_batch(server::impl& srv, const connection_ptr& con) {
+  auto parsed = codec::parse_publish_batch(con->get_request_body());
+  if (auto err = std::get_if<codec::parse_error>(&parsed))
+    return respond_error(con, status::bad_request, codec::to_string(err->code),
+                         describe(*err));
+  auto& items = std::get<0>(parsed);
+  std::string results;
+  bool all_ok = true;
+  for (auto& item : items) {
+    results += results.empty() ? "" : ",";
+    if (auto err = std::get_if<codec::parse_error>(&item)) {
+      all_ok = false;
+      results += "{\"ok\":false,\"error\":" + codec::quote(describe(*err))
+        + ",\"code\":" + codec::quote(codec::to_string(err->code)) + "}";
+      continue;
+    }
+    caf::anon_send(srv.hub, caf::publish_atom::value,
+                   std::move(std::get<publication>(item)));
+    results += "{\"ok\":true}";
+  }
+  respond_json(con, status::accepted,
+               std::string{"{\"ok\":"} + (all_ok ? "true" : "false")
+                 + ",\"results\":[" + results + "]}");
 }
 
 void publish(server::impl& srv, const connection_ptr& con) {
@@ -45,18 +81,19 @@ void publish(server::impl& srv, const connection_ptr& con) {
   if (!cfg.api_key.empty()) {
     if (!http_policy::bearer_matches(con->get_request_header("Authorization"),
                                      cfg.api_key))
-      return respond_error(con, status::unauthorized,
+      return respond_error(con, status::unauthorized, "unauthorized",
                            "missing or wrong API key (Authorization: Bearer)");
   } else if (!is_loopback(con)) {
-    return respond_error(con, status::forbidden,
+    return respond_error(con, status::forbidden, "forbidden",
                          "no API key is configured: only loopback peers may "
                          "publish");
   }
+  if (codec::is_batch(con->get_request_body()))
+    return publish_batch(srv, con);
   auto parsed = codec::parse_publish(con->get_request_body());
   if (auto err = std::get_if<codec::parse_error>(&parsed))
-    return respond_error(con, status::bad_request,
-                         std::string{codec::to_string(err->code)} + ": "
-                           + err->message);
+    return respond_error(con, status::bad_request, codec::to_string(err->code),
+                         describe(*err));
   caf::anon_send(srv.hub, caf::publish_atom::value,
                  std::move(std::get<publication>(parsed)));
   respond_json(con, status::accepted, "{\"ok\":true}");
@@ -93,7 +130,8 @@ void stats(server::impl& srv, const connection_ptr& con) {
         },
         [finish](caf::error&) {
           finish(status::service_unavailable,
-                 "{\"error\":\"the hub did not answer\"}");
+                 "{\"error\":\"the hub did not answer\","
+                 "\"code\":\"unavailable\"}");
         });
   };
   srv.sys.spawn(ask, srv.hub, connection_hdl{con}, srv.deferred);
@@ -103,12 +141,12 @@ void static_file(server::impl& srv, const connection_ptr& con,
                  std::string_view target) {
   auto file = http_policy::resolve_static(srv.cfg->web_root, target);
   if (!file)
-    return respond_error(con, status::not_found, "not found");
+    return respond_error(con, status::not_found, "not_found", "not found");
   std::ifstream in{*file, std::ios::binary};
   std::ostringstream body;
   body << in.rdbuf();
   if (!in)
-    return respond_error(con, status::not_found, "not found");
+    return respond_error(con, status::not_found, "not_found", "not found");
   respond(con, status::ok, http_policy::mime_type(*file), body.str());
   con->replace_header("Cache-Control", "no-cache");
 }
@@ -127,12 +165,13 @@ void handle_http(server::impl& srv, connection_hdl hdl) {
                                    con->get_request_header("Origin"),
                                    con->get_request_header("Host"))) {
     hub_counters::add(srv.shared.counters->rejected_origin);
-    return respond_error(con, status::forbidden, "origin not allowed");
+    return respond_error(con, status::forbidden, "forbidden",
+                         "origin not allowed");
   }
   auto only = [&](const char* allowed) {
     if (method == allowed)
       return true;
-    respond_error(con, status::method_not_allowed,
+    respond_error(con, status::method_not_allowed, "method_not_allowed",
                   std::string{"use "} + allowed);
     con->replace_header("Allow", allowed);
     return false;
@@ -147,12 +186,12 @@ void handle_http(server::impl& srv, connection_hdl hdl) {
     if (only("GET"))
       respond(con, status::ok, "text/plain; charset=utf-8", "ok");
   } else if (path == srv.cfg->path) {
-    respond_error(con, status::upgrade_required,
+    respond_error(con, status::upgrade_required, "upgrade_required",
                   "this path takes WebSocket upgrades");
   } else if (!srv.cfg->web_root.empty() && (method == "GET")) {
     static_file(srv, con, resource);
   } else {
-    respond_error(con, status::not_found, "not found");
+    respond_error(con, status::not_found, "not_found", "not found");
   }
 }
 
