@@ -1,5 +1,7 @@
 #include "actors/hub.hpp"
 
+#include <algorithm>
+
 #include <caf/actor_system.hpp>
 #include <caf/send.hpp>
 
@@ -80,6 +82,34 @@ void hub_state::remove_if_idle(hub_internal_actor::pointer self,
   channels.erase(i);
 }
 
+channel_page hub_state::page(const std::string& after, uint64_t limit) {
+  // Sorted on demand: an operator's request, not a hot path. Only the page
+  // is sorted fully.
+  std::vector<const std::string*> names;
+  for (auto& kvp : channels)
+    if (kvp.first > after)
+      names.push_back(&kvp.first);
+  auto by_name = [](const std::string* x, const std::string* y) {
+    return *x < *y;
+  };
+  auto n = static_cast<size_t>(std::min<uint64_t>(limit, names.size()));
+  std::partial_sort(names.begin(), names.begin() + static_cast<ptrdiff_t>(n),
+                    names.end(), by_name);
+  channel_page result;
+  for (size_t i = 0; i < n; ++i) {
+    auto& subscribers = *channels.at(*names[i]).fanout;
+    std::unique_lock<std::mutex> guard{subscribers.mtx};
+    auto count = subscribers.connections.size() + subscribers.actors.size();
+    // A channel without subscribers is on its way out (as in stats, it does
+    // not count); the page may then be shorter than `limit`.
+    if (count > 0)
+      result.channels.push_back({*names[i], count});
+  }
+  if (n < names.size() && n > 0)
+    result.next = *names[n - 1];
+  return result;
+}
+
 void hub_state::forget(const caf::actor_addr& source) {
   if (connections.erase(source) > 0)
     return;
@@ -145,6 +175,10 @@ hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
     [self](idle_atom, const std::string& topic, uint64_t seen) {
       auto source = caf::actor_cast<caf::actor_addr>(self->current_sender());
       self->state.remove_if_idle(self, source, topic, seen);
+    },
+    [self](caf::get_atom, channels_atom, const std::string& after,
+           uint64_t limit) {
+      return self->state.page(after, limit);
     },
   };
 }

@@ -63,6 +63,9 @@ struct hub_state {
                       const caf::actor_addr& source, const std::string& topic,
                       uint64_t seen);
 
+  /// At most `limit` channels named after `after`, in name order.
+  channel_page page(const std::string& after, uint64_t limit);
+
   /// A monitored connection or channel went down: forgets it.
   void forget(const caf::actor_addr& source);
 

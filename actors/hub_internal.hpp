@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <caf/actor_addr.hpp>
 #include <caf/actor_cast.hpp>
@@ -53,6 +54,19 @@ struct hub_shared {
   std::shared_ptr<const hub_config> cfg;
 };
 
+/// One page of a hub's channels, by name (GET /api/channels).
+struct channel_page {
+  struct entry {
+    std::string channel;
+    /// Connections and application actors subscribed.
+    uint64_t subscribers = 0;
+  };
+  /// In name order (bytewise).
+  std::vector<entry> channels;
+  /// The name to pass as `after` for the next page; empty on the last one.
+  std::string next;
+};
+
 /// The hub as livehub's actors and transport see it.
 using hub_internal_actor = hub_actor::extend<
   /// Registers an open connection (the hub monitors its client actor).
@@ -65,7 +79,11 @@ using hub_internal_actor = hub_actor::extend<
                   connection_ref>::with<caf::ok_atom>,
   /// From a channel: it has no subscriber left after seeing this many
   /// subscribes.
-  caf::reacts_to<idle_atom, std::string, uint64_t>>;
+  caf::reacts_to<idle_atom, std::string, uint64_t>,
+  /// At most `limit` channels whose names sort after `after` ("" : from the
+  /// first), with their subscriber counts.
+  caf::replies_to<caf::get_atom, channels_atom, std::string,
+                  uint64_t>::with<channel_page>>;
 
 /// The full interface of a hub handle (unchecked: `hub` must come from
 /// spawn_hub; anything else answers the internal messages with an error).
@@ -77,4 +95,5 @@ inline hub_internal_actor internal(const hub_actor& hub) {
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::connection_ref)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::hub_shared)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::channel_page)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::frame_ptr)

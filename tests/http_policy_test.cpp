@@ -389,3 +389,19 @@ TEST_CASE_FIXTURE(web_root, "a missing or empty root serves nothing") {
   CHECK_FALSE(resolve_static(base + "/nowhere", "/"));
   CHECK_FALSE(resolve_static(base + "/nowhere", "/app.js"));
 }
+
+TEST_CASE("query parameters are found by name and percent-decoded") {
+  using livehub::http_policy::query_param;
+  auto target = "/api/channels?limit=10&after=room%3Aa+b&empty=&flag";
+  CHECK(query_param(target, "limit") == "10");
+  CHECK(query_param(target, "after") == "room:a b"); // + is a space
+  CHECK(query_param(target, "empty") == "");
+  CHECK(query_param(target, "flag") == "");
+  CHECK_FALSE(query_param(target, "missing"));
+  CHECK_FALSE(query_param("/api/channels", "limit"));
+  CHECK(query_param("/x?a=%2B", "a") == "+");
+  CHECK_FALSE(query_param("/x?a=%2", "a")); // malformed escape
+  CHECK_FALSE(query_param("/x?a=%zz", "a"));
+  CHECK(query_param("/x?aa=1&a=2", "a") == "2"); // whole names only
+  CHECK(query_param("/x?a=1#frag", "a") == "1");
+}

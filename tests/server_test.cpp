@@ -357,3 +357,61 @@ TEST_CASE("POST /api/publish takes a batch, publishes its valid items in "
   srv->reset();
   caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
 }
+
+TEST_CASE("GET /api/channels lists the channels with subscribers and their "
+          "counts, a page at a time") {
+  caf::actor_system_config sys_cfg;
+  sys_cfg.set("scheduler.max-threads", size_t{2});
+  caf::actor_system sys{sys_cfg};
+  auto cfg = test_config();
+  auto hub = livehub::spawn_hub(sys, cfg);
+  auto srv = livehub::server::start(sys, hub, cfg);
+  REQUIRE(srv);
+  auto port = (*srv)->port();
+  auto get = [&](const std::string& target) {
+    return http_request(port, "GET", target, {});
+  };
+  CHECK(get("/api/channels").body == R"({"channels":[],"next":null})");
+  // Five channels, "c" with two subscribers; "e" loses its only one.
+  std::vector<std::unique_ptr<ws_client>> clients;
+  auto subscribe = [&](const std::string& channel) {
+    clients.push_back(std::make_unique<ws_client>(port));
+    auto& c = *clients.back();
+    REQUIRE(c.send_text(R"({"type":"subscribe","channel":")" + channel
+                        + R"(","id":1})"));
+    REQUIRE(c.receive(10s).kind == ws_kind::text);
+  };
+  for (auto channel : {"d", "a", "c", "b", "c", "room:x y", "e"})
+    subscribe(channel);
+  REQUIRE(clients.back()->send_text(
+    R"({"type":"unsubscribe","channel":"e","id":2})"));
+  REQUIRE(clients.back()->receive(10s).kind == ws_kind::text);
+  CHECK(get("/api/channels").body
+        == R"({"channels":[{"channel":"a","subscribers":1},)"
+           R"({"channel":"b","subscribers":1},{"channel":"c","subscribers":2},)"
+           R"({"channel":"d","subscribers":1},)"
+           R"({"channel":"room:x y","subscribers":1}],"next":null})");
+  // Pages of two, following "next".
+  CHECK(get("/api/channels?limit=2").body
+        == R"({"channels":[{"channel":"a","subscribers":1},)"
+           R"({"channel":"b","subscribers":1}],"next":"b"})");
+  CHECK(get("/api/channels?limit=2&after=b").body
+        == R"({"channels":[{"channel":"c","subscribers":2},)"
+           R"({"channel":"d","subscribers":1}],"next":"d"})");
+  CHECK(get("/api/channels?limit=2&after=d").body
+        == R"({"channels":[{"channel":"room:x y","subscribers":1}],)"
+           R"("next":null})");
+  CHECK(get("/api/channels?after=room%3Ax+y").body
+        == R"({"channels":[],"next":null})");
+  for (auto bad : {"0", "1001", "-1", "ten", ""}) {
+    auto r = get(std::string{"/api/channels?limit="} + bad);
+    INFO("limit=" << bad);
+    CHECK(r.status == 400);
+    CHECK(r.body.find(R"("code":"bad_command")") != std::string::npos);
+  }
+  CHECK(get("/api/channels?limit=1000").status == 200);
+  CHECK(http_request(port, "POST", "/api/channels", {}).status == 405);
+  (*srv)->stop();
+  srv->reset();
+  caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
+}

@@ -66,6 +66,31 @@ std::optional<std::string> percent_decode(std::string_view s) {
 
 } // namespace
 
+std::optional<std::string> query_param(std::string_view target,
+                                       std::string_view name) {
+  auto q = target.find('?');
+  if (q == std::string_view::npos)
+    return std::nullopt;
+  auto query = target.substr(q + 1);
+  query = query.substr(0, query.find('#'));
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{}
+                                          : query.substr(amp + 1);
+    auto eq = pair.find('=');
+    if (pair.substr(0, eq) != name)
+      continue;
+    std::string value{eq == std::string_view::npos ? std::string_view{}
+                                                   : pair.substr(eq + 1)};
+    for (auto& c : value)
+      if (c == '+')
+        c = ' ';
+    return percent_decode(value);
+  }
+  return std::nullopt;
+}
+
 bool origin_allowed(const std::vector<std::string>& allowed,
                     std::string_view origin, std::string_view host) {
   if (origin.empty())

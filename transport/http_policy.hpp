@@ -19,6 +19,12 @@ bool origin_allowed(const std::vector<std::string>& allowed,
 /// True when `authorization` is `Bearer <key>` (compared in constant time).
 bool bearer_matches(std::string_view authorization, std::string_view key);
 
+/// The value of query parameter `name` in `target` (e.g. "/api/channels?
+/// limit=10&after=room%3Aa"), percent-decoded, with `+` read as a space (as
+/// form encoders write it); none when absent or malformed.
+std::optional<std::string> query_param(std::string_view target,
+                                       std::string_view name);
+
 /// The Content-Type for a file name, by extension.
 const char* mime_type(std::string_view path);
 

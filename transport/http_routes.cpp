@@ -1,5 +1,6 @@
 // The plain HTTP requests of the server's port: POST /api/publish,
 // GET /api/stats, GET /healthz, static files, and errors for the rest.
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -99,15 +100,19 @@ void publish(server::impl& srv, const connection_ptr& con) {
   respond_json(con, status::accepted, "{\"ok\":true}");
 }
 
-/// Asks the hub for its figures; the response goes out when they arrive.
-/// The asking actor may outlive the server: it holds the connection's weak
-/// handle only (see deferred_responses).
-void stats(server::impl& srv, const connection_ptr& con) {
+/// Sends `request...` to the hub and answers with `encode(reply)` when the
+/// reply arrives (503 if none within 5 s). The asking actor may outlive the
+/// server: it holds the connection's weak handle only (see
+/// deferred_responses).
+template<class Reply, class Encode, class... Request>
+void answer_from_hub(server::impl& srv, const connection_ptr& con,
+                     Encode encode, Request... request) {
   con->defer_http_response();
   srv.deferred->hold(con);
-  auto ask = [](caf::event_based_actor* self, hub_internal_actor hub,
-                connection_hdl hdl,
-                std::shared_ptr<deferred_responses> deferred) {
+  auto ask = [encode,
+              request...](caf::event_based_actor* self, hub_internal_actor hub,
+                          connection_hdl hdl,
+                          std::shared_ptr<deferred_responses> deferred) {
     auto finish = [hdl, deferred](status::value code, std::string body) {
       deferred->finish(
         hdl, [code, body = std::move(body)](const connection_ptr& con) mutable {
@@ -123,10 +128,10 @@ void stats(server::impl& srv, const connection_ptr& con) {
           }
         });
     };
-    self->request(hub, std::chrono::seconds(5), stats_atom::value)
+    self->request(hub, std::chrono::seconds(5), request...)
       .then(
-        [finish](hub_stats& x) {
-          finish(status::ok, codec::encode_stats(x));
+        [finish, encode](Reply& x) {
+          finish(status::ok, encode(x));
         },
         [finish](caf::error&) {
           finish(status::service_unavailable,
@@ -135,6 +140,52 @@ void stats(server::impl& srv, const connection_ptr& con) {
         });
   };
   srv.sys.spawn(ask, srv.hub, connection_hdl{con}, srv.deferred);
+}
+
+/// GET /api/stats: the hub's figures.
+void stats(server::impl& srv, const connection_ptr& con) {
+  answer_from_hub<hub_stats>(
+    srv, con,
+    [](const hub_stats& x) {
+      return codec::encode_stats(x);
+    },
+    stats_atom::value);
+}
+
+/// Most channels one page of GET /api/channels lists.
+constexpr uint64_t max_channel_page = 1000;
+
+/// GET /api/channels?after=NAME&limit=N: the channels with subscribers and
+/// their counts, in name order, a page at a time.
+void channels(server::impl& srv, const connection_ptr& con) {
+  auto& target = con->get_resource();
+  auto after = http_policy::query_param(target, "after").value_or("");
+  uint64_t limit = 100;
+  if (auto text = http_policy::query_param(target, "limit")) {
+    char* end = nullptr;
+    auto n = std::strtoull(text->c_str(), &end, 10);
+    if (text->empty() || *end != '\0' || n < 1 || n > max_channel_page
+        || (*text)[0] == '-')
+      return respond_error(con, status::bad_request, "bad_command",
+                           "limit must be a number from 1 to "
+                             + std::to_string(max_channel_page));
+    limit = n;
+  }
+  answer_from_hub<channel_page>(
+    srv, con,
+    [](const channel_page& page) {
+      std::string body = "{\"channels\":[";
+      for (auto& x : page.channels) {
+        if (body.back() != '[')
+          body += ',';
+        body += "{\"channel\":" + codec::quote(x.channel)
+          + ",\"subscribers\":" + std::to_string(x.subscribers) + "}";
+      }
+      body += "],\"next\":";
+      body += page.next.empty() ? "null" : codec::quote(page.next);
+      return body + "}";
+    },
+    caf::get_atom::value, channels_atom::value, std::move(after), limit);
 }
 
 void static_file(server::impl& srv, const connection_ptr& con,
@@ -182,6 +233,9 @@ void handle_http(server::impl& srv, connection_hdl hdl) {
   } else if (path == "/api/stats") {
     if (only("GET"))
       stats(srv, con);
+  } else if (path == "/api/channels") {
+    if (only("GET"))
+      channels(srv, con);
   } else if (path == "/healthz") {
     if (only("GET"))
       respond(con, status::ok, "text/plain; charset=utf-8", "ok");

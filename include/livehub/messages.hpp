@@ -95,5 +95,7 @@ CAF_ADD_ATOM(livehub, livehub, idle_atom, "lh_idle")
 CAF_ADD_ATOM(livehub, livehub, text_atom, "lh_text")
 /// A connection ended.
 CAF_ADD_ATOM(livehub, livehub, closed_atom, "lh_closed")
+/// Asks a hub for a page of its channels (GET /api/channels).
+CAF_ADD_ATOM(livehub, livehub, channels_atom, "lh_chans")
 
 CAF_END_TYPE_ID_BLOCK(livehub)
