@@ -415,3 +415,23 @@ TEST_CASE("GET /api/channels lists the channels with subscribers and their "
   srv->reset();
   caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
 }
+
+TEST_CASE("GET /readyz answers 200 while the server serves") {
+  caf::actor_system_config sys_cfg;
+  sys_cfg.set("scheduler.max-threads", size_t{2});
+  caf::actor_system sys{sys_cfg};
+  auto cfg = test_config();
+  auto hub = livehub::spawn_hub(sys, cfg);
+  auto srv = livehub::server::start(sys, hub, cfg);
+  REQUIRE(srv);
+  auto port = (*srv)->port();
+  auto ready = http_request(port, "GET", "/readyz", {});
+  CHECK(ready.status == 200);
+  CHECK(ready.body == "ready");
+  CHECK(http_request(port, "POST", "/readyz", {}).status == 405);
+  (*srv)->stop();
+  // Stopped, it answers nothing at all: a load balancer stops sending.
+  CHECK(http_request(port, "GET", "/readyz", {}, {}, 2s).status == 0);
+  srv->reset();
+  caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
+}

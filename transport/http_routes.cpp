@@ -239,6 +239,11 @@ void handle_http(server::impl& srv, connection_hdl hdl) {
   } else if (path == "/healthz") {
     if (only("GET"))
       respond(con, status::ok, "text/plain; charset=utf-8", "ok");
+  } else if (path == "/readyz") {
+    // Ready while the server serves: with no broker (only the local one so
+    // far) nothing else can keep it from serving.
+    if (only("GET"))
+      respond(con, status::ok, "text/plain; charset=utf-8", "ready");
   } else if (path == srv.cfg->path) {
     respond_error(con, status::upgrade_required, "upgrade_required",
                   "this path takes WebSocket upgrades");
