@@ -873,7 +873,7 @@ batch_items(std::string_view text) {
 
 } // namespace
 
-TEST_CASE("a batch body is an array; a single publication is not") {
+TEST_CASE("a batch body is an array, a single publication is not") {
   CHECK(is_batch(R"([{"channel":"a","type":"t","data":1}])"));
   CHECK(is_batch(" \n\t[]"));
   CHECK_FALSE(is_batch(R"({"channel":"a","type":"t","data":1})"));
@@ -898,7 +898,7 @@ TEST_CASE("a batch is parsed item by item, in order, each as one publish") {
   CHECK(batch_items("[]").empty());
 }
 
-TEST_CASE("a bad item of a batch is its own error; the others stand") {
+TEST_CASE("a bad item of a batch is its own error, and the others stand") {
   auto items = batch_items(
     R"([{"channel":"a","type":"t","data":1}, {"channel":"","type":"t"}, 7,
         {"channel":"a","type":"t","data":{bad}}, {"type":"t"},

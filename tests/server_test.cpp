@@ -124,23 +124,55 @@ int sockets_on_port(uint16_t port) {
   return count;
 }
 
+/// An actor system with a hub served on a free port of 127.0.0.1. The tests
+/// stop and destroy the server themselves (that is what they examine); the
+/// destructor stops what is left and ends the hub.
+struct served_hub {
+  explicit served_hub(const hub_config& cfg = test_config(),
+                      size_t scheduler_threads = 2)
+    : sys(with_threads(sys_cfg, scheduler_threads)),
+      hub(livehub::spawn_hub(sys, cfg)) {
+    auto started = livehub::server::start(sys, hub, cfg);
+    if (!started) {
+      caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
+      FAIL("server::start failed: " << sys.render(started.error()));
+    }
+    srv = std::move(*started);
+    port = srv->port();
+  }
+
+  ~served_hub() {
+    srv.reset();
+    caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
+  }
+
+  static caf::actor_system_config& with_threads(caf::actor_system_config& cfg,
+                                                size_t n) {
+    cfg.set("scheduler.max-threads", n);
+    return cfg;
+  }
+
+  caf::actor_system_config sys_cfg;
+  caf::actor_system sys;
+  livehub::hub_actor hub;
+  std::unique_ptr<livehub::server> srv;
+  uint16_t port = 0;
+};
+
 } // namespace
 
 TEST_CASE("stop() closes the sockets of clients that never read") {
   // Clients subscribe, then never read again while large publications pile
   // up: their sockets' buffers fill, so no close frame can reach them and
   // stop()'s close handshakes cannot finish before its deadline.
-  caf::actor_system_config sys_cfg;
-  sys_cfg.set("scheduler.max-threads", size_t{2});
-  caf::actor_system sys{sys_cfg};
   auto cfg = test_config();
   cfg.send_queue_limit = 100000;            // no 4008: the frames stay
   cfg.send_queue_bytes = size_t{256} << 20; // queued for the mute
   cfg.max_message_size = size_t{1} << 20;   // clients
-  auto hub = livehub::spawn_hub(sys, cfg);
-  auto srv = livehub::server::start(sys, hub, cfg);
-  REQUIRE(srv);
-  auto port = (*srv)->port();
+  served_hub h{cfg};
+  auto& sys = h.sys;
+  auto& hub = h.hub;
+  auto port = h.port;
   constexpr int mute_clients = 4;
   std::vector<std::unique_ptr<ws_client>> clients;
   ws_options opts;
@@ -174,12 +206,11 @@ TEST_CASE("stop() closes the sockets of clients that never read") {
     std::this_thread::sleep_for(20ms);
   }
   REQUIRE(sockets_on_port(port) > mute_clients); // listener + connections
-  (*srv)->stop();
+  h.srv->stop();
   // The promise of server.hpp: once stop() returned, nothing is open; the
   // server object still exists.
   CHECK(sockets_on_port(port) == 0);
-  srv->reset();
-  caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
+  h.srv.reset();
 }
 
 TEST_CASE("a GET /api/stats in flight when the server goes away harms "
@@ -188,14 +219,11 @@ TEST_CASE("a GET /api/stats in flight when the server goes away harms "
   // after the server stopped and was destroyed, and its answer (or the
   // error, once the hub is gone) comes back to an actor that still refers
   // to the HTTP connection.
-  caf::actor_system_config sys_cfg;
-  sys_cfg.set("scheduler.max-threads", size_t{1});
-  caf::actor_system sys{sys_cfg};
   auto cfg = test_config();
-  auto hub = livehub::spawn_hub(sys, cfg);
-  auto srv = livehub::server::start(sys, hub, cfg);
-  REQUIRE(srv);
-  auto port = (*srv)->port();
+  served_hub h{cfg, 1};
+  auto& sys = h.sys;
+  auto& hub = h.hub;
+  auto port = h.port;
   // (An argument: CAF 0.17 spawning a function without any trips UBSan.)
   auto busy = sys.spawn(
     [](caf::event_based_actor*, int unused) -> caf::behavior {
@@ -216,8 +244,8 @@ TEST_CASE("a GET /api/stats in flight when the server goes away harms "
   // Give the I/O thread time to parse the request and defer its response
   // (the test passes either way; only then does it reproduce the fault).
   std::this_thread::sleep_for(300ms);
-  (*srv)->stop();
-  srv->reset();
+  h.srv->stop();
+  h.srv.reset();
   // The request never got its answer: the server is gone.
   char byte;
   CHECK(::recv(fd, &byte, 1, 0) <= 0);
@@ -230,14 +258,8 @@ TEST_CASE("a GET /api/stats in flight when the server goes away harms "
 
 TEST_CASE("HTTP responses say Connection: close, and a keep-alive client's "
           "next request works") {
-  caf::actor_system_config sys_cfg;
-  sys_cfg.set("scheduler.max-threads", size_t{2});
-  caf::actor_system sys{sys_cfg};
-  auto cfg = test_config();
-  auto hub = livehub::spawn_hub(sys, cfg);
-  auto srv = livehub::server::start(sys, hub, cfg);
-  REQUIRE(srv);
-  auto port = (*srv)->port();
+  served_hub h;
+  auto port = h.port;
   auto request = [&](const std::string& path, const std::string& body) {
     return (body.empty() ? "GET " : "POST ") + path
       + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port)
@@ -277,21 +299,14 @@ TEST_CASE("HTTP responses say Connection: close, and a keep-alive client's "
     CHECK(resp.status == 202);
     CHECK(resp.headers["connection"] == "close");
   }
-  (*srv)->stop();
-  srv->reset();
-  caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
+  h.srv->stop();
+  h.srv.reset();
 }
 
 TEST_CASE("POST /api/publish takes a batch, publishes its valid items in "
-          "order and answers per item; errors carry a stable code") {
-  caf::actor_system_config sys_cfg;
-  sys_cfg.set("scheduler.max-threads", size_t{2});
-  caf::actor_system sys{sys_cfg};
-  auto cfg = test_config();
-  auto hub = livehub::spawn_hub(sys, cfg);
-  auto srv = livehub::server::start(sys, hub, cfg);
-  REQUIRE(srv);
-  auto port = (*srv)->port();
+          "order and answers per item, and errors carry a stable code") {
+  served_hub h;
+  auto port = h.port;
   ws_client client{port};
   REQUIRE(client.status() == 101);
   for (auto channel : {"a", "b"})
@@ -353,21 +368,14 @@ TEST_CASE("POST /api/publish takes a batch, publishes its valid items in "
                               R"({"channel":"a","type":"t","data":1})");
   CHECK(foreign.status == 403);
   CHECK(foreign.body.find(R"("code":"forbidden")") != std::string::npos);
-  (*srv)->stop();
-  srv->reset();
-  caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
+  h.srv->stop();
+  h.srv.reset();
 }
 
 TEST_CASE("GET /api/channels lists the channels with subscribers and their "
           "counts, a page at a time") {
-  caf::actor_system_config sys_cfg;
-  sys_cfg.set("scheduler.max-threads", size_t{2});
-  caf::actor_system sys{sys_cfg};
-  auto cfg = test_config();
-  auto hub = livehub::spawn_hub(sys, cfg);
-  auto srv = livehub::server::start(sys, hub, cfg);
-  REQUIRE(srv);
-  auto port = (*srv)->port();
+  served_hub h;
+  auto port = h.port;
   auto get = [&](const std::string& target) {
     return http_request(port, "GET", target, {});
   };
@@ -411,27 +419,19 @@ TEST_CASE("GET /api/channels lists the channels with subscribers and their "
   }
   CHECK(get("/api/channels?limit=1000").status == 200);
   CHECK(http_request(port, "POST", "/api/channels", {}).status == 405);
-  (*srv)->stop();
-  srv->reset();
-  caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
+  h.srv->stop();
+  h.srv.reset();
 }
 
 TEST_CASE("GET /readyz answers 200 while the server serves") {
-  caf::actor_system_config sys_cfg;
-  sys_cfg.set("scheduler.max-threads", size_t{2});
-  caf::actor_system sys{sys_cfg};
-  auto cfg = test_config();
-  auto hub = livehub::spawn_hub(sys, cfg);
-  auto srv = livehub::server::start(sys, hub, cfg);
-  REQUIRE(srv);
-  auto port = (*srv)->port();
+  served_hub h;
+  auto port = h.port;
   auto ready = http_request(port, "GET", "/readyz", {});
   CHECK(ready.status == 200);
   CHECK(ready.body == "ready");
   CHECK(http_request(port, "POST", "/readyz", {}).status == 405);
-  (*srv)->stop();
+  h.srv->stop();
   // Stopped, it answers nothing at all: a load balancer stops sending.
   CHECK(http_request(port, "GET", "/readyz", {}, {}, 2s).status == 0);
-  srv->reset();
-  caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
+  h.srv.reset();
 }
