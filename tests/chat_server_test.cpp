@@ -103,10 +103,14 @@ class chat_process {
       / static_cast<double>(sysconf(_SC_CLK_TCK));
   }
 
-  /// Sends `sig` and waits up to `limit` for the exit; returns the exit
-  /// status, or -1 when the process did not exit in time.
-  int stop(int sig, std::chrono::milliseconds limit) {
+  /// Sends `sig` to the process.
+  void signal(int sig) {
     kill(pid_, sig);
+  }
+
+  /// Waits up to `limit` for the exit; returns the exit status, or -1 when
+  /// the process did not exit in time.
+  int wait_exit(std::chrono::milliseconds limit) {
     auto deadline = std::chrono::steady_clock::now() + limit;
     while (std::chrono::steady_clock::now() < deadline) {
       int status = 0;
@@ -173,19 +177,31 @@ TEST_CASE("livehub-chat prints where it listens, checks room messages and "
   REQUIRE(ada.send_text(R"({"type":"publish","channel":"news","event":"x",)"
                         R"("data":1,"id":3})"));
   CHECK(next_text(ada).find(R"("code":"forbidden")") != std::string::npos);
+  // Bob got nothing from either refusal. A short wait, as it proves that
+  // something does not arrive: a refused publication that reached him
+  // anyway would be right behind Ada's error, and a slower one could only
+  // let this pass wrongly, never fail wrongly.
   CHECK(bob.receive(200ms).kind == ws_kind::timeout);
-  // SIGTERM: every connection is told 1001, the process exits 0 promptly.
-  CHECK(chat.stop(SIGTERM, 3000ms) == 0);
+  // SIGTERM: every connection is told 1001 (the clients read meanwhile and
+  // answer the close handshake, as browsers do), and the process exits 0.
+  // Where the server's drain deadline passed first, as it may on a loaded
+  // machine, the connection is cut without a close frame instead.
+  chat.signal(SIGTERM);
   for (auto* c : {&ada, &bob}) {
-    auto msg = c->receive(5s);
-    CHECK(msg.kind == ws_kind::close);
-    CHECK(msg.close_code == 1001);
+    auto msg = c->receive(10s);
+    INFO("received: " << msg.describe());
+    if (msg.kind == ws_kind::close)
+      CHECK(msg.close_code == 1001);
+    else
+      CHECK(msg.kind == ws_kind::ended);
   }
+  CHECK(chat.wait_exit(30s) == 0);
 }
 
 TEST_CASE("livehub-chat exits 0 on SIGINT with no client connected") {
   chat_process chat;
-  CHECK(chat.stop(SIGINT, 3000ms) == 0);
+  chat.signal(SIGINT);
+  CHECK(chat.wait_exit(30s) == 0);
 }
 
 // Not under the sanitizers: UBSan's vptr check opens a pipe to probe memory,
@@ -198,9 +214,10 @@ TEST_CASE("livehub-chat out of file descriptors waits between accepts, then "
   ws_options opts;
   opts.headers
     = {{"Origin", "http://127.0.0.1:" + std::to_string(chat.port())}};
-  opts.connect_timeout = 500ms;
   // Connect until the server has no descriptor left for the next one: its
   // upgrade then gets no answer (the kernel completed the TCP handshake).
+  // Long enough for an upgrade on a loaded machine; it is waited out once.
+  opts.connect_timeout = 2s;
   std::vector<ws_client> clients;
   for (int i = 0; i < 64; ++i) {
     ws_client client{chat.port(), opts};
@@ -212,14 +229,27 @@ TEST_CASE("livehub-chat out of file descriptors waits between accepts, then "
   REQUIRE(clients.size() >= 8);
   REQUIRE(clients.size() < 64);
   // Accepting fails meanwhile; the server retries every 50 ms instead of at
-  // once in a loop (websocketpp's own transport spins at 100 % CPU here).
-  auto before = chat.cpu_seconds();
-  std::this_thread::sleep_for(1s);
-  CHECK(chat.cpu_seconds() - before < 0.3);
+  // once in a loop (websocketpp's own transport spins here). So the server
+  // uses little CPU for the wall time that passes, however loaded the
+  // machine. Measured on this 2-core machine over 2 s: with the back-off
+  // 1-1.5 % of a core, with or without two `yes` beside it; without it
+  // 66 % beside other builds and 18-33 % with two `yes` added. Below 10 %
+  // keeps a wide margin both ways: only a machine with ~20 busy threads
+  // would hide the busy loop. A ratio, so oversleeping here does not matter.
+  auto cpu_before = chat.cpu_seconds();
+  auto wall_before = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(2s);
+  auto cpu = chat.cpu_seconds() - cpu_before;
+  auto wall = std::chrono::duration<double>(std::chrono::steady_clock::now()
+                                            - wall_before)
+                .count();
+  MESSAGE("out of descriptors, the server used " << cpu << " s of CPU in "
+                                                 << wall << " s");
+  CHECK(cpu < 0.1 * wall);
   // Descriptors freed: the server serves new connections again.
   for (int i = 0; i < 4; ++i)
     clients.pop_back();
-  opts.connect_timeout = 5s;
+  opts.connect_timeout = 10s;
   ws_client late{chat.port(), opts};
   REQUIRE(late.status() == 101);
   REQUIRE(late.send_text(R"({"type":"ping","id":1})"));

@@ -4,6 +4,7 @@
 // (PROTOCOL.md) sees. Waits are generous bounds, never speed requirements.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -274,6 +275,84 @@ stats_map wait_for_stats(uint16_t port, Predicate pred,
   return stats;
 }
 
+// -- shutdown -----------------------------------------------------------------
+
+/// How long the clients of a stopping server wait, in all, for the end of
+/// their connections: generous, since stop() bounds its own wait far below.
+constexpr auto shutdown_wait = 30s;
+
+/// Reads from `client` until its connection ends or `deadline` passed,
+/// answering pings and echoing the close frame (as a browser would);
+/// publications still queued before the close are skipped. Returns the close
+/// frame, `ended`, or `timeout` when the connection is still open.
+ws_message await_end(ws_client& client, clock_type::time_point deadline) {
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - clock_type::now());
+    auto msg = client.receive(std::max(left, std::chrono::milliseconds{0}));
+    if (msg.kind != ws_kind::text && msg.kind != ws_kind::binary)
+      return msg;
+  }
+}
+
+/// How the connections of a stopped server ended, as their clients saw it.
+struct shutdown_outcome {
+  /// A close frame with 1001 (going away): the clean shutdown.
+  int going_away = 0;
+  /// The end of the connection without a close frame: stop() cut a
+  /// connection it could not close cleanly before its drain deadline.
+  int cut = 0;
+  /// A close frame with another code.
+  int other_close = 0;
+  /// Nothing: the connection was still open after stop() returned.
+  int still_open = 0;
+  /// The first outcome that was neither of the two expected ones.
+  std::string first_unexpected;
+  /// How long stop() took: for information, never for pass or fail.
+  int64_t stop_ms = -1;
+};
+
+/// Runs `h.srv->stop()` while `clients` read until their connections end,
+/// then tells how each ended. The clients share their deadlines, so a
+/// missing close costs the wait once, not once per client.
+shutdown_outcome stop_beside(live_hub& h, std::vector<ws_client>& clients) {
+  shutdown_outcome out;
+  auto start = clock_type::now();
+  // stop() blocks until every connection closed or was cut; a stop() that
+  // never returns is caught by ctest's timeout.
+  std::thread stopper{[&] {
+    h.srv->stop();
+    out.stop_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    clock_type::now() - start)
+                    .count();
+  }};
+  std::vector<ws_message> last(clients.size());
+  auto deadline = clock_type::now() + shutdown_wait;
+  for (size_t i = 0; i < clients.size(); ++i)
+    last[i] = await_end(clients[i], deadline);
+  stopper.join();
+  // stop() returned: a connection it did not close is cut by now, so a
+  // client that saw nothing so far sees the end at once.
+  deadline = clock_type::now() + wait_time;
+  for (size_t i = 0; i < clients.size(); ++i)
+    if (last[i].kind == ws_kind::timeout)
+      last[i] = await_end(clients[i], deadline);
+  for (auto& msg : last) {
+    if (msg.kind == ws_kind::close && msg.close_code == 1001) {
+      ++out.going_away;
+      continue;
+    }
+    if (msg.kind == ws_kind::ended) {
+      ++out.cut;
+      continue;
+    }
+    ++(msg.kind == ws_kind::close ? out.other_close : out.still_open);
+    if (out.first_unexpected.empty())
+      out.first_unexpected = msg.describe();
+  }
+  return out;
+}
+
 } // namespace
 
 TEST_SUITE_BEGIN("integration");
@@ -331,7 +410,9 @@ TEST_CASE("a burst of 1,000 publications arrives as 1,000 frames in order") {
     }
   }
   CHECK(received == 1000);
-  // Exactly once each: nothing follows.
+  // Exactly once each: nothing follows. A short wait, to prove something
+  // does not arrive: a duplicate would come right behind the 1,000th frame,
+  // and a late one could only make this pass wrongly, never fail wrongly.
   CHECK(subscriber.receive(300ms).kind == ws_kind::timeout);
 }
 
@@ -364,17 +445,16 @@ TEST_CASE("with 3 I/O threads, every connection gets every frame in order") {
     return x["connections"] == 13;
   });
   CHECK(s["subscriptions"] == 12);
-  // stop() reaches every thread's connections.
-  std::thread stopper{[&] {
-    h.srv->stop();
-  }};
-  int going_away = 0;
-  for (auto& client : subscribers) {
-    auto msg = client.receive(wait_time);
-    going_away += msg.kind == ws_kind::close && msg.close_code == 1001;
-  }
-  stopper.join();
-  CHECK(going_away == 12);
+  // stop() reaches every thread's connections: each ends, with 1001 unless
+  // stop() had to cut it after its drain deadline.
+  auto everyone = std::move(subscribers);
+  everyone.push_back(std::move(publisher));
+  auto out = stop_beside(h, everyone);
+  MESSAGE("stop(): " << out.going_away << " closed with 1001, " << out.cut
+                     << " cut, in " << out.stop_ms << " ms");
+  INFO("first unexpected outcome: " << out.first_unexpected);
+  CHECK(out.other_close == 0);
+  CHECK(out.still_open == 0);
 }
 
 TEST_CASE("a 300 KB publication arrives intact over WebSocket and HTTP") {
@@ -569,7 +649,8 @@ TEST_CASE("a message larger than max_message_size closes with 1009") {
   CHECK(msg.close_code == 1009);
 }
 
-TEST_CASE("a client that never reads is closed with 4008; others get all") {
+TEST_CASE(
+  "a client that never reads is closed with 4008 while others get all") {
   auto cfg = test_config();
   cfg.send_queue_limit = 16;
   live_hub h{cfg};
@@ -831,33 +912,37 @@ TEST_CASE("GET /api/stats counts connections, subscriptions and traffic") {
 // -- lifecycle ----------------------------------------------------------------
 
 TEST_CASE("keepalive: a client that answers pings stays, a mute one goes") {
+  // A ping every 200 ms, 2 s to answer it: ample for a client that is
+  // reading, however loaded the machine, and the test still takes ~3 s.
+  constexpr auto ping_interval = 200ms;
+  constexpr auto pong_timeout = 2s;
   auto cfg = test_config();
-  cfg.ping_interval = 100ms;
-  cfg.pong_timeout = 300ms;
+  cfg.ping_interval = ping_interval;
+  cfg.pong_timeout = pong_timeout;
   live_hub h{cfg};
-  auto answering = open_ws(h.port);
   ws_options no_pong;
   no_pong.auto_pong = false;
   ws_client mute{h.port, no_pong};
   REQUIRE(mute.status() == 101);
-  // For a second, the answering client sees nothing but pings (which it
-  // answers inside receive()).
-  auto until = clock_type::now() + 1s;
-  while (clock_type::now() < until) {
-    auto msg = answering.receive(50ms);
-    INFO("answering client received: " << msg.describe());
-    REQUIRE(msg.kind == ws_kind::timeout);
-  }
+  auto answering = open_ws(h.port);
+  // The answering client receives without a break for longer than a ping
+  // interval plus the pong timeout, answering pings inside receive(), and
+  // sees nothing else: had it not answered, it would have been closed.
+  auto msg = answering.receive(ping_interval + pong_timeout + 1s);
+  INFO("answering client received: " << msg.describe());
+  REQUIRE(msg.kind == ws_kind::timeout);
   sync(answering); // still connected and served
-  // The mute client is closed: a close frame or the end of the socket.
-  auto msg = mute.receive(wait_time);
-  while (msg.kind == ws_kind::text)
-    msg = mute.receive(wait_time);
-  INFO("mute client received: " << msg.describe());
-  CHECK((msg.kind == ws_kind::close || msg.kind == ws_kind::ended));
+  // The mute client is closed: a close frame or the end of the socket. The
+  // pings it never answered wait in its socket before that.
+  auto mute_msg = mute.receive(wait_time);
+  while (mute_msg.kind == ws_kind::text)
+    mute_msg = mute.receive(wait_time);
+  INFO("mute client received: " << mute_msg.describe());
+  CHECK((mute_msg.kind == ws_kind::close || mute_msg.kind == ws_kind::ended));
 }
 
-TEST_CASE("stop() closes 200 subscribed clients with 1001") {
+TEST_CASE("stop() ends all 200 subscribed connections with 1001 or cuts them "
+          "at its deadline") {
   live_hub h;
   std::vector<ws_client> clients;
   for (int i = 0; i < 200; ++i) {
@@ -868,36 +953,26 @@ TEST_CASE("stop() closes 200 subscribed clients with 1001") {
   }
   for (auto& client : clients)
     sync(client);
-  // stop() blocks until the connections closed: run it beside the clients,
-  // which read their close frames and answer them meanwhile.
-  auto start = clock_type::now();
-  std::atomic<int64_t> stop_ms{-1};
-  std::thread stopper{[&] {
-    h.srv->stop();
-    stop_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                clock_type::now() - start)
-                .count();
-  }};
-  int going_away = 0;
-  std::string first_other;
-  for (auto& client : clients) {
-    auto msg = client.receive(wait_time);
-    if (msg.kind == ws_kind::close && msg.close_code == 1001)
-      ++going_away;
-    else if (first_other.empty())
-      first_other = msg.describe();
-  }
-  stopper.join();
-  MESSAGE("stop() with 200 clients took " << stop_ms.load() << " ms");
-  INFO("first client without 1001: " << first_other);
-  CHECK(going_away == 200);
-  CHECK(stop_ms.load() < 1500);
+  // The clients read their close frames and answer them while stop() runs.
+  // Each connection ends: with 1001, or cut where stop() gave up waiting
+  // for the close handshake (on a loaded machine it may).
+  auto out = stop_beside(h, clients);
+  MESSAGE("stop() with 200 clients took "
+          << out.stop_ms << " ms: " << out.going_away << " closed with 1001, "
+          << out.cut << " cut after the deadline");
+  INFO("first unexpected outcome: " << out.first_unexpected);
+  CHECK(out.other_close == 0);
+  CHECK(out.still_open == 0);
+  CHECK(out.going_away + out.cut == 200);
 }
 
-TEST_CASE("2,000 connect/subscribe/disconnect cycles leave nothing behind") {
+TEST_CASE("up to 2,000 connect/subscribe/disconnect cycles leave nothing "
+          "behind") {
   live_hub h;
   int failed_upgrades = 0;
-  auto give_up = clock_type::now() + 60s; // a bound, not an expectation
+  // A bound on the test's time, not an expectation: a loaded machine runs
+  // fewer cycles in it.
+  auto give_up = clock_type::now() + 45s;
   int cycles = 0;
   for (; cycles < 2000 && clock_type::now() < give_up; ++cycles) {
     ws_client client{h.port};
@@ -919,7 +994,10 @@ TEST_CASE("2,000 connect/subscribe/disconnect cycles leave nothing behind") {
     else
       client.drop(); // vanish without a close handshake
   }
-  CHECK(cycles == 2000);
+  MESSAGE(cycles << " cycles ran");
+  // Enough for every combination of the cycle's variants (they repeat every
+  // 84 cycles) to have run; the rest is the point: nothing is left behind.
+  REQUIRE(cycles >= 100);
   CHECK(failed_upgrades == 0);
   auto s = wait_for_stats(h.port, [](stats_map& x) {
     return x["connections"] == 0 && x["channels"] == 0
