@@ -2,10 +2,12 @@
 // server update. Relaxed atomics: each is a count, none orders anything.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 
 #include "livehub/messages.hpp"
+#include "protocol/codec.hpp"
 
 namespace livehub {
 
@@ -17,6 +19,9 @@ struct hub_counters {
   std::atomic<uint64_t> delivered{0};
   std::atomic<uint64_t> slow_consumer_disconnects{0};
   std::atomic<uint64_t> command_errors{0};
+  /// command_errors by error code (index: codec::error_code).
+  std::array<std::atomic<uint64_t>, codec::error_code_count>
+    command_errors_by_code{};
   std::atomic<uint64_t> rejected_origin{0};
   std::atomic<uint64_t> rejected_capacity{0};
 

@@ -11,6 +11,7 @@ namespace livehub {
 void fanout::deliver(const publication& pub, hub_counters& counters) {
   // Encoded once, before taking the lock: the lock is held only while the
   // frame is queued. Every connection's queue shares the same frame.
+  auto accepted = std::chrono::steady_clock::now();
   frame_ptr frame;
   if (connection_count.load(std::memory_order_relaxed) > 0)
     frame = codec::encode_publication(pub);
@@ -21,7 +22,7 @@ void fanout::deliver(const publication& pub, hub_counters& counters) {
   if (!frame && !connections.empty())
     frame = codec::encode_publication(pub);
   for (auto& sub : connections) {
-    switch (sub.out->send(frame)) {
+    switch (sub.out->send(frame, accepted)) {
       case sink::result::queued: ++delivered; break;
       case sink::result::slow_consumer: ++slow; break;
       case sink::result::closed: break;

@@ -51,11 +51,12 @@ void hub_state::deliver(const publication& pub) {
       i->second.fanout->deliver(pub, counters);
     return;
   }
+  auto accepted = std::chrono::steady_clock::now();
   auto frame = codec::encode_publication(pub);
   uint64_t delivered = 0;
   uint64_t slow = 0;
   for (auto& kvp : connections) {
-    switch (kvp.second->send(frame)) {
+    switch (kvp.second->send(frame, accepted)) {
       case sink::result::queued: ++delivered; break;
       case sink::result::slow_consumer: ++slow; break;
       case sink::result::closed: break;

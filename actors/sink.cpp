@@ -34,7 +34,7 @@ uint64_t sink::update_queue() {
   return buffered;
 }
 
-sink::result sink::send(const frame_ptr& frame) {
+sink::result sink::send(const frame_ptr& frame, time_point accepted) {
   std::unique_lock<std::mutex> guard{mtx_};
   if (closed_)
     return result::closed;
@@ -46,7 +46,8 @@ sink::result sink::send(const frame_ptr& frame) {
     do_close(slow_consumer_code, "slow consumer");
     return result::slow_consumer;
   }
-  if (!do_send(frame)) {
+  if (accepted == time_point{} ? !do_send(frame)
+                               : !do_send_publication(frame, accepted)) {
     closed_ = true;
     queue_clear();
     return result::closed;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -51,9 +52,13 @@ class sink {
   sink(const sink&) = delete;
   sink& operator=(const sink&) = delete;
 
+  using time_point = std::chrono::steady_clock::time_point;
+
   /// Queues `frame` as one text frame, unless the connection is closed or its
-  /// queue is full (then closes it with 4008 `slow consumer`).
-  result send(const frame_ptr& frame);
+  /// queue is full (then closes it with 4008 `slow consumer`). `accepted`:
+  /// when the publication it carries began its delivery (for the
+  /// delivery-latency histogram); none for replies.
+  result send(const frame_ptr& frame, time_point accepted = {});
 
   /// Closes the connection with `code` and `reason` (once; later calls and
   /// sends do nothing).
@@ -94,6 +99,12 @@ class sink {
   /// Writes `frame`; false when the connection is already gone. Called with
   /// the sink's lock held.
   virtual bool do_send(const frame_ptr& frame) = 0;
+
+  /// Writes `frame` of a publication accepted at `accepted` (see send()).
+  /// The default ignores the time.
+  virtual bool do_send_publication(const frame_ptr& frame, time_point) {
+    return do_send(frame);
+  }
 
   /// Payload bytes written so far (or at least gone from the connection's
   /// queue), out of those handed to do_send. May lag behind; never runs

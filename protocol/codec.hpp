@@ -35,6 +35,10 @@ enum class error_code {
   internal,
 };
 
+/// How many error codes there are (error_code's values are 0 to this - 1).
+constexpr size_t error_code_count = static_cast<size_t>(error_code::internal)
+  + 1;
+
 /// The wire name of `x`, e.g. "bad_json".
 const char* to_string(error_code x);
 

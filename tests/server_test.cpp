@@ -12,8 +12,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -434,4 +437,131 @@ TEST_CASE("GET /readyz answers 200 while the server serves") {
   // Stopped, it answers nothing at all: a load balancer stops sending.
   CHECK(http_request(port, "GET", "/readyz", {}, {}, 2s).status == 0);
   h.srv.reset();
+}
+
+namespace {
+
+/// The value of the sample `name` (with its labels, e.g.
+/// `livehub_command_errors_total{code="bad_json"}`) in a text exposition;
+/// -1 when absent.
+double sample_of(const std::string& text, const std::string& name) {
+  std::istringstream in{text};
+  std::string line;
+  while (std::getline(in, line))
+    if (line.compare(0, name.size() + 1, name + " ") == 0)
+      return std::stod(line.substr(name.size() + 1));
+  return -1;
+}
+
+/// The output of `promtool check metrics` on `text` and whether it passed;
+/// nullopt when promtool is not installed (scripts/install-deps --tests
+/// installs it: Debian's `prometheus` package).
+std::optional<std::pair<bool, std::string>>
+promtool_check(const std::string& text) {
+  if (std::system("command -v promtool >/dev/null 2>&1") != 0)
+    return std::nullopt;
+  char path[] = "/tmp/livehub-metrics-XXXXXX";
+  int fd = ::mkstemp(path);
+  if (fd < 0)
+    return std::make_pair(false, std::string{"mkstemp failed"});
+  auto n = ::write(fd, text.data(), text.size());
+  ::close(fd);
+  if (n != static_cast<ssize_t>(text.size()))
+    return std::make_pair(false, std::string{"write failed"});
+  std::string cmd = "promtool check metrics < " + std::string{path} + " 2>&1";
+  std::string output;
+  auto* pipe = ::popen(cmd.c_str(), "r");
+  char buf[512];
+  while (pipe && std::fgets(buf, sizeof(buf), pipe))
+    output += buf;
+  int status = pipe ? ::pclose(pipe) : -1;
+  ::unlink(path);
+  return std::make_pair(status == 0, output);
+}
+
+} // namespace
+
+TEST_CASE("GET /metrics is a valid Prometheus exposition whose numbers move "
+          "with the traffic") {
+  served_hub h;
+  auto port = h.port;
+  auto first = http_request(port, "GET", "/metrics", {});
+  REQUIRE(first.status == 200);
+  CHECK(first.headers["content-type"].find("text/plain; version=0.0.4") == 0);
+  for (auto name :
+       {"livehub_connections", "livehub_channels", "livehub_subscriptions",
+        "livehub_published_total", "livehub_delivered_total",
+        "livehub_slow_consumer_disconnects_total", "livehub_bytes_sent_total",
+        "livehub_bytes_received_total",
+        "livehub_delivery_latency_seconds_count",
+        "livehub_delivery_latency_seconds_sum",
+        "livehub_command_errors_total{code=\"bad_json\"}",
+        "livehub_rejected_upgrades_total{reason=\"origin\"}",
+        "livehub_rejected_upgrades_total{reason=\"capacity\"}",
+        "livehub_rejected_upgrades_total{reason=\"rate\"}",
+        "livehub_rejected_upgrades_total{reason=\"auth\"}",
+        "livehub_delivery_latency_seconds_bucket{le=\"+Inf\"}"}) {
+    INFO(name);
+    CHECK(sample_of(first.body, name) == 0);
+  }
+  // Traffic: two subscribers, five publications, a bad command, a refused
+  // origin.
+  std::vector<std::unique_ptr<ws_client>> clients;
+  for (int i = 0; i < 2; ++i) {
+    clients.push_back(std::make_unique<ws_client>(port));
+    REQUIRE(clients.back()->send_text(
+      R"({"type":"subscribe","channel":"m","id":1})"));
+    REQUIRE(clients.back()->receive(10s).kind == ws_kind::text);
+  }
+  for (int i = 0; i < 5; ++i)
+    REQUIRE(http_request(port, "POST", "/api/publish", {},
+                         R"({"channel":"m","type":"t","data":1})")
+              .status
+            == 202);
+  for (auto& c : clients)
+    for (int i = 0; i < 5; ++i)
+      REQUIRE(c->receive(10s).kind == ws_kind::text);
+  REQUIRE(clients[0]->send_text("{oops"));
+  REQUIRE(clients[0]->receive(10s).kind == ws_kind::text); // the error
+  ws_options foreign;
+  foreign.headers = {{"Origin", "http://evil.example"}};
+  CHECK(ws_client{port, foreign}.status() == 403);
+  auto later = http_request(port, "GET", "/metrics", {});
+  REQUIRE(later.status == 200);
+  auto& text = later.body;
+  CHECK(sample_of(text, "livehub_connections") == 2);
+  CHECK(sample_of(text, "livehub_channels") == 1);
+  CHECK(sample_of(text, "livehub_subscriptions") == 2);
+  CHECK(sample_of(text, "livehub_published_total") == 5);
+  CHECK(sample_of(text, "livehub_delivered_total") == 10);
+  CHECK(sample_of(text, "livehub_command_errors_total{code=\"bad_json\"}")
+        == 1);
+  CHECK(sample_of(text, "livehub_rejected_upgrades_total{reason=\"origin\"}")
+        == 1);
+  // Ten frames of the publication (36 bytes each), plus the replies.
+  CHECK(sample_of(text, "livehub_bytes_sent_total") >= 10 * 36);
+  CHECK(sample_of(text, "livehub_bytes_received_total") >= 5 * 36);
+  // Every delivered frame is in the histogram, in increasing buckets.
+  CHECK(sample_of(text, "livehub_delivery_latency_seconds_count") == 10);
+  CHECK(sample_of(text, "livehub_delivery_latency_seconds_bucket{le=\"+Inf\"}")
+        == 10);
+  CHECK(sample_of(text, "livehub_delivery_latency_seconds_sum") > 0);
+  double previous = 0;
+  for (auto le : {"0.0001", "0.001", "0.01", "0.1", "1", "10", "+Inf"}) {
+    auto n
+      = sample_of(text,
+                  std::string{"livehub_delivery_latency_seconds_bucket{le=\""}
+                    + le + "\"}");
+    INFO("le=" << le);
+    CHECK(n >= previous);
+    previous = n;
+  }
+  // promtool, Prometheus' own linter, accepts the exposition.
+  auto checked = promtool_check(text);
+  REQUIRE_MESSAGE(checked,
+                  "promtool not found: scripts/install-deps --tests "
+                  "installs it (Debian's prometheus package)");
+  INFO(checked->second);
+  CHECK(checked->first);
+  CHECK(http_request(port, "POST", "/metrics", {}).status == 405);
 }

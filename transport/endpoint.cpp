@@ -42,10 +42,43 @@ void outbox::drain() {
     running_.swap(queued_);
     scheduled_ = false;
   }
-  for (auto& op : running_)
-    if (auto& out = op.con->out)
-      out->run(op);
+  // One clock reading per batch: every frame of it is handed over now.
+  auto now = std::chrono::steady_clock::now();
+  uint64_t sent = 0;
+  for (auto& op : running_) {
+    auto& out = op.con->out;
+    if (!out)
+      continue;
+    auto bytes = out->run(op);
+    sent += bytes;
+    if (bytes > 0 && op.accepted != sink::time_point{})
+      metrics.add_latency(now - op.accepted);
+  }
+  metrics.add_sent(sent);
   running_.clear();
+}
+
+// -- io_metrics ---------------------------------------------------------------
+
+void io_metrics::add_latency(std::chrono::nanoseconds latency) {
+  auto seconds = std::chrono::duration<double>(latency).count();
+  size_t i = 0;
+  while (i < bounds.size() && seconds > bounds[i])
+    ++i;
+  bump(buckets_[i], 1);
+  bump(latency_ns_,
+       static_cast<uint64_t>(std::max<int64_t>(0, latency.count())));
+}
+
+void io_metrics::fold(uint64_t& sent, uint64_t& received,
+                      std::array<uint64_t, bounds.size() + 1>& buckets,
+                      double& sum_seconds) const {
+  sent += bytes_sent_.load(std::memory_order_relaxed);
+  received += bytes_received_.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < buckets.size(); ++i)
+    buckets[i] += buckets_[i].load(std::memory_order_relaxed);
+  sum_seconds
+    += static_cast<double>(latency_ns_.load(std::memory_order_relaxed)) / 1e9;
 }
 
 // -- ws_sink ------------------------------------------------------------------
@@ -101,9 +134,14 @@ const ws_server::message_ptr& prepared(const frame_ptr& frame) {
 } // namespace
 
 bool ws_sink::do_send(const frame_ptr& frame) {
+  return do_send_publication(frame, {});
+}
+
+bool ws_sink::do_send_publication(const frame_ptr& frame, time_point accepted) {
   io_op op;
   op.con = con_;
   op.msg = prepared(frame);
+  op.accepted = accepted;
   return box_->push(std::move(op));
 }
 
@@ -127,19 +165,23 @@ void ws_sink::do_ping() {
   box_->push(std::move(op));
 }
 
-void ws_sink::run(io_op& op) {
+size_t ws_sink::run(io_op& op) {
   websocketpp::lib::error_code ec;
   switch (op.kind) {
     case io_op::send:
       // Fails only when the connection is no longer open.
-      if (!op.con->send(op.msg))
-        handed_ += op.msg->get_payload().size();
+      if (!op.con->send(op.msg)) {
+        auto bytes = op.msg->get_payload().size();
+        handed_ += bytes;
+        return bytes;
+      }
       break;
     case io_op::ping: op.con->ping("", ec); break;
     case io_op::close:
       op.con->close(op.code, op.reason, ec); // fails when already closing
       break;
   }
+  return 0;
 }
 
 void ws_sink::on_written() {
@@ -297,6 +339,8 @@ void server::impl::on_message(connection_hdl hdl, ws_server::message_ptr msg) {
     con->paused = true;
     con->handle_pause_reading();
   }
+  outboxes[con->context_index()]->metrics.add_received(
+    msg->get_payload().size());
   caf::anon_send(con->client, text_atom::value,
                  std::move(msg->get_raw_payload()));
 }

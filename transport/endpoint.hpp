@@ -3,7 +3,9 @@
 // endpoint.cpp and http_routes.cpp include it (websocketpp compiles slowly).
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -68,8 +70,48 @@ struct io_op {
   connection_ptr con;
   ws_server::message_ptr msg; // send
   std::string reason;         // close
+  sink::time_point accepted;  // send of a publication
   uint16_t code = 0;          // close
   kind_t kind = send;
+};
+
+/// The figures of one I/O thread for GET /metrics. One thread writes them
+/// (relaxed loads and stores, no read-modify-write), GET /metrics folds all
+/// threads' on any thread: nothing on the hot path locks or contends.
+class io_metrics {
+ public:
+  /// Upper bounds of the delivery-latency buckets, in seconds.
+  static constexpr std::array<double, 16> bounds
+    = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+       0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
+
+  void add_sent(uint64_t bytes) {
+    bump(bytes_sent_, bytes);
+  }
+
+  void add_received(uint64_t bytes) {
+    bump(bytes_received_, bytes);
+  }
+
+  /// A publication's frame was handed to the socket `latency` after its
+  /// delivery began.
+  void add_latency(std::chrono::nanoseconds latency);
+
+  /// Adds this thread's figures to the totals (any thread).
+  void fold(uint64_t& sent, uint64_t& received,
+            std::array<uint64_t, bounds.size() + 1>& buckets,
+            double& sum_seconds) const;
+
+ private:
+  static void bump(std::atomic<uint64_t>& x, uint64_t n) {
+    x.store(x.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+
+  std::atomic<uint64_t> bytes_sent_{0};
+  std::atomic<uint64_t> bytes_received_{0};
+  /// Per bucket (not cumulative); the last one is +Inf.
+  std::array<std::atomic<uint64_t>, bounds.size() + 1> buckets_{};
+  std::atomic<uint64_t> latency_ns_{0};
 };
 
 /// The work queue of one io_context. Actors push from any thread; the first
@@ -87,6 +129,9 @@ class outbox {
 
   /// Drops what is queued and refuses further work (the context stopped).
   void shut();
+
+  /// This thread's figures.
+  io_metrics metrics;
 
  private:
   void drain();
@@ -120,13 +165,16 @@ class ws_sink : public sink, public lean::write_observer {
     return pending_.load(std::memory_order_relaxed) < max_pending_;
   }
 
-  /// Runs one op on the I/O thread.
-  void run(io_op& op);
+  /// Runs one op on the I/O thread; returns the payload bytes it handed to
+  /// websocketpp (0 for pings, closes and sends to a closed connection).
+  size_t run(io_op& op);
 
   void on_written() override;
 
  protected:
   bool do_send(const frame_ptr& frame) override;
+  bool do_send_publication(const frame_ptr& frame,
+                           time_point accepted) override;
   uint64_t do_written() override;
   void do_close(uint16_t code, const std::string& reason) override;
   void do_ping() override;

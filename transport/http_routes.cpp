@@ -1,5 +1,8 @@
 // The plain HTTP requests of the server's port: POST /api/publish,
 // GET /api/stats, GET /healthz, static files, and errors for the rest.
+#include <array>
+#include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -188,6 +191,113 @@ void channels(server::impl& srv, const connection_ptr& con) {
     caf::get_atom::value, channels_atom::value, std::move(after), limit);
 }
 
+/// One metric of GET /metrics: its HELP and TYPE lines and its samples.
+void metric(std::string& out, const char* name, const char* type,
+            const char* help) {
+  out += "# HELP ";
+  out += name;
+  out += ' ';
+  out += help;
+  out += "\n# TYPE ";
+  out += name;
+  out += ' ';
+  out += type;
+  out += '\n';
+}
+
+void sample(std::string& out, const std::string& name, uint64_t value) {
+  out += name;
+  out += ' ';
+  out += std::to_string(value);
+  out += '\n';
+}
+
+std::string format_double(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.9g", x);
+  return buf;
+}
+
+/// GET /metrics: the Prometheus text exposition (version 0.0.4), read on
+/// this I/O thread from the counters shared with the actors and every I/O
+/// thread's own figures (see io_metrics).
+void metrics(server::impl& srv, const connection_ptr& con) {
+  auto& c = *srv.shared.counters;
+  auto get = [](const std::atomic<uint64_t>& x) {
+    return x.load(std::memory_order_relaxed);
+  };
+  uint64_t connections = 0;
+  {
+    std::unique_lock<std::mutex> guard{srv.mtx};
+    connections = srv.open.size();
+  }
+  uint64_t sent = 0;
+  uint64_t received = 0;
+  std::array<uint64_t, io_metrics::bounds.size() + 1> buckets{};
+  double sum = 0;
+  for (auto& box : srv.outboxes)
+    box->metrics.fold(sent, received, buckets, sum);
+  std::string out;
+  out.reserve(4096);
+  metric(out, "livehub_connections", "gauge",
+         "Open WebSocket connections of this server.");
+  sample(out, "livehub_connections", connections);
+  metric(out, "livehub_channels", "gauge",
+         "Channels with at least one subscriber.");
+  sample(out, "livehub_channels", get(c.channels));
+  metric(out, "livehub_subscriptions", "gauge",
+         "Connection-channel subscription pairs.");
+  sample(out, "livehub_subscriptions", get(c.subscriptions));
+  metric(out, "livehub_published_total", "counter",
+         "Publications accepted (HTTP, WebSocket and C++ API).");
+  sample(out, "livehub_published_total", get(c.published));
+  metric(out, "livehub_delivered_total", "counter",
+         "Frames handed to connections and publications to actors.");
+  sample(out, "livehub_delivered_total", get(c.delivered));
+  metric(out, "livehub_slow_consumer_disconnects_total", "counter",
+         "Connections closed with 4008 (send queue limit or write timeout).");
+  sample(out, "livehub_slow_consumer_disconnects_total",
+         get(c.slow_consumer_disconnects));
+  metric(out, "livehub_command_errors_total", "counter",
+         "Commands answered with an error frame, by error code.");
+  for (size_t i = 0; i < codec::error_code_count; ++i)
+    sample(out,
+           std::string{"livehub_command_errors_total{code=\""}
+             + codec::to_string(static_cast<codec::error_code>(i)) + "\"}",
+           get(c.command_errors_by_code[i]));
+  metric(out, "livehub_rejected_upgrades_total", "counter",
+         "Upgrades refused, by reason (origin also counts HTTP requests "
+         "refused for their Origin; rate and auth: no such limits yet).");
+  sample(out, "livehub_rejected_upgrades_total{reason=\"origin\"}",
+         get(c.rejected_origin));
+  sample(out, "livehub_rejected_upgrades_total{reason=\"capacity\"}",
+         get(c.rejected_capacity));
+  sample(out, "livehub_rejected_upgrades_total{reason=\"rate\"}", 0);
+  sample(out, "livehub_rejected_upgrades_total{reason=\"auth\"}", 0);
+  metric(out, "livehub_bytes_sent_total", "counter",
+         "Payload bytes of WebSocket messages handed to the sockets.");
+  sample(out, "livehub_bytes_sent_total", sent);
+  metric(out, "livehub_bytes_received_total", "counter",
+         "Payload bytes of WebSocket messages and HTTP bodies received.");
+  sample(out, "livehub_bytes_received_total", received);
+  metric(out, "livehub_delivery_latency_seconds", "histogram",
+         "From the start of a publication's delivery to its frame handed "
+         "to the socket.");
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    cumulative += buckets[i];
+    auto le = i < io_metrics::bounds.size()
+      ? format_double(io_metrics::bounds[i])
+      : std::string{"+Inf"};
+    sample(out, "livehub_delivery_latency_seconds_bucket{le=\"" + le + "\"}",
+           cumulative);
+  }
+  out += "livehub_delivery_latency_seconds_sum " + format_double(sum) + "\n";
+  sample(out, "livehub_delivery_latency_seconds_count", cumulative);
+  respond(con, status::ok, "text/plain; version=0.0.4; charset=utf-8",
+          std::move(out));
+}
+
 void static_file(server::impl& srv, const connection_ptr& con,
                  std::string_view target) {
   auto file = http_policy::resolve_static(srv.cfg->web_root, target);
@@ -206,6 +316,8 @@ void static_file(server::impl& srv, const connection_ptr& con,
 
 void handle_http(server::impl& srv, connection_hdl hdl) {
   auto con = srv.ep.get_con_from_hdl(hdl);
+  srv.outboxes[con->context_index()]->metrics.add_received(
+    con->get_request_body().size());
   auto& method = con->get_request().get_method();
   auto& resource = con->get_resource();
   std::string_view path{resource};
@@ -236,6 +348,9 @@ void handle_http(server::impl& srv, connection_hdl hdl) {
   } else if (path == "/api/channels") {
     if (only("GET"))
       channels(srv, con);
+  } else if (path == "/metrics") {
+    if (only("GET"))
+      metrics(srv, con);
   } else if (path == "/healthz") {
     if (only("GET"))
       respond(con, status::ok, "text/plain; charset=utf-8", "ok");

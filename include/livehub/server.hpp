@@ -14,8 +14,9 @@
 namespace livehub {
 
 /// Serves a hub over WebSocket and HTTP on one port: the WebSocket path,
-/// `POST /api/publish`, `GET /api/stats`, `GET /healthz` and static files
-/// from `web_root` (see docs/protocol.md). Its I/O runs on its own threads;
+/// `POST /api/publish` (one publication or a batch), `GET /api/stats`,
+/// `GET /api/channels`, `GET /metrics`, `GET /healthz`, `GET /readyz` and
+/// static files from `web_root` (see docs/protocol.md). Its I/O runs on its own threads;
 /// each connection gets a client actor in the hub's actor system.
 class server {
  public:
