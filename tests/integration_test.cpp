@@ -26,6 +26,7 @@
 #include <rapidjson/writer.h>
 
 #include "livehub/all.hpp"
+#include "support/served_hub.hpp"
 #include "support/ws_client.hpp"
 
 using namespace std::chrono_literals;
@@ -42,46 +43,19 @@ constexpr auto wait_time = 10s;
 
 /// A config for a server on a free port of 127.0.0.1.
 hub_config test_config() {
-  hub_config cfg;
-  cfg.host = "127.0.0.1";
-  cfg.port = 0;
-  return cfg;
+  return loopback_config();
 }
 
-caf::actor_system_config& with_two_threads(caf::actor_system_config& cfg) {
-  cfg.set("scheduler.max-threads", size_t{2});
-  return cfg;
-}
-
-/// A hub served on a free port; stops the server and the hub when destroyed.
-struct live_hub {
-  explicit live_hub(const hub_config& cfg = test_config())
-    : sys(with_two_threads(sys_cfg)), hub(livehub::spawn_hub(sys, cfg)) {
-    auto started = livehub::server::start(sys, hub, cfg);
-    if (!started) {
-      caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
-      FAIL("server::start failed: " << sys.render(started.error()));
-    }
-    srv = std::move(*started);
-    port = srv->port();
-  }
-
-  ~live_hub() {
-    srv->stop();
-    srv.reset();
-    caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
+/// A hub served on a free port, with two scheduler threads.
+struct live_hub : served_hub {
+  explicit live_hub(const hub_config& cfg = test_config()) : served_hub(cfg) {
+    // nop
   }
 
   /// `{"Origin": "http://127.0.0.1:PORT"}`: a browser page of this server.
   header_list same_origin() const {
     return {{"Origin", "http://127.0.0.1:" + std::to_string(port)}};
   }
-
-  caf::actor_system_config sys_cfg;
-  caf::actor_system sys;
-  livehub::hub_actor hub;
-  std::unique_ptr<livehub::server> srv;
-  uint16_t port = 0;
 };
 
 // -- JSON helpers -------------------------------------------------------------

@@ -30,6 +30,7 @@
 #include <caf/send.hpp>
 
 #include "livehub/all.hpp"
+#include "support/served_hub.hpp"
 #include "support/ws_client.hpp"
 
 using namespace std::chrono_literals;
@@ -39,10 +40,7 @@ using livehub::hub_config;
 namespace {
 
 hub_config test_config() {
-  hub_config cfg;
-  cfg.host = "127.0.0.1";
-  cfg.port = 0;
-  return cfg;
+  return loopback_config();
 }
 
 /// A plain TCP connection to 127.0.0.1:`port` (blocking), or -1.
@@ -126,41 +124,6 @@ int sockets_on_port(uint16_t port) {
   }
   return count;
 }
-
-/// An actor system with a hub served on a free port of 127.0.0.1. The tests
-/// stop and destroy the server themselves (that is what they examine); the
-/// destructor stops what is left and ends the hub.
-struct served_hub {
-  explicit served_hub(const hub_config& cfg = test_config(),
-                      size_t scheduler_threads = 2)
-    : sys(with_threads(sys_cfg, scheduler_threads)),
-      hub(livehub::spawn_hub(sys, cfg)) {
-    auto started = livehub::server::start(sys, hub, cfg);
-    if (!started) {
-      caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
-      FAIL("server::start failed: " << sys.render(started.error()));
-    }
-    srv = std::move(*started);
-    port = srv->port();
-  }
-
-  ~served_hub() {
-    srv.reset();
-    caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
-  }
-
-  static caf::actor_system_config& with_threads(caf::actor_system_config& cfg,
-                                                size_t n) {
-    cfg.set("scheduler.max-threads", n);
-    return cfg;
-  }
-
-  caf::actor_system_config sys_cfg;
-  caf::actor_system sys;
-  livehub::hub_actor hub;
-  std::unique_ptr<livehub::server> srv;
-  uint16_t port = 0;
-};
 
 } // namespace
 
