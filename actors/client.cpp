@@ -128,7 +128,6 @@ void client_state::reply(const frame_ptr& frame) {
 
 void client_state::fail(codec::error_code code, std::string_view message,
                         std::string_view id) {
-  hub_counters::add(shared.counters->command_errors);
   hub_counters::add(
     shared.counters->command_errors_by_code[static_cast<size_t>(code)]);
   reply(codec::encode_error(code, message, id));

@@ -18,8 +18,8 @@ struct hub_counters {
   std::atomic<uint64_t> published{0};
   std::atomic<uint64_t> delivered{0};
   std::atomic<uint64_t> slow_consumer_disconnects{0};
-  std::atomic<uint64_t> command_errors{0};
-  /// command_errors by error code (index: codec::error_code).
+  /// Commands answered with an error frame, by error code (index:
+  /// codec::error_code); hub_stats::command_errors is their sum.
   std::array<std::atomic<uint64_t>, codec::error_code_count>
     command_errors_by_code{};
   std::atomic<uint64_t> rejected_origin{0};
@@ -46,7 +46,8 @@ struct hub_counters {
     r.published = get(published);
     r.delivered = get(delivered);
     r.slow_consumer_disconnects = get(slow_consumer_disconnects);
-    r.command_errors = get(command_errors);
+    for (auto& x : command_errors_by_code)
+      r.command_errors += get(x);
     r.rejected_origin = get(rejected_origin);
     r.rejected_capacity = get(rejected_capacity);
     return r;

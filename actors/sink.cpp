@@ -46,8 +46,7 @@ sink::result sink::send(const frame_ptr& frame, time_point accepted) {
     do_close(slow_consumer_code, "slow consumer");
     return result::slow_consumer;
   }
-  if (accepted == time_point{} ? !do_send(frame)
-                               : !do_send_publication(frame, accepted)) {
+  if (!do_send(frame, accepted)) {
     closed_ = true;
     queue_clear();
     return result::closed;

@@ -97,14 +97,8 @@ class sink {
 
  protected:
   /// Writes `frame`; false when the connection is already gone. Called with
-  /// the sink's lock held.
-  virtual bool do_send(const frame_ptr& frame) = 0;
-
-  /// Writes `frame` of a publication accepted at `accepted` (see send()).
-  /// The default ignores the time.
-  virtual bool do_send_publication(const frame_ptr& frame, time_point) {
-    return do_send(frame);
-  }
+  /// the sink's lock held. `accepted`: see send().
+  virtual bool do_send(const frame_ptr& frame, time_point accepted) = 0;
 
   /// Payload bytes written so far (or at least gone from the connection's
   /// queue), out of those handed to do_send. May lag behind; never runs

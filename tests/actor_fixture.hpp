@@ -52,7 +52,7 @@ class fake_sink : public sink {
   }
 
  protected:
-  bool do_send(const frame_ptr& frame) override {
+  bool do_send(const frame_ptr& frame, time_point) override {
     frames.push_back(*frame);
     handed += frame->size();
     if (!reading)

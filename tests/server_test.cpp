@@ -265,8 +265,6 @@ TEST_CASE("HTTP responses say Connection: close, and a keep-alive client's "
     CHECK(resp.status == 202);
     CHECK(resp.headers["connection"] == "close");
   }
-  h.srv->stop();
-  h.srv.reset();
 }
 
 TEST_CASE("POST /api/publish takes a batch, publishes its valid items in "
@@ -334,8 +332,6 @@ TEST_CASE("POST /api/publish takes a batch, publishes its valid items in "
                               R"({"channel":"a","type":"t","data":1})");
   CHECK(foreign.status == 403);
   CHECK(foreign.body.find(R"("code":"forbidden")") != std::string::npos);
-  h.srv->stop();
-  h.srv.reset();
 }
 
 TEST_CASE("GET /api/channels lists the channels with subscribers and their "
@@ -385,8 +381,6 @@ TEST_CASE("GET /api/channels lists the channels with subscribers and their "
   }
   CHECK(get("/api/channels?limit=1000").status == 200);
   CHECK(http_request(port, "POST", "/api/channels", {}).status == 405);
-  h.srv->stop();
-  h.srv.reset();
 }
 
 TEST_CASE("GET /readyz answers 200 while the server serves") {

@@ -621,7 +621,7 @@ class recording_sink : public livehub::sink {
   }
 
  protected:
-  bool do_send(const frame_ptr& frame) override {
+  bool do_send(const frame_ptr& frame, time_point) override {
     expect("do_send", true);
     handed_.fetch_add(frame->size());
     rec->add(frame);

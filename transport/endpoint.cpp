@@ -133,11 +133,7 @@ const ws_server::message_ptr& prepared(const frame_ptr& frame) {
 
 } // namespace
 
-bool ws_sink::do_send(const frame_ptr& frame) {
-  return do_send_publication(frame, {});
-}
-
-bool ws_sink::do_send_publication(const frame_ptr& frame, time_point accepted) {
+bool ws_sink::do_send(const frame_ptr& frame, time_point accepted) {
   io_op op;
   op.con = con_;
   op.msg = prepared(frame);

@@ -172,9 +172,7 @@ class ws_sink : public sink, public lean::write_observer {
   void on_written() override;
 
  protected:
-  bool do_send(const frame_ptr& frame) override;
-  bool do_send_publication(const frame_ptr& frame,
-                           time_point accepted) override;
+  bool do_send(const frame_ptr& frame, time_point accepted) override;
   uint64_t do_written() override;
   void do_close(uint16_t code, const std::string& reason) override;
   void do_ping() override;

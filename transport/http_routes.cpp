@@ -212,6 +212,13 @@ void sample(std::string& out, const std::string& name, uint64_t value) {
   out += '\n';
 }
 
+/// A metric with one unlabelled sample.
+void single(std::string& out, const char* name, const char* type,
+            const char* help, uint64_t value) {
+  metric(out, name, type, help);
+  sample(out, name, value);
+}
+
 std::string format_double(double x) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.9g", x);
@@ -239,24 +246,20 @@ void metrics(server::impl& srv, const connection_ptr& con) {
     box->metrics.fold(sent, received, buckets, sum);
   std::string out;
   out.reserve(4096);
-  metric(out, "livehub_connections", "gauge",
-         "Open WebSocket connections of this server.");
-  sample(out, "livehub_connections", connections);
-  metric(out, "livehub_channels", "gauge",
-         "Channels with at least one subscriber.");
-  sample(out, "livehub_channels", get(c.channels));
-  metric(out, "livehub_subscriptions", "gauge",
-         "Connection-channel subscription pairs.");
-  sample(out, "livehub_subscriptions", get(c.subscriptions));
-  metric(out, "livehub_published_total", "counter",
-         "Publications accepted (HTTP, WebSocket and C++ API).");
-  sample(out, "livehub_published_total", get(c.published));
-  metric(out, "livehub_delivered_total", "counter",
-         "Frames handed to connections and publications to actors.");
-  sample(out, "livehub_delivered_total", get(c.delivered));
-  metric(out, "livehub_slow_consumer_disconnects_total", "counter",
-         "Connections closed with 4008 (send queue limit or write timeout).");
-  sample(out, "livehub_slow_consumer_disconnects_total",
+  single(out, "livehub_connections", "gauge",
+         "Open WebSocket connections of this server.", connections);
+  single(out, "livehub_channels", "gauge",
+         "Channels with at least one subscriber.", get(c.channels));
+  single(out, "livehub_subscriptions", "gauge",
+         "Connection-channel subscription pairs.", get(c.subscriptions));
+  single(out, "livehub_published_total", "counter",
+         "Publications accepted (HTTP, WebSocket and C++ API).",
+         get(c.published));
+  single(out, "livehub_delivered_total", "counter",
+         "Frames handed to connections and publications to actors.",
+         get(c.delivered));
+  single(out, "livehub_slow_consumer_disconnects_total", "counter",
+         "Connections closed with 4008 (send queue limit or write timeout).",
          get(c.slow_consumer_disconnects));
   metric(out, "livehub_command_errors_total", "counter",
          "Commands answered with an error frame, by error code.");
@@ -274,12 +277,11 @@ void metrics(server::impl& srv, const connection_ptr& con) {
          get(c.rejected_capacity));
   sample(out, "livehub_rejected_upgrades_total{reason=\"rate\"}", 0);
   sample(out, "livehub_rejected_upgrades_total{reason=\"auth\"}", 0);
-  metric(out, "livehub_bytes_sent_total", "counter",
-         "Payload bytes of WebSocket messages handed to the sockets.");
-  sample(out, "livehub_bytes_sent_total", sent);
-  metric(out, "livehub_bytes_received_total", "counter",
-         "Payload bytes of WebSocket messages and HTTP bodies received.");
-  sample(out, "livehub_bytes_received_total", received);
+  single(out, "livehub_bytes_sent_total", "counter",
+         "Payload bytes of WebSocket messages handed to the sockets.", sent);
+  single(out, "livehub_bytes_received_total", "counter",
+         "Payload bytes of WebSocket messages and HTTP bodies received.",
+         received);
   metric(out, "livehub_delivery_latency_seconds", "histogram",
          "From the start of a publication's delivery to its frame handed "
          "to the socket.");

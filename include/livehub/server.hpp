@@ -16,8 +16,8 @@ namespace livehub {
 /// Serves a hub over WebSocket and HTTP on one port: the WebSocket path,
 /// `POST /api/publish` (one publication or a batch), `GET /api/stats`,
 /// `GET /api/channels`, `GET /metrics`, `GET /healthz`, `GET /readyz` and
-/// static files from `web_root` (see docs/protocol.md). Its I/O runs on its own threads;
-/// each connection gets a client actor in the hub's actor system.
+/// static files from `web_root` (see docs/protocol.md). Its I/O runs on its own
+/// threads; each connection gets a client actor in the hub's actor system.
 class server {
  public:
   /// Binds to `cfg.host`:`cfg.port` and starts serving `hub`. Fails with a
