@@ -1,9 +1,11 @@
 #include "actors/client.hpp"
 
 #include <algorithm>
+#include <atomic>
 
 #include "actors/counters.hpp"
 #include "actors/routes.hpp"
+#include "protocol/token.hpp"
 
 namespace livehub {
 
@@ -22,16 +24,13 @@ namespace {
 constexpr auto hub_timeout = caf::infinite;
 
 using codec::error_code;
+using self_ptr = client_actor::stateful_pointer<client_state>;
 
-bool may_publish(const client_state& st, const std::string& topic) {
-  if (st.rights.trusted)
-    return true;
-  if (topic == "*")
-    return false;
-  auto& patterns = st.shared.cfg->client_publish;
+bool matches_any(const std::vector<std::string>& patterns,
+                 const std::string& name) {
   return std::any_of(patterns.begin(), patterns.end(),
                      [&](const std::string& p) {
-                       return codec::glob_match(p, topic);
+                       return codec::glob_match(p, name);
                      });
 }
 
@@ -40,86 +39,302 @@ void acknowledge(client_state& st, const std::string& id) {
     st.reply(codec::encode_ok(id));
 }
 
+/// A new client id: the hub's random prefix and a process-wide counter.
+std::string make_client_id(const client_policy& policy) {
+  static std::atomic<uint64_t> next{0};
+  auto n = next.fetch_add(1, std::memory_order_relaxed) + 1;
+  return policy.node + "-" + std::to_string(n);
+}
+
+/// The deadline of a token expiring at unix time `exp` (with the leeway), on
+/// the actor clock.
+sink::deadline expiry_deadline(self_ptr self, int64_t exp) {
+  auto& st = self->state;
+  auto leeway = st.shared.policy->verifier->leeway();
+  auto left = std::chrono::seconds{exp + leeway - token::unix_now()};
+  return {self->clock().now() + std::max(left, std::chrono::seconds{0}),
+          sink::token_expired_code};
+}
+
+// -- authorization ------------------------------------------------------------
+
+/// Asks the application's authorizer whether this connection may do `action`
+/// on `topic`, then runs `allowed` or fails the command with `forbidden`.
+/// Without an authorizer: forbidden at once.
+template<class F>
+void ask_authorizer(self_ptr self, auth_action action, const std::string& topic,
+                    const std::string& id, F allowed) {
+  auto& st = self->state;
+  auto denied = [self, topic, id, action] {
+    self->state.fail(error_code::forbidden,
+                     std::string{"not allowed to "} + to_string(action) + " "
+                       + codec::quote(topic),
+                     id);
+  };
+  auto& authorizer = st.shared.cfg->authorizer;
+  if (!authorizer)
+    return denied();
+  // Awaited: later commands of this connection wait for the answer, so
+  // commands still take effect in order.
+  self
+    ->request(authorizer, st.shared.cfg->authorize_timeout,
+              authorize_atom::value, st.who(), action, topic)
+    .await(
+      [allowed, denied](bool yes) mutable {
+        if (yes)
+          allowed();
+        else
+          denied();
+      },
+      [denied](caf::error&) {
+        denied();
+      });
+}
+
+/// True when a subscription token `jwt` lets this connection subscribe to
+/// `topic`: valid, for this user, for this channel.
+bool subscription_token_allows(client_state& st, const std::string& jwt,
+                               const std::string& topic) {
+  auto& verifier = st.shared.policy->verifier;
+  if (!verifier || !st.session)
+    return false;
+  auto result = verifier->verify(jwt, token::unix_now());
+  auto c = std::get_if<token::claims>(&result);
+  return c && c->sub == st.session->who.user && c->channel == topic;
+}
+
+// -- commands -----------------------------------------------------------------
+
+void subscribe(self_ptr self, const std::string& topic, const std::string& id) {
+  auto& st = self->state;
+  connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(self), st.out};
+  self
+    ->request(st.hub, hub_timeout, caf::subscribe_atom::value, topic,
+              std::move(ref))
+    .await(
+      [self, topic, id](caf::ok_atom) {
+        self->state.subscriptions.insert(topic);
+        acknowledge(self->state, id);
+      },
+      [self, id](caf::error&) {
+        self->state.fail(error_code::internal, "subscribe failed", id);
+      });
+}
+
+void run_subscribe(self_ptr self, codec::command& cmd) {
+  auto& st = self->state;
+  if (cmd.channel == "*")
+    return st.fail(error_code::bad_channel,
+                   "\"*\" addresses every connection; it cannot be "
+                   "subscribed to",
+                   cmd.id);
+  if (st.subscriptions.count(cmd.channel) > 0)
+    return acknowledge(st, cmd.id);
+  if (st.subscriptions.size() >= st.shared.cfg->max_subscriptions)
+    return st.fail(error_code::too_many_subscriptions,
+                   "at most " + std::to_string(st.shared.cfg->max_subscriptions)
+                     + " subscriptions per connection",
+                   cmd.id);
+  // Allowed when any of these holds, in this order: a public channel, the
+  // token's channels claim, a subscription token, the authorizer.
+  if (st.rights.trusted
+      || matches_any(st.shared.policy->public_channels, cmd.channel)
+      || (st.session && matches_any(st.session->channels, cmd.channel))
+      || (!cmd.token.empty()
+          && subscription_token_allows(st, cmd.token, cmd.channel)))
+    return subscribe(self, cmd.channel, cmd.id);
+  ask_authorizer(self, auth_action::subscribe, cmd.channel, cmd.id,
+                 [self, topic = cmd.channel, id = cmd.id] {
+                   subscribe(self, topic, id);
+                 });
+}
+
+void run_unsubscribe(self_ptr self, codec::command& cmd) {
+  auto& st = self->state;
+  if (st.subscriptions.count(cmd.channel) == 0)
+    return acknowledge(st, cmd.id);
+  self
+    ->request(st.hub, hub_timeout, caf::unsubscribe_atom::value, cmd.channel,
+              self->address())
+    .await(
+      [self, topic = cmd.channel, id = cmd.id](caf::ok_atom) {
+        self->state.subscriptions.erase(topic);
+        acknowledge(self->state, id);
+      },
+      [self, id = cmd.id](caf::error&) {
+        self->state.fail(error_code::internal, "unsubscribe failed", id);
+      });
+}
+
+/// Publishes an authorized publication (after the application's check).
+void publish(self_ptr self, publication pub, const std::string& id) {
+  auto& st = self->state;
+  if (!st.rights.trusted && st.shared.cfg->client_publish_check) {
+    auto reason = st.shared.cfg->client_publish_check(pub, st.who());
+    if (!reason.empty())
+      return st.fail(error_code::bad_command, reason, id);
+  }
+  if (pub.channel == "*") {
+    self->send(st.hub, caf::publish_atom::value, std::move(pub));
+  } else {
+    // Straight to the channel's subscribers, as the hub would (no hop
+    // through the hub; see route_table).
+    hub_counters::add(st.shared.counters->published);
+    if (auto subscribers = st.shared.routes->find(pub.channel))
+      subscribers->deliver(pub, *st.shared.counters);
+  }
+  acknowledge(st, id);
+}
+
+void run_publish(self_ptr self, codec::command& cmd) {
+  auto& st = self->state;
+  publication pub{std::move(cmd.channel), std::move(cmd.event),
+                  std::move(cmd.data)};
+  if (st.rights.trusted)
+    return publish(self, std::move(pub), cmd.id);
+  auto& cfg = *st.shared.cfg;
+  auto rate = static_cast<double>(cfg.client_publish_rate);
+  if (!st.publications.take(self->clock().now(), rate, 2 * rate))
+    return st.fail(error_code::rate_limited,
+                   "at most " + std::to_string(cfg.client_publish_rate)
+                     + " publications per second",
+                   cmd.id);
+  if (pub.channel == "*")
+    return st.fail(error_code::forbidden, "clients may not publish to \"*\"",
+                   cmd.id);
+  // Allowed by livehub.client-publish, the token's publish claim, or the
+  // authorizer.
+  if (matches_any(cfg.client_publish, pub.channel)
+      || (st.session && matches_any(st.session->publish, pub.channel)))
+    return publish(self, std::move(pub), cmd.id);
+  auto topic = pub.channel;
+  ask_authorizer(self, auth_action::publish, topic, cmd.id,
+                 [self, pub = std::move(pub), id = cmd.id]() mutable {
+                   publish(self, std::move(pub), id);
+                 });
+}
+
+void run_connect(self_ptr self, codec::command& cmd) {
+  auto& st = self->state;
+  if (st.session)
+    return st.fail(error_code::bad_command, "already connected", cmd.id);
+  auto session = std::make_unique<client_session>();
+  auto& policy = *st.shared.policy;
+  if (st.shared.cfg->tokens_enabled()) {
+    // The token's info counts, never the client's own.
+    auto verified = policy.verifier
+      ? policy.verifier->verify(cmd.token, token::unix_now())
+      : token::refusal{"the server's token key is unusable"};
+    if (auto err = std::get_if<token::refusal>(&verified)) {
+      st.fail(error_code::unauthorized, err->reason, cmd.id);
+      return st.close(sink::unauthorized_code);
+    }
+    auto& c = std::get<token::claims>(verified);
+    session->who.user = std::move(c.sub);
+    session->who.info = std::move(c.info);
+    session->channels = std::move(c.channels);
+    session->publish = std::move(c.publish);
+    session->expires = c.exp;
+    if (c.exp != 0)
+      st.out->set_deadline(expiry_deadline(self, c.exp));
+    else
+      st.out->set_deadline({});
+  } else {
+    session->who.info = std::move(cmd.info);
+  }
+  session->who.client = make_client_id(policy);
+  st.reply(codec::encode_connected(cmd.id, session->who.client,
+                                   session->who.user, session->expires));
+  st.session = std::move(session);
+}
+
+void run_refresh(self_ptr self, codec::command& cmd) {
+  auto& st = self->state;
+  auto& verifier = st.shared.policy->verifier;
+  if (!st.shared.cfg->tokens_enabled())
+    return st.fail(error_code::bad_command, "this server does not use tokens",
+                   cmd.id);
+  if (!st.session)
+    return st.fail(error_code::unauthorized, "refresh before connect", cmd.id);
+  auto verified = verifier ? verifier->verify(cmd.token, token::unix_now())
+                           : token::refusal{"the server's token key is "
+                                            "unusable"};
+  auto c = std::get_if<token::claims>(&verified);
+  if (!c || c->sub != st.session->who.user) {
+    st.fail(error_code::unauthorized,
+            c ? "the token is for another user"
+              : std::get<token::refusal>(verified).reason,
+            cmd.id);
+    return st.close(sink::unauthorized_code);
+  }
+  st.session->who.info = std::move(c->info);
+  st.session->channels = std::move(c->channels);
+  st.session->publish = std::move(c->publish);
+  st.session->expires = c->exp;
+  st.out->set_deadline(c->exp != 0 ? expiry_deadline(self, c->exp)
+                                   : sink::deadline{});
+  st.reply(codec::encode_refreshed(cmd.id, c->exp));
+}
+
 /// Runs one parsed command. Subscribe and unsubscribe wait for the channel's
 /// answer (`await`): later commands and the pong see their full effect.
-void run(client_actor::stateful_pointer<client_state> self,
-         codec::command& cmd) {
+void run(self_ptr self, codec::command& cmd) {
   auto& st = self->state;
+  if (cmd.type == codec::command_type::connect)
+    return run_connect(self, cmd);
+  // With tokens, nothing but connect runs before a successful connect
+  // (trusted publishers need none).
+  if (!st.session && !st.rights.trusted && st.shared.cfg->tokens_enabled())
+    return st.fail(error_code::unauthorized, "connect first", cmd.id);
   switch (cmd.type) {
-    case codec::command_type::ping:
-      st.reply(codec::encode_pong(cmd.id));
-      return;
-    case codec::command_type::subscribe: {
-      if (cmd.channel == "*")
-        return st.fail(error_code::bad_channel,
-                       "\"*\" addresses every connection; it cannot be "
-                       "subscribed to",
-                       cmd.id);
-      if (st.subscriptions.count(cmd.channel) > 0)
-        return acknowledge(st, cmd.id);
-      if (st.subscriptions.size() >= st.shared.cfg->max_subscriptions)
-        return st.fail(error_code::too_many_subscriptions,
-                       "at most "
-                         + std::to_string(st.shared.cfg->max_subscriptions)
-                         + " subscriptions per connection",
-                       cmd.id);
-      connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(self), st.out};
-      self
-        ->request(st.hub, hub_timeout, caf::subscribe_atom::value, cmd.channel,
-                  std::move(ref))
-        .await(
-          [self, topic = cmd.channel, id = cmd.id](caf::ok_atom) {
-            self->state.subscriptions.insert(topic);
-            acknowledge(self->state, id);
-          },
-          [self, id = cmd.id](caf::error&) {
-            self->state.fail(error_code::internal, "subscribe failed", id);
-          });
-      return;
-    }
-    case codec::command_type::unsubscribe: {
-      if (st.subscriptions.count(cmd.channel) == 0)
-        return acknowledge(st, cmd.id);
-      self
-        ->request(st.hub, hub_timeout, caf::unsubscribe_atom::value,
-                  cmd.channel, self->address())
-        .await(
-          [self, topic = cmd.channel, id = cmd.id](caf::ok_atom) {
-            self->state.subscriptions.erase(topic);
-            acknowledge(self->state, id);
-          },
-          [self, id = cmd.id](caf::error&) {
-            self->state.fail(error_code::internal, "unsubscribe failed", id);
-          });
-      return;
-    }
-    case codec::command_type::publish: {
-      if (!may_publish(st, cmd.channel))
-        return st.fail(
-          error_code::forbidden,
-          "clients may not publish to " + codec::quote(cmd.channel), cmd.id);
-      publication pub{std::move(cmd.channel), std::move(cmd.event),
-                      std::move(cmd.data)};
-      if (!st.rights.trusted && st.shared.cfg->client_publish_check) {
-        auto reason = st.shared.cfg->client_publish_check(pub);
-        if (!reason.empty())
-          return st.fail(error_code::bad_command, reason, cmd.id);
-      }
-      if (pub.channel == "*") {
-        self->send(st.hub, caf::publish_atom::value, std::move(pub));
-      } else {
-        // Straight to the channel's subscribers, as the hub would (no hop
-        // through the hub; see route_table).
-        hub_counters::add(st.shared.counters->published);
-        if (auto subscribers = st.shared.routes->find(pub.channel))
-          subscribers->deliver(pub, *st.shared.counters);
-      }
-      return acknowledge(st, cmd.id);
-    }
+    case codec::command_type::ping: return st.reply(codec::encode_pong(cmd.id));
+    case codec::command_type::subscribe: return run_subscribe(self, cmd);
+    case codec::command_type::unsubscribe: return run_unsubscribe(self, cmd);
+    case codec::command_type::publish: return run_publish(self, cmd);
+    case codec::command_type::refresh: return run_refresh(self, cmd);
+    case codec::command_type::connect: return; // handled above
   }
 }
 
+/// Takes one token of the command bucket; on refusal answers `rate_limited`
+/// (or, past command-burst refusals in a row, closes with 4029) and returns
+/// false.
+bool within_rate(self_ptr self, std::string_view id) {
+  auto& st = self->state;
+  if (st.rights.trusted)
+    return true;
+  auto& cfg = *st.shared.cfg;
+  if (st.commands.take(self->clock().now(),
+                       static_cast<double>(cfg.command_rate),
+                       static_cast<double>(cfg.command_burst))) {
+    st.refused_in_a_row = 0;
+    return true;
+  }
+  if (++st.refused_in_a_row > cfg.command_burst) {
+    st.close(sink::rate_limited_code);
+    return false;
+  }
+  st.fail(
+    error_code::rate_limited,
+    "at most " + std::to_string(cfg.command_rate) + " commands per second", id);
+  return false;
+}
+
 } // namespace
+
+bool rate_bucket::take(time_point now, double rate, double burst) {
+  if (tokens < 0) {
+    tokens = burst;
+  } else {
+    auto elapsed = std::chrono::duration<double>(now - last).count();
+    tokens = std::min(burst, tokens + std::max(0.0, elapsed) * rate);
+  }
+  last = now;
+  if (tokens < 1)
+    return false;
+  tokens -= 1;
+  return true;
+}
 
 void client_state::reply(const frame_ptr& frame) {
   if (out->send(frame) == sink::result::slow_consumer)
@@ -133,6 +348,22 @@ void client_state::fail(codec::error_code code, std::string_view message,
   reply(codec::encode_error(code, message, id));
 }
 
+void client_state::close(uint16_t code) {
+  closing = true;
+  if (code == sink::rate_limited_code) {
+    hub_counters::add(shared.counters->rate_limited_disconnects);
+    out->close(code, "rate limited");
+  } else {
+    hub_counters::add(shared.counters->unauthorized_disconnects);
+    out->close(code, "unauthorized");
+  }
+}
+
+const identity& client_state::who() const {
+  static const identity anonymous;
+  return session ? session->who : anonymous;
+}
+
 client_actor::behavior_type
 client(client_actor::stateful_pointer<client_state> self,
        hub_internal_actor hub, std::shared_ptr<sink> out, hub_shared shared,
@@ -142,16 +373,27 @@ client(client_actor::stateful_pointer<client_state> self,
   st.out = std::move(out);
   st.shared = std::move(shared);
   st.rights = rights;
+  // With tokens, a connection must connect within connect-timeout (the
+  // keepalive sweep enforces the deadline: no timer per connection).
+  if (st.shared.cfg->tokens_enabled() && !st.rights.trusted)
+    st.out->set_deadline({self->clock().now() + st.shared.cfg->connect_timeout,
+                          sink::unauthorized_code});
   // The client does not monitor the hub: when the hub ends, it closes the
   // connection and sends closed_atom (see ~hub_state).
   return {
     [self](text_atom, std::string& text) {
       auto& st = self->state;
-      auto parsed = codec::parse_command(text);
-      if (auto err = std::get_if<codec::parse_error>(&parsed))
-        st.fail(err->code, err->message, err->id);
-      else
-        run(self, std::get<codec::command>(parsed));
+      if (!st.closing) {
+        auto parsed = codec::parse_command(text);
+        if (auto err = std::get_if<codec::parse_error>(&parsed)) {
+          if (within_rate(self, err->id))
+            st.fail(err->code, err->message, err->id);
+        } else {
+          auto& cmd = std::get<codec::command>(parsed);
+          if (within_rate(self, cmd.id))
+            run(self, cmd);
+        }
+      }
       st.out->consumed();
     },
     [self](closed_atom) {

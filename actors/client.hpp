@@ -1,12 +1,15 @@
 // client: one actor per connection. Parses its commands in order, keeps its
-// subscriptions, enforces their limits, and quits when the connection closes
-// (monitors then clean up channels, hub and keepalive).
+// identity (connect, refresh) and subscriptions, authorizes them, enforces
+// the rate limits, and quits when the connection closes (monitors then clean
+// up channels, hub and keepalive).
 #pragma once
 
 #include <memory>
 #include <string>
 #include <unordered_set>
+#include <vector>
 
+#include <caf/actor_clock.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
@@ -29,6 +32,28 @@ struct client_rights {
   bool trusted = false;
 };
 
+/// A token bucket: `rate` tokens per second, at most `burst`.
+struct rate_bucket {
+  using time_point = caf::actor_clock::time_point;
+
+  double tokens = -1; // < 0: full, not yet used
+  time_point last;
+
+  /// Takes one token at `now`; false when none is left.
+  bool take(time_point now, double rate, double burst);
+};
+
+/// What a `connect` established: who the connection is, and what its token
+/// allows.
+struct client_session {
+  identity who;
+  /// The token's `channels` and `publish` patterns.
+  std::vector<std::string> channels;
+  std::vector<std::string> publish;
+  /// The token's `exp` (unix seconds); 0: none.
+  int64_t expires = 0;
+};
+
 struct client_state {
   hub_internal_actor hub;
   std::shared_ptr<sink> out;
@@ -37,6 +62,17 @@ struct client_state {
   hub_shared shared;
   client_rights rights;
   std::unordered_set<std::string> subscriptions;
+  /// Set by a successful `connect`; null before (and for connections that
+  /// never send one: anonymous without tokens, trusted publishers).
+  std::unique_ptr<client_session> session;
+  /// All commands, and client publications (untrusted connections only).
+  rate_bucket commands;
+  rate_bucket publications;
+  /// Commands refused in a row for the command rate; past command-burst the
+  /// connection is closed with 4029.
+  uint32_t refused_in_a_row = 0;
+  /// The connection is being closed by this actor: ignore what still comes.
+  bool closing = false;
 
   /// Sends a reply frame, counting a slow consumer if it is refused so.
   void reply(const frame_ptr& frame);
@@ -44,6 +80,12 @@ struct client_state {
   /// Sends an error frame (and counts it).
   void fail(codec::error_code code, std::string_view message,
             std::string_view id);
+
+  /// Closes the connection with `code` (4001 or 4029) and counts it.
+  void close(uint16_t code);
+
+  /// The connection's identity (empty before connect).
+  const identity& who() const;
 
   static const char* name;
 };

@@ -24,6 +24,10 @@ struct hub_counters {
     command_errors_by_code{};
   std::atomic<uint64_t> rejected_origin{0};
   std::atomic<uint64_t> rejected_capacity{0};
+  std::atomic<uint64_t> rejected_rate{0};
+  std::atomic<uint64_t> unauthorized_disconnects{0};
+  std::atomic<uint64_t> expired_disconnects{0};
+  std::atomic<uint64_t> rate_limited_disconnects{0};
 
   static void add(std::atomic<uint64_t>& x, uint64_t n = 1) {
     x.fetch_add(n, std::memory_order_relaxed);
@@ -50,6 +54,10 @@ struct hub_counters {
       r.command_errors += get(x);
     r.rejected_origin = get(rejected_origin);
     r.rejected_capacity = get(rejected_capacity);
+    r.rejected_rate = get(rejected_rate);
+    r.unauthorized_disconnects = get(unauthorized_disconnects);
+    r.expired_disconnects = get(expired_disconnects);
+    r.rate_limited_disconnects = get(rate_limited_disconnects);
     return r;
   }
 };

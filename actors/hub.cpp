@@ -1,6 +1,7 @@
 #include "actors/hub.hpp"
 
 #include <algorithm>
+#include <random>
 
 #include <caf/actor_system.hpp>
 #include <caf/send.hpp>
@@ -8,6 +9,7 @@
 #include "actors/counters.hpp"
 #include "actors/sink.hpp"
 #include "protocol/codec.hpp"
+#include "protocol/token.hpp"
 
 namespace livehub {
 
@@ -189,7 +191,24 @@ hub_actor spawn_hub(caf::actor_system& sys, const hub_config& cfg) {
   shared.counters = std::make_shared<hub_counters>();
   shared.routes = std::make_shared<route_table>();
   shared.cfg = std::make_shared<const hub_config>(cfg);
+  shared.policy = make_client_policy(cfg);
   return sys.spawn(hub, std::move(shared));
+}
+
+std::shared_ptr<const client_policy> make_client_policy(const hub_config& cfg) {
+  auto result = std::make_shared<client_policy>();
+  result->public_channels = cfg.effective_public_channels();
+  // A valid config has a usable key (hub_config::validate parses it); should
+  // it be unusable anyway, every token is refused (see client.cpp).
+  if (auto v = token::verifier::make(cfg))
+    result->verifier = std::move(*v);
+  std::random_device rd;
+  std::uniform_int_distribution<uint64_t> dist;
+  uint64_t bits = dist(rd);
+  static constexpr char hex[] = "0123456789abcdef";
+  for (int i = 60; i >= 0; i -= 4)
+    result->node += hex[(bits >> i) & 0xF];
+  return result;
 }
 
 caf::error publish(const hub_actor& hub, std::string channel, std::string type,

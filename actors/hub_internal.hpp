@@ -22,6 +22,20 @@ class sink;
 struct hub_counters;
 class route_table;
 
+namespace token {
+class verifier;
+} // namespace token
+
+/// What client actors derive from their hub's config, once (spawn_hub).
+struct client_policy {
+  /// hub_config::effective_public_channels().
+  std::vector<std::string> public_channels;
+  /// Verifies tokens; null when no token key is set.
+  std::shared_ptr<const token::verifier> verifier;
+  /// This hub's random prefix of client ids (unique across a cluster).
+  std::string node;
+};
+
 /// The counters a hub shares with its channels, clients and server.
 using hub_counters_ptr = std::shared_ptr<hub_counters>;
 
@@ -50,8 +64,11 @@ struct hub_shared {
   /// The channels client actors publish through (see route_table).
   route_table_ptr routes;
   /// The config the hub was spawned with: client actors apply its policy
-  /// (client-publish, client_publish_check, max-subscriptions).
+  /// (client-publish, client_publish_check, max-subscriptions, tokens,
+  /// rate limits).
   std::shared_ptr<const hub_config> cfg;
+  /// What client actors derive from `cfg`.
+  std::shared_ptr<const client_policy> policy;
 };
 
 /// One page of a hub's channels, by name (GET /api/channels).
@@ -84,6 +101,9 @@ using hub_internal_actor = hub_actor::extend<
   /// first), with their subscriber counts.
   caf::replies_to<caf::get_atom, channels_atom, std::string,
                   uint64_t>::with<channel_page>>;
+
+/// The client policy of a hub spawned with `cfg` (spawn_hub; tests).
+std::shared_ptr<const client_policy> make_client_policy(const hub_config& cfg);
 
 /// The full interface of a hub handle (unchecked: `hub` must come from
 /// spawn_hub; anything else answers the internal messages with an error).

@@ -18,6 +18,17 @@ caf::timespan sweep_period(const hub_config& cfg) {
 }
 
 void keepalive_state::check(watch& w, time_point now) {
+  // The client actor's deadline: no connect in time, or the token expired.
+  if (auto d = w.out->get_deadline(); d.code != 0 && now >= d.when) {
+    if (d.code == sink::token_expired_code) {
+      hub_counters::add(counters->expired_disconnects);
+      w.out->close(d.code, "token expired");
+    } else {
+      hub_counters::add(counters->unauthorized_disconnects);
+      w.out->close(d.code, "unauthorized");
+    }
+    return;
+  }
   // A pong answers every ping sent before it.
   if (w.out->take_pong())
     w.awaiting_pong = false;

@@ -1,9 +1,11 @@
 // keepalive: one actor per server that watches every connection on one
 // timer: pings each on schedule, closes those whose ping goes unanswered for
-// pong-timeout, and closes those whose queued frames make no progress for
-// write-timeout. One sweep instead of timers per connection: an idle server
-// does (almost) nothing, and a closed connection's actor is freed at once
-// rather than when its last pending timer fires.
+// pong-timeout, those whose queued frames make no progress for
+// write-timeout, and those past the deadline their client actor set (no
+// connect within connect-timeout: 4001; the token expired: 4002). One sweep
+// instead of timers per connection: an idle server does (almost) nothing, and a
+// closed connection's actor is freed at once rather than when its last pending
+// timer fires.
 #pragma once
 
 #include <memory>

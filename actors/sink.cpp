@@ -79,6 +79,16 @@ sink::progress sink::write_progress() {
   return {total_ - buffered, buffered};
 }
 
+void sink::set_deadline(deadline x) {
+  std::unique_lock<std::mutex> guard{mtx_};
+  deadline_ = x;
+}
+
+sink::deadline sink::get_deadline() {
+  std::unique_lock<std::mutex> guard{mtx_};
+  return deadline_;
+}
+
 bool sink::closed() {
   std::unique_lock<std::mutex> guard{mtx_};
   return closed_;

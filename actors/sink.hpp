@@ -44,6 +44,21 @@ class sink {
 
   /// Close code for a slow consumer (send queue limit or write timeout).
   static constexpr uint16_t slow_consumer_code = 4008;
+  /// Close code for a connection without a valid token.
+  static constexpr uint16_t unauthorized_code = 4001;
+  /// Close code for a connection whose token expired.
+  static constexpr uint16_t token_expired_code = 4002;
+  /// Close code for a connection that keeps exceeding its command rate.
+  static constexpr uint16_t rate_limited_code = 4029;
+
+  /// When the connection must be closed unless something changes it (no
+  /// connect in time, a token's expiry), and with which code.
+  struct deadline {
+    /// On the actor clock; meaningful only when `code` is not 0.
+    std::chrono::steady_clock::time_point when;
+    /// 0: none.
+    uint16_t code = 0;
+  };
 
   sink(size_t max_frames, size_t max_bytes);
 
@@ -79,6 +94,13 @@ class sink {
 
   /// Write progress (see progress).
   progress write_progress();
+
+  /// Sets (or, with code 0, clears) the connection's deadline. The client
+  /// actor sets it; the keepalive sweep enforces it.
+  void set_deadline(deadline x);
+
+  /// The connection's deadline.
+  deadline get_deadline();
 
   /// True once closed by us or by the transport.
   bool closed();
@@ -131,6 +153,7 @@ class sink {
   size_t max_bytes_;
   bool closed_ = false;
   bool detached_ = false;
+  deadline deadline_;
   std::atomic<bool> pong_seen_{false};
   uint64_t total_ = 0;
   /// End offset (in `total_`) of each frame not yet written, oldest first,

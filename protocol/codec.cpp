@@ -118,12 +118,13 @@ struct value_writer : raw_numbers_only {
 };
 
 /// Reads a top-level object, keeping the string fields `type`, `channel`,
-/// `event`, the raw `id` and the re-written `data`; skips other fields.
+/// `event`, `token`, the raw `id` and the re-written values `data` and
+/// `info`; skips other fields.
 class object_reader : public raw_numbers_only {
  public:
-  std::optional<std::string> type, channel, event;
+  std::optional<std::string> type, channel, event, token;
   std::string id;
-  std::optional<std::string> data;
+  std::optional<std::string> data, info;
   std::string shape_error; // first field of a wrong type, if any
   bool not_object = false;
   bool too_deep = false;
@@ -169,10 +170,12 @@ class object_reader : public raw_numbers_only {
         channel = std::string{s};
       else if (key_ == "event")
         event = std::string{s};
+      else if (key_ == "token")
+        token = std::string{s};
       else if (key_ == "id")
         set_id(quote(s));
-      else if (key_ == "data")
-        data = quote(s);
+      else if (auto target = captured())
+        *target = quote(s);
       return true;
     }
     return forward([=](writer_type& w) {
@@ -218,13 +221,12 @@ class object_reader : public raw_numbers_only {
       return true;
     }
     if (depth_ == 1 && !in_data_) {
-      if (key_ == "data") {
+      if (auto target = captured()) {
         data_.reset(new value_writer);
         write(data_->out);
-        data = data_->take();
+        *target = data_->take();
         data_.reset();
-      } else if (key_ == "type" || key_ == "channel" || key_ == "event"
-                 || key_ == "id") {
+      } else if (string_field()) {
         wrong_type(what);
       }
       return true;
@@ -249,12 +251,10 @@ class object_reader : public raw_numbers_only {
         not_object = true;
       return true;
     }
-    if (depth_ == 2 && key_ == "data") {
+    if (depth_ == 2 && captured()) {
       in_data_ = true;
       data_.reset(new value_writer);
-    } else if (depth_ == 2
-               && (key_ == "type" || key_ == "channel" || key_ == "event"
-                   || key_ == "id")) {
+    } else if (depth_ == 2 && string_field()) {
       wrong_type(object ? "an object" : "an array");
     }
     if (in_data_)
@@ -270,10 +270,26 @@ class object_reader : public raw_numbers_only {
     auto ok = write(data_->out);
     if (depth_ == 1) {
       in_data_ = false;
-      data = data_->take();
+      *captured() = data_->take();
       data_.reset();
     }
     return ok;
+  }
+
+  /// Where the value of the current top-level field is kept re-written
+  /// (`data`, `info`); none for other fields.
+  std::optional<std::string>* captured() {
+    if (key_ == "data")
+      return &data;
+    if (key_ == "info")
+      return &info;
+    return nullptr;
+  }
+
+  /// True for the top-level fields that must be strings (or an id).
+  bool string_field() const {
+    return key_ == "type" || key_ == "channel" || key_ == "event"
+      || key_ == "id" || key_ == "token";
   }
 
   void set_id(std::string raw) {
@@ -522,6 +538,8 @@ const char* to_string(error_code x) {
     case error_code::forbidden: return "forbidden";
     case error_code::too_many_subscriptions: return "too_many_subscriptions";
     case error_code::rate_limited: return "rate_limited";
+    case error_code::unauthorized: return "unauthorized";
+    case error_code::unavailable: return "unavailable";
     case error_code::internal: return "internal";
   }
   return "internal";
@@ -544,6 +562,20 @@ std::variant<command, parse_error> parse_command(std::string_view text) {
     cmd.type = command_type::ping;
     return cmd;
   }
+  if (t == "connect" || t == "refresh") {
+    cmd.type = t == "connect" ? command_type::connect : command_type::refresh;
+    if (obj.token)
+      cmd.token = std::move(*obj.token);
+    else if (cmd.type == command_type::refresh)
+      return fail(error_code::bad_command, "missing field \"token\"");
+    if (obj.info) {
+      if (obj.info->size() > max_info_size)
+        return fail(error_code::bad_command,
+                    "field \"info\" is larger than 1 KiB");
+      cmd.info = json_text::trusted(std::move(*obj.info));
+    }
+    return cmd;
+  }
   if (t == "subscribe")
     cmd.type = command_type::subscribe;
   else if (t == "unsubscribe")
@@ -559,6 +591,8 @@ std::variant<command, parse_error> parse_command(std::string_view text) {
     return fail(error_code::bad_channel,
                 "channel names are 1 to 255 bytes without control characters");
   cmd.channel = std::move(*obj.channel);
+  if (cmd.type == command_type::subscribe && obj.token)
+    cmd.token = std::move(*obj.token);
   if (cmd.type == command_type::publish) {
     if (!obj.event)
       return fail(error_code::bad_command, "missing field \"event\"");
@@ -759,6 +793,37 @@ frame_ptr encode_ok(std::string_view id) {
   return make_frame(buf);
 }
 
+frame_ptr encode_connected(std::string_view id, std::string_view client,
+                           std::string_view user, int64_t expires) {
+  rapidjson::StringBuffer buf;
+  writer_type w{buf};
+  w.StartObject();
+  w.Key("type");
+  w.String("ok");
+  write_id(w, id);
+  w.Key("client");
+  w.String(client.data(), static_cast<rapidjson::SizeType>(client.size()));
+  w.Key("user");
+  w.String(user.data(), static_cast<rapidjson::SizeType>(user.size()));
+  w.Key("expires");
+  w.Int64(expires);
+  w.EndObject();
+  return make_frame(buf);
+}
+
+frame_ptr encode_refreshed(std::string_view id, int64_t expires) {
+  rapidjson::StringBuffer buf;
+  writer_type w{buf};
+  w.StartObject();
+  w.Key("type");
+  w.String("ok");
+  write_id(w, id);
+  w.Key("expires");
+  w.Int64(expires);
+  w.EndObject();
+  return make_frame(buf);
+}
+
 frame_ptr encode_pong(std::string_view id) {
   rapidjson::StringBuffer buf;
   writer_type w{buf};
@@ -811,6 +876,10 @@ std::string encode_stats(const hub_stats& x) {
   field("command_errors", x.command_errors);
   field("rejected_origin", x.rejected_origin);
   field("rejected_capacity", x.rejected_capacity);
+  field("rejected_rate", x.rejected_rate);
+  field("unauthorized_disconnects", x.unauthorized_disconnects);
+  field("expired_disconnects", x.expired_disconnects);
+  field("rate_limited_disconnects", x.rate_limited_disconnects);
   w.EndObject();
   return std::string{buf.GetString(), buf.GetSize()};
 }

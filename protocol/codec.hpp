@@ -32,6 +32,8 @@ enum class error_code {
   forbidden,
   too_many_subscriptions,
   rate_limited,
+  unauthorized,
+  unavailable,
   internal,
 };
 
@@ -42,7 +44,17 @@ constexpr size_t error_code_count = static_cast<size_t>(error_code::internal)
 /// The wire name of `x`, e.g. "bad_json".
 const char* to_string(error_code x);
 
-enum class command_type { subscribe, unsubscribe, publish, ping };
+/// Largest `info` of a connect command, in bytes of its JSON text.
+constexpr size_t max_info_size = 1024;
+
+enum class command_type {
+  subscribe,
+  unsubscribe,
+  publish,
+  ping,
+  connect,
+  refresh
+};
 
 /// One parsed client command. `id` is the raw JSON text of the command's id
 /// (a number's digits or a quoted string), empty when it had none.
@@ -52,6 +64,11 @@ struct command {
   std::string channel;
   std::string event;
   json_text data;
+  /// connect, refresh: the token; subscribe: a subscription token. Empty
+  /// when none.
+  std::string token;
+  /// connect: the `info` field (`null` when none).
+  json_text info;
 };
 
 /// Why a frame is not a command; `id` is set when the frame had a readable id.
@@ -94,6 +111,14 @@ frame_ptr encode_publication(const publication& x);
 
 /// `{"type":"ok","id":ID}`.
 frame_ptr encode_ok(std::string_view id);
+
+/// `{"type":"ok","id":ID,"client":C,"user":U,"expires":E}`: the reply to
+/// `connect`.
+frame_ptr encode_connected(std::string_view id, std::string_view client,
+                           std::string_view user, int64_t expires);
+
+/// `{"type":"ok","id":ID,"expires":E}`: the reply to `refresh`.
+frame_ptr encode_refreshed(std::string_view id, int64_t expires);
 
 /// `{"type":"pong"}`, with `"id"` when `id` is not empty.
 frame_ptr encode_pong(std::string_view id);

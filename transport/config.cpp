@@ -9,12 +9,16 @@
 #include <caf/sec.hpp>
 
 #include <cstring>
+#include <fstream>
 #include <functional>
+#include <iterator>
+#include <optional>
 #include <thread>
 #include <type_traits>
 #include <utility>
 #include <variant>
 
+#include "protocol/token.hpp"
 #include "transport/settings.hpp"
 
 namespace livehub {
@@ -24,6 +28,7 @@ namespace {
 using namespace std::chrono_literals;
 using settings::reader;
 using strings = std::vector<std::string>;
+using optional_strings = std::optional<strings>;
 
 // -- values as caf-application.ini writes them ------------------------------
 
@@ -33,6 +38,11 @@ std::string render(const std::string& x) {
 
 std::string render(const strings& x) {
   return caf::to_string(caf::config_value{x}); // ["a", "b"]
+}
+
+// Unset: the value depends on other settings (see hub_config).
+std::string render(const optional_strings& x) {
+  return x ? render(*x) : "unset";
 }
 
 std::string render(uint16_t x) {
@@ -66,6 +76,8 @@ template<>
 constexpr const char* type_name<caf::timespan> = "timespan";
 template<>
 constexpr const char* type_name<strings> = "list of strings";
+template<>
+constexpr const char* type_name<optional_strings> = "list of strings";
 
 // -- validation rules -------------------------------------------------------
 
@@ -125,6 +137,37 @@ std::string no_empty_pattern(const strings& xs, const hub_config&) {
   return {};
 }
 
+std::string no_empty_pattern_if_set(const optional_strings& xs,
+                                    const hub_config& cfg) {
+  return xs ? no_empty_pattern(*xs, cfg) : "";
+}
+
+/// The key file must exist and hold a PEM RSA or EC public key (a wrong key
+/// would fail every token: say it at start).
+std::string readable_public_key(const std::string& path, const hub_config&) {
+  if (path.empty())
+    return {};
+  std::ifstream in{path};
+  if (!in)
+    return "cannot read \"" + path + "\"";
+  std::string text{std::istreambuf_iterator<char>{in}, {}};
+  auto made = token::verifier::make("", std::move(text), {});
+  if (!made)
+    return "\"" + path
+      + "\" holds no PEM RSA or EC public key (-----BEGIN "
+        "PUBLIC KEY-----)";
+  return {};
+}
+
+/// Both TLS files or neither, and each readable.
+std::string tls_file(const std::string& path, const hub_config& cfg) {
+  if (cfg.tls_cert_file.empty() != cfg.tls_key_file.empty())
+    return "needs both livehub.tls-cert-file and livehub.tls-key-file";
+  if (!path.empty() && !std::ifstream{path})
+    return "cannot read \"" + path + "\"";
+  return {};
+}
+
 // -- the table --------------------------------------------------------------
 
 /// One setting: a hub_config field and its CAF option `livehub.<name>`.
@@ -147,9 +190,9 @@ setting(const char*, T hub_config::*, reader, const char*) -> setting<T>;
 template<class T, class Rule>
 setting(const char*, T hub_config::*, reader, const char*, Rule) -> setting<T>;
 
-using any_setting
-  = std::variant<setting<std::string>, setting<uint16_t>, setting<size_t>,
-                 setting<caf::timespan>, setting<strings>>;
+using any_setting = std::variant<setting<std::string>, setting<uint16_t>,
+                                 setting<size_t>, setting<caf::timespan>,
+                                 setting<strings>, setting<optional_strings>>;
 
 /// Every `livehub.*` setting, in hub_config's order; validate() reports the
 /// first invalid one in this order. Not here: `client_publish_check`, a
@@ -198,6 +241,38 @@ const std::vector<any_setting>& table() {
             "key for publishing; empty: loopback peers only"},
     setting{"client-publish", &hub_config::client_publish, reader::hub,
             "channel patterns on which clients may publish", no_empty_pattern},
+    // -- identity (tokens)
+    setting{"token-hmac-secret", &hub_config::token_hmac_secret, reader::hub,
+            "HS256 secret of tokens; set: connections must connect"},
+    setting{"token-public-key", &hub_config::token_public_key, reader::hub,
+            "PEM public key file (RS256/ES256) of tokens", readable_public_key},
+    setting{"token-leeway", &hub_config::token_leeway, reader::hub,
+            "tolerance for the exp, nbf and iat of tokens"},
+    setting{"connect-timeout", &hub_config::connect_timeout, reader::hub,
+            "with tokens, close (4001) a connection not connected by then",
+            at_least(1ms)},
+    setting{"public-channels", &hub_config::public_channels, reader::hub,
+            "channel patterns anyone may subscribe to; unset: [\"*\"] "
+            "without a token key, [] with one",
+            no_empty_pattern_if_set},
+    setting{"authorize-timeout", &hub_config::authorize_timeout, reader::hub,
+            "how long the application's authorizer may take", at_least(1ms)},
+    // -- rate limits
+    setting{"command-rate", &hub_config::command_rate, reader::hub,
+            "commands per second per connection", at_least(1)},
+    setting{"command-burst", &hub_config::command_burst, reader::hub,
+            "command bucket size per connection", at_least(1)},
+    setting{"client-publish-rate", &hub_config::client_publish_rate,
+            reader::hub, "client publications per second per connection",
+            at_least(1)},
+    setting{"max-connections-per-ip", &hub_config::max_connections_per_ip,
+            reader::server, "connections per peer address", at_least(1)},
+    // -- TLS
+    setting{"tls-cert-file", &hub_config::tls_cert_file, reader::server,
+            "PEM certificate (chain); with the key: wss:// and https:// only",
+            tls_file},
+    setting{"tls-key-file", &hub_config::tls_key_file, reader::server,
+            "PEM private key of the certificate", tls_file},
     // -- threads
     setting{"io-threads", &hub_config::io_threads, reader::server,
             "threads running the WebSocket and HTTP I/O", between(1, 64)},
@@ -239,6 +314,19 @@ template<class T>
 void read_setting(const caf::actor_system_config& cfg, const setting<T>& s,
                   hub_config& out) {
   out.*s.field = caf::get_or(cfg, option_name(s.name), out.*s.field);
+}
+
+void read_setting(const caf::actor_system_config& cfg,
+                  const setting<optional_strings>& s, hub_config& out) {
+  if (auto x = caf::get_if<strings>(&cfg, option_name(s.name)))
+    out.*s.field = *x;
+}
+
+void add_option(caf::config_option_adder& adder,
+                const setting<optional_strings>& s,
+                const hub_config& defaults) {
+  caf::string_view name{s.name, std::strlen(s.name)};
+  adder.add<strings>(name, help_text(s.help, render(defaults.*s.field)));
 }
 
 template<class T>

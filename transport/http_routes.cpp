@@ -269,14 +269,27 @@ void metrics(server::impl& srv, const connection_ptr& con) {
              + codec::to_string(static_cast<codec::error_code>(i)) + "\"}",
            get(c.command_errors_by_code[i]));
   metric(out, "livehub_rejected_upgrades_total", "counter",
-         "Upgrades refused, by reason (origin also counts HTTP requests "
-         "refused for their Origin; rate and auth: no such limits yet).");
+         "Connections refused, by reason (origin also counts HTTP requests "
+         "refused for their Origin; rate: max-connections-per-ip, 429; auth: "
+         "closed with 4001 for a missing or bad token).");
   sample(out, "livehub_rejected_upgrades_total{reason=\"origin\"}",
          get(c.rejected_origin));
   sample(out, "livehub_rejected_upgrades_total{reason=\"capacity\"}",
          get(c.rejected_capacity));
-  sample(out, "livehub_rejected_upgrades_total{reason=\"rate\"}", 0);
-  sample(out, "livehub_rejected_upgrades_total{reason=\"auth\"}", 0);
+  sample(out, "livehub_rejected_upgrades_total{reason=\"rate\"}",
+         get(c.rejected_rate));
+  sample(out, "livehub_rejected_upgrades_total{reason=\"auth\"}",
+         get(c.unauthorized_disconnects));
+  metric(out, "livehub_disconnects_total", "counter",
+         "Connections closed by livehub, by close code's reason.");
+  sample(out, "livehub_disconnects_total{reason=\"slow_consumer\"}",
+         get(c.slow_consumer_disconnects));
+  sample(out, "livehub_disconnects_total{reason=\"unauthorized\"}",
+         get(c.unauthorized_disconnects));
+  sample(out, "livehub_disconnects_total{reason=\"token_expired\"}",
+         get(c.expired_disconnects));
+  sample(out, "livehub_disconnects_total{reason=\"rate_limited\"}",
+         get(c.rate_limited_disconnects));
   single(out, "livehub_bytes_sent_total", "counter",
          "Payload bytes of WebSocket messages handed to the sockets.", sent);
   single(out, "livehub_bytes_received_total", "counter",

@@ -29,7 +29,10 @@ int main(int argc, char** argv) {
                                                  "livehub.client-publish"))
         hub.client_publish = {"room:*"};
       // What browsers publish to rooms must be a chat message; say why not.
-      hub.client_publish_check = chat::check_room_message;
+      hub.client_publish_check = [](const livehub::publication& x,
+                                    const livehub::identity&) {
+        return chat::check_room_message(x);
+      };
       if (hub.web_root.empty())
         hub.web_root = LIVEHUB_CHAT_WEB_ROOT;
       if (access((hub.web_root + "/index.html").c_str(), R_OK) != 0)

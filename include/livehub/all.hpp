@@ -4,6 +4,7 @@
 #include "livehub/config.hpp"
 #include "livehub/fwd.hpp"
 #include "livehub/hub.hpp"
+#include "livehub/identity.hpp"
 #include "livehub/json.hpp"
 #include "livehub/main.hpp"
 #include "livehub/messages.hpp"

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,9 @@
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 #include <caf/timespan.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "livehub/identity.hpp"
 
 namespace livehub {
 
@@ -100,13 +104,93 @@ struct hub_config {
   /// client actors enforce it for every server bound to it.
   std::vector<std::string> client_publish;
 
-  /// Checks what a client publishes where `client_publish` allows it (not
-  /// trusted publishers, not the C++ API): returns an empty string to accept,
-  /// or the reason to refuse it, which the client receives as a
-  /// `bad_command` error. Called from client actors, concurrently: it must
-  /// be thread-safe. No CAF option (so not in the table of options); set it
-  /// in code. Read by the hub, like `client_publish`. Default: accept all.
-  std::function<std::string(const publication&)> client_publish_check;
+  /// Checks what a client publishes where it may publish (not trusted
+  /// publishers, not the C++ API), given who publishes: returns an empty
+  /// string to accept, or the reason to refuse it, which the client receives
+  /// as a `bad_command` error. Called from client actors, concurrently: it
+  /// must be thread-safe. No CAF option (so not in the table of options); set
+  /// it in code. Read by the hub, like `client_publish`. Default: accept all.
+  std::function<std::string(const publication&, const identity&)>
+    client_publish_check;
+
+  // -- identity (tokens) ---------------------------------------------------
+
+  /// `livehub.token-hmac-secret`: the HS256 secret of connection and
+  /// subscription tokens (JWT). When this or `token_public_key` is set, every
+  /// connection but trusted publishers must send `connect` with a valid
+  /// token first. Read by the hub.
+  std::string token_hmac_secret;
+
+  /// `livehub.token-public-key`: path of a PEM public key (RSA: RS256, or
+  /// EC P-256: ES256) that verifies tokens. Read by the hub.
+  std::string token_public_key;
+
+  /// `livehub.token-leeway`: tolerance for `exp`, `nbf` and `iat`, for
+  /// clocks that differ. Read by the hub.
+  caf::timespan token_leeway = std::chrono::seconds(5);
+
+  /// `livehub.connect-timeout`: with a token key set, a connection that has
+  /// not sent a successful `connect` within this time is closed with 4001.
+  /// Read by the hub.
+  caf::timespan connect_timeout = std::chrono::seconds(10);
+
+  /// `livehub.public-channels`: channel patterns anyone may subscribe to (and
+  /// read the history and presence of). Unset (default): ["*"] without a
+  /// token key, [] with one. Read by the hub.
+  std::optional<std::vector<std::string>> public_channels;
+
+  /// The application's authorizer, asked `(authorize_atom, identity, action,
+  /// channel) -> bool` when nothing else decides whether a connection may
+  /// subscribe or publish (see docs/security.md). No CAF option; set it in
+  /// code. Default: none (nothing else decides: denied). Read by the hub.
+  authorizer_actor authorizer;
+
+  /// `livehub.authorize-timeout`: how long the authorizer may take; no
+  /// answer within it is a denial. Read by the hub.
+  caf::timespan authorize_timeout = std::chrono::seconds(2);
+
+  // -- rate limits ---------------------------------------------------------
+
+  /// `livehub.command-rate`: commands per second one connection may send
+  /// (a token bucket; trusted publishers are exempt). Over it: error
+  /// `rate_limited`; more than `command_burst` refused in a row: close 4029.
+  /// Read by the hub.
+  size_t command_rate = 100;
+
+  /// `livehub.command-burst`: the command bucket's size. Read by the hub.
+  size_t command_burst = 200;
+
+  /// `livehub.client-publish-rate`: publications per second one (untrusted)
+  /// connection may send; burst twice that. Read by the hub.
+  size_t client_publish_rate = 20;
+
+  /// `livehub.max-connections-per-ip`: WebSocket connections (upgrading or
+  /// open) from one peer address, loopback included, not counting those
+  /// carrying the API key; more: HTTP 429.
+  size_t max_connections_per_ip = 1000;
+
+  // -- TLS -----------------------------------------------------------------
+
+  /// `livehub.tls-cert-file`: PEM certificate (a chain may follow). With
+  /// `tls_key_file`, the port serves only wss:// and https://, TLS 1.2+.
+  std::string tls_cert_file;
+
+  /// `livehub.tls-key-file`: PEM private key of `tls_cert_file`.
+  std::string tls_key_file;
+
+  /// True when a token key is set (connections must `connect`).
+  bool tokens_enabled() const {
+    return !token_hmac_secret.empty() || !token_public_key.empty();
+  }
+
+  /// The public channel patterns in effect (see `public_channels`).
+  std::vector<std::string> effective_public_channels() const {
+    if (public_channels)
+      return *public_channels;
+    if (tokens_enabled())
+      return {};
+    return {"*"};
+  }
 
   // -- threads -------------------------------------------------------------
 

@@ -65,6 +65,15 @@ struct hub_stats {
   uint64_t rejected_origin = 0;
   /// Upgrades refused because max-connections was reached (503).
   uint64_t rejected_capacity = 0;
+  /// Upgrades refused because their address reached
+  /// max-connections-per-ip (429).
+  uint64_t rejected_rate = 0;
+  /// Connections closed with 4001 (bad token, no connect in time).
+  uint64_t unauthorized_disconnects = 0;
+  /// Connections closed with 4002 (token expired without a refresh).
+  uint64_t expired_disconnects = 0;
+  /// Connections closed with 4029 (kept exceeding the command rate).
+  uint64_t rate_limited_disconnects = 0;
 };
 
 template<class Inspector>
@@ -72,7 +81,8 @@ typename Inspector::result_type inspect(Inspector& f, hub_stats& x) {
   return f(caf::meta::type_name("livehub.hub_stats"), x.connections, x.channels,
            x.subscriptions, x.actor_subscriptions, x.published, x.delivered,
            x.slow_consumer_disconnects, x.command_errors, x.rejected_origin,
-           x.rejected_capacity);
+           x.rejected_capacity, x.rejected_rate, x.unauthorized_disconnects,
+           x.expired_disconnects, x.rate_limited_disconnects);
 }
 
 } // namespace livehub
@@ -87,6 +97,8 @@ CAF_ADD_TYPE_ID(livehub, (livehub::json_text))
 
 /// Asks a hub for its hub_stats.
 CAF_ADD_ATOM(livehub, livehub, stats_atom, "lh_stats")
+/// Asks an application's authorizer (see livehub/identity.hpp).
+CAF_ADD_ATOM(livehub, livehub, authorize_atom, "lh_auth")
 // Atoms of livehub's internal messages (between its own actors and
 // transport; applications do not send them).
 /// A channel tells its hub that it has no subscriber left.
