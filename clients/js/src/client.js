@@ -1,6 +1,7 @@
 /**
  * livehub-client: a framework-free client for the livehub WebSocket protocol
- * (version 1, see docs/protocol.md). No runtime dependencies.
+ * (see docs/protocol.md), with tokens (`connect` / `refresh`) when given
+ * one. No runtime dependencies.
  *
  * ```js
  * import { createLiveClient } from 'livehub-client';
@@ -12,10 +13,10 @@
  */
 
 import { backoffDelay } from './backoff.js';
-import { ErrorCodes, closedError, liveError } from './errors.js';
+import { CloseCodes, ErrorCodes, closedError, liveError } from './errors.js';
 
 /**
- * @typedef {'connecting'|'open'|'reconnecting'|'closed'} LiveState
+ * @typedef {'connecting'|'open'|'reconnecting'|'unauthorized'|'closed'} LiveState
  *
  * @typedef {object} LiveClientOptions
  * @property {typeof WebSocket} [WebSocket] WebSocket constructor (default `globalThis.WebSocket`).
@@ -27,6 +28,12 @@ import { ErrorCodes, closedError, liveError } from './errors.js';
  * @property {number} [requestTimeout=10000] Time a request (or subscribe) waits for its reply, ms.
  * @property {number} [errorGrace=1000] After a socket `error` without `close`, ms to wait for `close` before treating the socket as closed.
  * @property {() => number} [random=Math.random] Randomness for the jitter (injectable for tests).
+ * @property {string} [token] Token (JWT) sent in `connect` on every connection; with `getToken` too, only on the first.
+ * @property {() => (string|Promise<string>)} [getToken] Gives a token for each connection and for each refresh before `expires`.
+ * @property {any} [info] JSON value sent in `connect` (the connection's presence info where the server has no tokens).
+ *
+ * @typedef {{client: string, user: string, expires: number}} Identity  The `ok` of `connect` (and `expires` of the last `refresh`); `expires` in unix seconds, 0 for never.
+ * @typedef {(identity: Identity) => void} IdentityListener
  *
  * @typedef {{channel: string, type: string}} PublicationMeta
  * @typedef {(data: any, meta: PublicationMeta) => void} ChannelHandler
@@ -36,6 +43,29 @@ import { ErrorCodes, closedError, liveError } from './errors.js';
 
 /** Reply frame types; a frame with one of these and no `channel` is never a publication. */
 const REPLY_TYPES = new Set(['ok', 'error', 'pong']);
+
+/** Server error codes the client acts on. */
+const UNAUTHORIZED = 'unauthorized';
+const RATE_LIMITED = 'rate_limited';
+const UNKNOWN_COMMAND = 'unknown_command';
+
+/**
+ * When to refresh a token: at 90 % of its remaining lifetime, and at least
+ * REFRESH_MARGIN ms before it expires, so that getToken() (often a fetch) and
+ * the round trip fit in before the server closes with 4002. Never sooner than
+ * MIN_REFRESH_DELAY: a clock far ahead of the server's, or a server handing
+ * out tokens that are already due, would otherwise make a tight loop; the
+ * client then refreshes with the reconnect backoff instead.
+ */
+const REFRESH_FRACTION = 0.9;
+const REFRESH_MARGIN = 10000;
+const MIN_REFRESH_DELAY = 1000;
+
+/** After a close with 4029 the server wants us to slow down: never reconnect sooner, whatever the backoff options say. */
+const RATE_LIMITED_MIN_DELAY = 1000;
+
+/** setTimeout fires at once for delays over 2^31 - 1 ms (24.8 days); longer waits go in steps. */
+const MAX_TIMER_DELAY = 2 ** 31 - 1;
 
 const noop = () => {};
 
@@ -70,6 +100,17 @@ export class LiveClient {
     this._attempt = 0;
     this._reconnectTimer = null;
     this._graceTimer = null;
+    /** Code of the last close and how many closes in a row had it: backs off repeated 4002 and 4029. */
+    this._closeStreak = { code: undefined, count: 0 };
+    /** The getToken() call a connection attempt waits for; any other one's result is ignored. */
+    this._tokenWait = null;
+    /** Whether `token` still goes to the next connect (with getToken, only the first one uses it). */
+    this._tokenUnused = true;
+    /** @type {Identity|null} the ok of the last connect */
+    this._identity = null;
+    this._refreshTimer = null;
+    /** Refreshes in a row that failed, or that had to be scheduled sooner than MIN_REFRESH_DELAY. */
+    this._refreshStreak = 0;
     this._nextId = 1;
     /** id -> request record; insertion order is send order. */
     this._requests = new Map();
@@ -79,12 +120,29 @@ export class LiveClient {
     this._handlers = new Map();
     this._stateListeners = new Set();
     this._errorListeners = new Set();
+    this._connectListeners = new Set();
+    this._refreshListeners = new Set();
     this._connect();
   }
 
-  /** @returns {LiveState} `connecting`, `open`, `reconnecting` or `closed`. */
+  /** @returns {LiveState} `connecting`, `open`, `reconnecting`, `unauthorized` or `closed`. */
   get state() {
     return this._state;
+  }
+
+  /** @returns {string|null} the server's id of the connection (from the last connect), null without one. */
+  get clientId() {
+    return this._identity?.client ?? null;
+  }
+
+  /** @returns {string|null} the user of the token (`""` for a connect without token), null without a connect. */
+  get user() {
+    return this._identity?.user ?? null;
+  }
+
+  /** @returns {number|null} when the token expires, in unix seconds (0: never), null without a connect. */
+  get expires() {
+    return this._identity?.expires ?? null;
   }
 
   /** @returns {string[]} the channels currently subscribed (or to be subscribed on open). */
@@ -114,6 +172,29 @@ export class LiveClient {
   onError(fn) {
     this._errorListeners.add(fn);
     return () => this._errorListeners.delete(fn);
+  }
+
+  /**
+   * Calls `fn({client, user, expires})` after each successful `connect` (so
+   * only with `token`, `getToken` or `info`), just after the state became
+   * `open`.
+   * @param {IdentityListener} fn
+   * @returns {() => void} removes the listener
+   */
+  onConnect(fn) {
+    this._connectListeners.add(fn);
+    return () => this._connectListeners.delete(fn);
+  }
+
+  /**
+   * Calls `fn({client, user, expires})` after each successful token refresh,
+   * with the new `expires`.
+   * @param {IdentityListener} fn
+   * @returns {() => void} removes the listener
+   */
+  onRefresh(fn) {
+    this._refreshListeners.add(fn);
+    return () => this._refreshListeners.delete(fn);
   }
 
   /**
@@ -150,7 +231,9 @@ export class LiveClient {
    *
    * Resolves when the server confirms it (`ok`). Rejects with the server's
    * error (and the channel is dropped), `timeout` (the subscription stays
-   * wanted and is still made), `cancelled` (unsubscribed meanwhile) or
+   * wanted and is still made), `unauthorized` (the client is or becomes
+   * `unauthorized`; the channel stays wanted and is subscribed after
+   * {@link LiveClient#connect}), `cancelled` (unsubscribed meanwhile) or
    * `closed` (the client was closed). Only server refusals are also reported
    * to onError, so the promise may be left unawaited.
    * @param {string} channel
@@ -166,7 +249,9 @@ export class LiveClient {
       this._channels.set(channel, entry);
       if (this._state === 'open') this._subscribeOnWire(channel, entry);
     }
-    return this._waiterFor(entry).promise;
+    const waiter = this._waiterFor(entry);
+    if (this._state === 'unauthorized') waiter.reject(unauthorizedError());
+    return waiter.promise;
   }
 
   /**
@@ -220,7 +305,8 @@ export class LiveClient {
    * has). Queued while not open (sent on open, in order). Resolves with the
    * `ok` (or `pong`) reply; rejects with an Error whose `code`/`message` come
    * from an `error` reply, or code `timeout`, or `closed` when the connection
-   * drops before the reply or the client is closed.
+   * drops before the reply or the client is closed, or `unauthorized` when
+   * the client is or becomes `unauthorized`.
    * @param {{type: string} & Record<string, any>} command
    * @returns {Promise<object>}
    */
@@ -229,7 +315,28 @@ export class LiveClient {
       return Promise.reject(new TypeError('a command is an object with a string "type"'));
     }
     if (this._state === 'closed') return Promise.reject(closedError());
+    if (this._state === 'unauthorized') return Promise.reject(unauthorizedError());
     return this._enqueue(command, this._opts.requestTimeout);
+  }
+
+  /**
+   * Connects again after the client became `unauthorized` (e.g. once the
+   * user logged in): state `connecting`, backoff from the start, every
+   * wanted channel subscribed again once connected. `auth` replaces the
+   * options `token`, `getToken` and `info` that it has. Does nothing in any
+   * other state: a client that is connected or reconnecting needs no help,
+   * and a `closed` one cannot reopen.
+   * @param {{token?: string, getToken?: LiveClientOptions['getToken'], info?: any}} [auth]
+   */
+  connect(auth = {}) {
+    if (this._state !== 'unauthorized') return;
+    const { token, getToken, info } = this._opts;
+    Object.assign(this._opts, authOptions({ token, getToken, info, ...auth }));
+    if ('token' in auth) this._tokenUnused = true;
+    this._attempt = 0;
+    this._closeStreak = { code: undefined, count: 0 };
+    this._setState('connecting');
+    if (this._state === 'connecting') this._connect(); // a listener may have closed it
   }
 
   /**
@@ -243,8 +350,40 @@ export class LiveClient {
 
   // ------------------------------------------------------------ internals
 
-  /** Creates a socket for the next connection attempt. */
+  /**
+   * Starts the next connection attempt. With getToken the token comes first
+   * and the socket after it: the server closes a connection that has not
+   * sent `connect` within its connect-timeout with 4001, which ends
+   * reconnecting, so a slow token endpoint must not hold an open socket.
+   */
   _connect() {
+    if (!this._opts.getToken || (this._opts.token !== undefined && this._tokenUnused)) {
+      this._tokenUnused = false;
+      this._openSocket(this._opts.token);
+      return;
+    }
+    const wait = (this._tokenWait = {});
+    this._fetchToken().then(
+      (token) => {
+        if (this._tokenWait !== wait) return; // closed meanwhile
+        this._tokenWait = null;
+        this._openSocket(token);
+      },
+      (err) => {
+        if (this._tokenWait !== wait) return;
+        this._tokenWait = null;
+        if (err.code === UNAUTHORIZED) this._unauthorized(err);
+        else this._retry(undefined, '', err);
+      },
+    );
+  }
+
+  /**
+   * Creates a socket; its first frame will be a `connect` carrying `token`
+   * when there is one (or the `info` option).
+   * @param {string|undefined} token
+   */
+  _openSocket(token) {
     let socket;
     try {
       socket = new this._opts.WebSocket(this.url);
@@ -261,22 +400,82 @@ export class LiveClient {
       return;
     }
     this._socket = socket;
+    this._socketToken = token;
     socket.onopen = () => this._socketOpened(socket);
     socket.onmessage = (event) => {
       if (socket === this._socket) this._receive(event.data);
     };
-    socket.onclose = () => this._socketGone(socket);
+    socket.onclose = (event) => this._socketGone(socket, event);
     socket.onerror = (event) => this._socketError(socket, event);
   }
 
+  /**
+   * The socket is open. Without token and info it is ready at once, as in
+   * protocol version 1 (a seed hub knows no `connect`). Otherwise `connect`
+   * goes first, and nothing else until its `ok`: the server refuses any
+   * command before it.
+   */
   _socketOpened(socket) {
     if (socket !== this._socket) return;
+    const token = this._socketToken;
+    const { info } = this._opts;
+    if (token === undefined && info === undefined) {
+      this._ready(socket, null);
+      return;
+    }
+    const command = { type: 'connect', ...(token !== undefined && { token }), ...(info !== undefined && { info }) };
+    this._enqueue(command, this._opts.requestTimeout, { now: true, ownErrors: true }).then(
+      (reply) => {
+        if (socket === this._socket) this._ready(socket, reply);
+      },
+      (err) => {
+        if (socket === this._socket) this._connectRefused(socket, err);
+      },
+    );
+  }
+
+  /** The `connect` of the current socket failed. */
+  _connectRefused(socket, err) {
+    if (err.code === UNAUTHORIZED) {
+      // The server closes with 4001 right after; stopping here does not
+      // depend on that close arriving.
+      this._unauthorized(err);
+    } else if (err.code === UNKNOWN_COMMAND) {
+      // A server of protocol version 1 has no identities and allows every
+      // command without connect: go on as an anonymous connection.
+      this._emitError(err);
+      if (socket === this._socket) this._ready(socket, null);
+    } else {
+      // timeout, rate_limited, internal, ...: this attempt failed
+      this._emitError(err);
+      this._socketGone(socket);
+    }
+  }
+
+  /**
+   * The connection is usable: subscribes again, sends what was queued, then
+   * tells the listeners. `reply` is the `ok` of `connect`, or null.
+   */
+  _ready(socket, reply) {
     this._attempt = 0;
-    this._setState('open');
-    for (const [channel, entry] of this._channels) this._subscribeOnWire(channel, entry);
+    this._refreshStreak = 0;
+    if (reply) {
+      this._identity = {
+        client: typeof reply.client === 'string' ? reply.client : '',
+        user: typeof reply.user === 'string' ? reply.user : '',
+        expires: expiresOf(reply),
+      };
+    }
+    // Sent before the state listeners run, so that a listener subscribing
+    // on 'open' does not get its channel subscribed twice.
+    for (const [channel, entry] of this._channels) this._subscribeOnWire(channel, entry, true);
     for (const record of this._requests.values()) {
       if (!record.sent) this._transmit(record);
     }
+    this._setState('open');
+    if (!reply || socket !== this._socket) return; // no connect, or a listener closed the client
+    this._emitIdentity(this._connectListeners);
+    if (socket === this._socket) this._planRefresh();
   }
 
   /**
@@ -295,16 +494,47 @@ export class LiveClient {
     }, this._opts.errorGrace);
   }
 
-  /** The socket closed (or failed): reject what was in flight, then reconnect or stop. */
-  _socketGone(socket) {
+  /**
+   * The socket closed (or failed): reconnect or stop, as its close code
+   * says. `event` is the close event, absent when the client gave up on the
+   * socket itself.
+   */
+  _socketGone(socket, event) {
     if (socket !== this._socket) return; // stale socket, or already handled
     this._dropSocket();
+    this._retry(event?.code, event?.reason, null);
+  }
+
+  /**
+   * A connection ended with close code `code` (undefined without a close
+   * event), or an attempt failed before it had a socket (`error` says why):
+   * rejects what was in flight, then reconnects after the delay the code
+   * calls for, or stops.
+   */
+  _retry(code, reason, error) {
     for (const entry of this._channels.values()) entry.confirmed = false;
-    if (!this._opts.reconnect || this._attempt >= this._opts.maxReconnectAttempts) {
-      this._shutdown();
+    const streak = this._closeStreak;
+    this._closeStreak = { code, count: streak.code === code ? streak.count + 1 : 1 };
+    if (code === CloseCodes.UNAUTHORIZED) {
+      this._unauthorized(liveError(UNAUTHORIZED, closeMessage(code, reason, 'unauthorized'), { closeCode: code }));
       return;
     }
-    const delay = backoffDelay(this._attempt, this._opts.backoff);
+    if (code === CloseCodes.TOKEN_EXPIRED) {
+      error = liveError(ErrorCodes.TOKEN_EXPIRED, closeMessage(code, reason, 'token expired'), { closeCode: code });
+      // A fixed token would be refused as expired: as final as 4001.
+      if (!this._opts.getToken) {
+        this._unauthorized(error);
+        return;
+      }
+    } else if (code === CloseCodes.RATE_LIMITED) {
+      error = liveError(RATE_LIMITED, closeMessage(code, reason, 'rate limited'), { closeCode: code });
+    }
+    if (!this._opts.reconnect || this._attempt >= this._opts.maxReconnectAttempts) {
+      this._shutdown();
+      if (error) this._emitError(error);
+      return;
+    }
+    const delay = this._reconnectDelay(code, this._closeStreak.count);
     this._attempt += 1;
     this._setState('reconnecting');
     this._reconnectTimer = setTimeout(() => {
@@ -315,14 +545,56 @@ export class LiveClient {
     for (const record of [...this._requests.values()]) {
       if (record.sent) this._settle(record, null, closedError('connection lost before the reply'));
     }
+    if (error) this._emitError(error);
   }
 
-  /** Detaches and closes the current socket, if any. */
+  /**
+   * The delay before the next attempt, after a close with `code` that is the
+   * `count`-th close in a row with that code.
+   */
+  _reconnectDelay(code, count) {
+    const { backoff } = this._opts;
+    if (code === CloseCodes.TOKEN_EXPIRED) {
+      // At once, with a fresh token. But a server that keeps expiring what
+      // getToken() gives (a stale cache, a clock far off) gets the backoff.
+      return count === 1 ? 0 : backoffDelay(this._attempt + count - 2, backoff);
+    }
+    if (code === CloseCodes.RATE_LIMITED) {
+      // The connections between repeated 4029s opened fine, which reset the
+      // attempt count; the streak keeps the delay growing all the same.
+      return Math.max(RATE_LIMITED_MIN_DELAY, backoffDelay(this._attempt + count - 1, backoff));
+    }
+    return backoffDelay(this._attempt, backoff);
+  }
+
+  /**
+   * The server refused the connection's identity (4001, an `unauthorized`
+   * reply to connect or refresh, or getToken() said so). The same token
+   * would be refused again, so the client stops until the application calls
+   * connect(). Wanted channels stay wanted; everything waiting rejects with
+   * `error`.
+   */
+  _unauthorized(error) {
+    clearTimeout(this._reconnectTimer);
+    this._reconnectTimer = null;
+    this._tokenWait = null;
+    this._dropSocket();
+    this._identity = null;
+    for (const entry of this._channels.values()) entry.confirmed = false;
+    this._setState('unauthorized');
+    for (const record of [...this._requests.values()]) this._settle(record, null, error);
+    for (const entry of [...this._channels.values()]) entry.waiter?.reject(error);
+    this._emitError(error);
+  }
+
+  /** Detaches and closes the current socket, if any; its token refresh ends with it. */
   _dropSocket() {
     const socket = this._socket;
     this._socket = null;
     clearTimeout(this._graceTimer);
     this._graceTimer = null;
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
     if (!socket) return;
     socket.onopen = socket.onmessage = socket.onclose = null;
     socket.onerror = noop; // some implementations throw on an unhandled 'error'
@@ -337,12 +609,90 @@ export class LiveClient {
   _shutdown() {
     clearTimeout(this._reconnectTimer);
     this._reconnectTimer = null;
+    this._tokenWait = null;
     this._dropSocket();
     this._setState('closed');
     for (const record of [...this._requests.values()]) this._settle(record, null, closedError());
     const entries = [...this._channels.values()];
     this._channels.clear();
     for (const entry of entries) entry.waiter?.reject(closedError());
+  }
+
+  /**
+   * Calls getToken(). Resolves with a non-empty string; rejects with
+   * `token_error` (its `cause` being what getToken threw), or with
+   * `unauthorized` when getToken threw an error with that code: the
+   * application's way of saying that the user is logged out, so asking
+   * again is pointless.
+   * @returns {Promise<string>}
+   */
+  _fetchToken() {
+    return new Promise((resolve) => resolve(this._opts.getToken())).then(
+      (token) => {
+        if (typeof token === 'string' && token !== '') return token;
+        throw liveError(ErrorCodes.TOKEN_ERROR, `getToken() gave ${token === '' ? 'an empty string' : typeof token}, not a token`);
+      },
+      (cause) => {
+        const code = cause?.code === UNAUTHORIZED ? UNAUTHORIZED : ErrorCodes.TOKEN_ERROR;
+        throw liveError(code, `getToken() failed: ${cause?.message ?? cause}`, { cause });
+      },
+    );
+  }
+
+  /**
+   * Schedules the token's refresh (only with getToken: a fixed token cannot
+   * be renewed, and the server closes with 4002 when it expires).
+   */
+  _planRefresh() {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    const expires = this._identity?.expires;
+    if (!this._opts.getToken || !(expires > 0)) return;
+    const remaining = expires * 1000 - Date.now();
+    let delay = Math.min(remaining * REFRESH_FRACTION, remaining - REFRESH_MARGIN);
+    if (delay >= MIN_REFRESH_DELAY) this._refreshStreak = 0;
+    else delay = this._refreshBackoff();
+    if (delay > MAX_TIMER_DELAY) {
+      this._refreshTimer = setTimeout(() => this._planRefresh(), MAX_TIMER_DELAY);
+      return;
+    }
+    this._refreshTimer = setTimeout(() => this._refresh(), delay);
+  }
+
+  /** The delay of a refresh that failed or would come too soon: the reconnect backoff, and at least MIN_REFRESH_DELAY. */
+  _refreshBackoff() {
+    return Math.max(MIN_REFRESH_DELAY, backoffDelay(this._refreshStreak++, this._opts.backoff));
+  }
+
+  /**
+   * Gets a new token and sends `refresh`. Its `ok` carries the new
+   * `expires`, from which the next refresh is planned. On failure it tries
+   * again after a backoff; meanwhile the connection lives until the old
+   * token expires, and then the server's 4002 makes the client reconnect.
+   */
+  _refresh() {
+    this._refreshTimer = null;
+    const socket = this._socket;
+    const current = () => socket === this._socket && this._state === 'open';
+    const failed = (err) => {
+      if (!current() || err.code === ErrorCodes.CLOSED) return;
+      if (err.code === UNAUTHORIZED) {
+        this._unauthorized(err);
+        return;
+      }
+      this._refreshTimer = setTimeout(() => this._refresh(), this._refreshBackoff());
+      this._emitError(err);
+    };
+    this._fetchToken().then((token) => {
+      if (!current()) return;
+      this._enqueue({ type: 'refresh', token }, this._opts.requestTimeout, { ownErrors: true }).then((reply) => {
+        if (!current()) return;
+        this._identity = { ...this._identity, expires: expiresOf(reply) };
+        this._closeStreak = { code: undefined, count: 0 };
+        this._emitIdentity(this._refreshListeners);
+        if (current()) this._planRefresh();
+      }, failed);
+    }, failed);
   }
 
   _setState(state) {
@@ -356,13 +706,21 @@ export class LiveClient {
     for (const fn of [...this._errorListeners]) callSafely(fn, error);
   }
 
+  _emitIdentity(listeners) {
+    const identity = { ...this._identity };
+    for (const fn of [...listeners]) callSafely(fn, identity);
+  }
+
   /**
    * Registers a request and sends it now if open.
    * @param {object} command
    * @param {number|null} timeout ms, or null for none
+   * @param {{now?: boolean, ownErrors?: boolean}} [how] `now`: send even
+   *   though the state is not `open` yet (connect, and what `_ready` sends);
+   *   `ownErrors`: the caller reports this command's errors itself
    * @returns {Promise<object>}
    */
-  _enqueue(command, timeout) {
+  _enqueue(command, timeout, { now = false, ownErrors = false } = {}) {
     const id = this._nextId++;
     let text;
     try {
@@ -371,14 +729,14 @@ export class LiveClient {
       return Promise.reject(err);
     }
     return new Promise((resolve, reject) => {
-      const record = { id, text, resolve, reject, sent: false, timer: null };
+      const record = { id, text, resolve, reject, sent: false, timer: null, ownErrors };
       if (timeout != null && Number.isFinite(timeout)) {
         record.timer = setTimeout(() => {
           this._settle(record, null, liveError(ErrorCodes.TIMEOUT, `no reply to ${command.type} within ${timeout} ms`, { id }));
         }, timeout);
       }
       this._requests.set(id, record);
-      if (this._state === 'open') this._transmit(record);
+      if (now || this._state === 'open') this._transmit(record);
     });
   }
 
@@ -401,8 +759,8 @@ export class LiveClient {
   }
 
   /** Sends `subscribe` for a wanted channel and settles its waiter with the reply. */
-  _subscribeOnWire(channel, entry) {
-    this._enqueue({ type: 'subscribe', channel }, null).then(
+  _subscribeOnWire(channel, entry, now = false) {
+    this._enqueue({ type: 'subscribe', channel }, null, { now, ownErrors: true }).then(
       () => {
         if (this._channels.get(channel) !== entry) return; // unsubscribed meanwhile
         entry.confirmed = true;
@@ -411,7 +769,10 @@ export class LiveClient {
       (err) => {
         if (err.code === ErrorCodes.CLOSED) return; // subscribed again after the reconnect
         if (this._channels.get(channel) !== entry) return;
-        this._channels.delete(channel);
+        if (this._state === 'unauthorized') return; // waiter rejected; subscribed again after connect()
+        // `unauthorized` is about the connection, not the channel: it stays
+        // wanted, for the connection that connect() makes later.
+        if (err.code !== UNAUTHORIZED) this._channels.delete(channel);
         err.channel = channel;
         this._emitError(err);
         entry.waiter?.reject(err);
@@ -470,8 +831,15 @@ export class LiveClient {
   _reply(frame) {
     const record = frame.id === undefined ? undefined : this._requests.get(frame.id);
     if (record?.sent) {
-      if (frame.type === 'error') this._settle(record, null, serverError(frame));
-      else this._settle(record, frame, null);
+      if (frame.type !== 'error') {
+        this._settle(record, frame, null);
+        return;
+      }
+      const err = serverError(frame);
+      // A refused identity concerns the whole connection: the application
+      // hears of it even where nobody awaits the command's promise.
+      if (err.code === UNAUTHORIZED && !record.ownErrors) this._emitError(err);
+      this._settle(record, null, err);
     } else if (frame.type === 'error') {
       this._emitError(serverError(frame));
     }
@@ -499,6 +867,21 @@ function serverError(frame) {
   return liveError(code, message, { reply: frame, ...(frame.id !== undefined && { id: frame.id }) });
 }
 
+/** The error of commands made while the client is `unauthorized`. */
+function unauthorizedError() {
+  return liveError(UNAUTHORIZED, 'not authorized: call connect() (with a new token) to try again');
+}
+
+function closeMessage(code, reason, fallback) {
+  return `the server closed the connection: ${code} ${reason || fallback}`;
+}
+
+/** The `expires` of a connect or refresh reply: unix seconds, 0 for none (or nonsense). */
+function expiresOf(reply) {
+  const { expires } = reply;
+  return typeof expires === 'number' && Number.isFinite(expires) && expires > 0 ? expires : 0;
+}
+
 /** Calls a listener; its exception is reported without breaking the client. */
 function callSafely(fn, ...args) {
   try {
@@ -515,6 +898,33 @@ function number(value, fallback, name) {
     throw new TypeError(`option ${name} must be a non-negative number`);
   }
   return value;
+}
+
+/**
+ * Checks the identity options (of the constructor, or given to connect()).
+ * null counts as not given, so that `token: localStorage.getItem(...)` of a
+ * logged-out user connects without a token.
+ */
+function authOptions({ token, getToken, info }) {
+  token = token ?? undefined;
+  getToken = getToken ?? undefined;
+  info = info ?? undefined;
+  if (token !== undefined && (typeof token !== 'string' || token === '')) {
+    throw new TypeError('option token must be a non-empty string');
+  }
+  if (getToken !== undefined && typeof getToken !== 'function') {
+    throw new TypeError('option getToken must be a function returning a token or a promise of one');
+  }
+  if (info !== undefined) {
+    let text;
+    try {
+      text = JSON.stringify(info);
+    } catch {
+      // reported below
+    }
+    if (text === undefined) throw new TypeError('option info must be a JSON value');
+  }
+  return { token, getToken, info };
 }
 
 /** Fills in defaults and checks option types. */
@@ -536,5 +946,6 @@ function normalizeOptions(options) {
     requestTimeout: number(options.requestTimeout, 10000, 'requestTimeout'),
     errorGrace: number(options.errorGrace, 1000, 'errorGrace'),
     backoff: { base, cap, jitter, random },
+    ...authOptions(options),
   };
 }

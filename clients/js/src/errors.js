@@ -19,10 +19,25 @@ export const ErrorCodes = Object.freeze({
   SOCKET_ERROR: 'socket_error',
   /** A channel handler registered with on() threw; the error is the `cause`. */
   HANDLER_ERROR: 'handler_error',
+  /** getToken() threw, rejected, or gave something other than a non-empty string; the `cause` is its error. */
+  TOKEN_ERROR: 'token_error',
+  /** The server closed the connection with 4002 (token expired). */
+  TOKEN_EXPIRED: 'token_expired',
 });
 
 /**
- * @typedef {Error & {code: string, channel?: string, id?: (number|string), reply?: object, cause?: unknown}} LiveError
+ * Close codes of the server that the client treats specially (see the
+ * protocol): 4001 ends reconnecting, 4002 reconnects with a fresh token, 4029
+ * reconnects only after a backoff.
+ */
+export const CloseCodes = Object.freeze({
+  UNAUTHORIZED: 4001,
+  TOKEN_EXPIRED: 4002,
+  RATE_LIMITED: 4029,
+});
+
+/**
+ * @typedef {Error & {code: string, channel?: string, id?: (number|string), reply?: object, closeCode?: number, cause?: unknown}} LiveError
  */
 
 /**

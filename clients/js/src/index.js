@@ -5,4 +5,4 @@
  */
 export { createLiveClient, LiveClient } from './client.js';
 export { backoffDelay } from './backoff.js';
-export { ErrorCodes } from './errors.js';
+export { CloseCodes, ErrorCodes } from './errors.js';

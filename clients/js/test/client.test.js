@@ -578,3 +578,458 @@ describe('requests', () => {
     expect(WS.last.sent).toEqual([]);
   });
 });
+
+describe('tokens', () => {
+  const NOW = Date.UTC(2030, 0, 1) / 1000; // unix seconds; fake timers fake Date too
+
+  /** Lets chains of promises (getToken, then the connect reply) run to the end. */
+  async function settle() {
+    for (let i = 0; i < 20; i++) await Promise.resolve();
+  }
+
+  /** Channel names of the subscribes sent on a socket. */
+  function subscribes(sock) {
+    return sock.commands.filter((m) => m.type === 'subscribe').map((m) => m.channel);
+  }
+
+  /** getToken giving t1, t2, ... and counting its calls. */
+  function tokens() {
+    let n = 0;
+    const fn = vi.fn(async () => `t${++n}`);
+    return fn;
+  }
+
+  /** Answers the connect (the first frame) of the last socket. */
+  async function acceptConnect(extra = {}) {
+    const connect = WS.last.commands[0];
+    expect(connect.type).toBe('connect');
+    WS.last.ok(connect.id, { client: 'c1', user: 'ada', expires: 0, ...extra });
+    await settle();
+    return connect;
+  }
+
+  beforeEach(() => {
+    vi.setSystemTime(NOW * 1000);
+  });
+
+  it('sends connect first, and subscriptions and queued commands only after its ok', async () => {
+    const c = client({ token: 'jwt-1' });
+    const connects = [];
+    c.onConnect((identity) => connects.push(identity));
+    c.subscribe('room:a');
+    const ping = c.ping();
+    WS.last.open();
+    expect(WS.last.commands).toEqual([{ type: 'connect', token: 'jwt-1', id: WS.last.commands[0].id }]);
+    expect(c.state).toBe('connecting'); // not usable before the ok
+    c.subscribe('room:b'); // made during the handshake: waits too
+    expect(WS.last.sent).toHaveLength(1);
+    WS.last.ok(WS.last.commands[0].id, { client: 'node1-42', user: 'ada', expires: NOW + 3600 });
+    await settle();
+    expect(c.state).toBe('open');
+    expect(WS.last.commands.map((m) => `${m.type}:${m.channel ?? ''}`)).toEqual([
+      'connect:',
+      'subscribe:room:a',
+      'subscribe:room:b',
+      'ping:',
+    ]);
+    expect([c.clientId, c.user, c.expires]).toEqual(['node1-42', 'ada', NOW + 3600]);
+    expect(connects).toEqual([{ client: 'node1-42', user: 'ada', expires: NOW + 3600 }]);
+    WS.last.receive({ type: 'pong', id: WS.last.commands[3].id });
+    await expect(ping).resolves.toMatchObject({ type: 'pong' });
+  });
+
+  it('sends no connect without token or info, as a seed-hub client', () => {
+    const c = client();
+    c.subscribe('news');
+    WS.last.open();
+    expect(WS.last.commands).toEqual([{ type: 'subscribe', channel: 'news', id: WS.last.commands[0].id }]);
+    expect(c.state).toBe('open');
+    expect([c.clientId, c.user, c.expires]).toEqual([null, null, null]);
+  });
+
+  it('sends info alone in connect, and the reply gives a client and user ""', async () => {
+    const c = client({ info: { name: 'Ada', color: 'teal' } });
+    c.subscribe('room:a');
+    WS.last.open();
+    expect(WS.last.commands).toEqual([{ type: 'connect', info: { name: 'Ada', color: 'teal' }, id: WS.last.commands[0].id }]);
+    WS.last.ok(WS.last.commands[0].id, { client: 'c7', user: '', expires: 0 });
+    await settle();
+    expect(subscribes(WS.last)).toEqual(['room:a']);
+    expect([c.clientId, c.user, c.expires]).toEqual(['c7', '', 0]);
+  });
+
+  it('calls getToken before every connection attempt and connects with what it gave', async () => {
+    const getToken = tokens();
+    const c = client({ getToken, jitter: 0 });
+    c.subscribe('room:a');
+    expect(getToken).toHaveBeenCalledTimes(1);
+    expect(WS.instances).toHaveLength(0); // the token comes first
+    await settle();
+    WS.last.open();
+    expect(WS.last.commands[0]).toMatchObject({ type: 'connect', token: 't1' });
+    await acceptConnect();
+    WS.last.drop();
+    vi.advanceTimersByTime(1000);
+    expect(getToken).toHaveBeenCalledTimes(2);
+    await settle();
+    expect(WS.instances).toHaveLength(2);
+    WS.last.open();
+    expect(WS.last.commands).toEqual([{ type: 'connect', token: 't2', id: WS.last.commands[0].id }]);
+    await acceptConnect();
+    expect(subscribes(WS.last)).toEqual(['room:a']);
+    expect(c.state).toBe('open');
+  });
+
+  it('uses token for the first connection and getToken after it when given both', async () => {
+    const getToken = tokens();
+    client({ token: 'from-the-page', getToken, jitter: 0 });
+    expect(getToken).not.toHaveBeenCalled();
+    WS.last.open();
+    expect(WS.last.commands[0].token).toBe('from-the-page');
+    await acceptConnect();
+    WS.last.drop();
+    vi.advanceTimersByTime(1000);
+    await settle();
+    WS.last.open();
+    expect(WS.last.commands[0].token).toBe('t1');
+  });
+
+  it('refreshes before expiry with a new token, and again from the new expires', async () => {
+    const getToken = tokens();
+    const c = client({ getToken });
+    const refreshed = [];
+    c.onRefresh((identity) => refreshed.push(identity));
+    await settle();
+    WS.last.open();
+    await acceptConnect({ expires: NOW + 60 }); // 60 s: refresh at min(90 %, expiry - 10 s) = 50 s
+    vi.advanceTimersByTime(49999);
+    await settle();
+    expect(getToken).toHaveBeenCalledTimes(1);
+    expect(WS.last.commands).toHaveLength(1);
+    vi.advanceTimersByTime(1);
+    await settle();
+    expect(getToken).toHaveBeenCalledTimes(2);
+    const refresh = WS.last.commands[1];
+    expect(refresh).toEqual({ type: 'refresh', token: 't2', id: refresh.id });
+    WS.last.ok(refresh.id, { expires: NOW + 50 + 3600 }); // an hour from now: 90 % of it
+    await settle();
+    expect(c.expires).toBe(NOW + 3650);
+    expect(refreshed).toEqual([{ client: 'c1', user: 'ada', expires: NOW + 3650 }]);
+    vi.advanceTimersByTime(3240 * 1000 - 1);
+    await settle();
+    expect(WS.last.commands).toHaveLength(2);
+    vi.advanceTimersByTime(1);
+    await settle();
+    expect(WS.last.commands[2]).toMatchObject({ type: 'refresh', token: 't3' });
+    expect(WS.instances).toHaveLength(1); // all on the same connection
+  });
+
+  it('never refreshes a fixed token, and never without expires', async () => {
+    client({ token: 'fixed' });
+    WS.last.open();
+    await acceptConnect({ expires: NOW + 60 });
+    expect(vi.getTimerCount()).toBe(0);
+    const getToken = tokens();
+    client({ getToken });
+    await settle();
+    WS.last.open();
+    await acceptConnect({ expires: 0 });
+    expect(vi.getTimerCount()).toBe(0);
+    vi.advanceTimersByTime(24 * 3600 * 1000);
+    await settle();
+    expect(getToken).toHaveBeenCalledTimes(1);
+    expect(WS.last.commands.map((m) => m.type)).toEqual(['connect']);
+  });
+
+  it('does not refresh in a tight loop when expires is already past (clock ahead of the server)', async () => {
+    const getToken = tokens();
+    client({ getToken, jitter: 0 });
+    await settle();
+    WS.last.open();
+    await acceptConnect({ expires: NOW - 30 });
+    for (let s = 0; s < 60; s++) {
+      vi.advanceTimersByTime(1000);
+      await settle();
+      const last = WS.last.commands.at(-1);
+      if (last.type === 'refresh') WS.last.ok(last.id, { expires: NOW - 30 });
+      await settle();
+    }
+    // backoff 1, 2, 4, 8, 16 s: five refreshes in the first minute, not thousands
+    expect(WS.last.commands.filter((m) => m.type === 'refresh')).toHaveLength(5);
+  });
+
+  it('retries a failed refresh with the backoff and reports it', async () => {
+    let fail = true;
+    let n = 0;
+    const getToken = vi.fn(async () => {
+      n += 1;
+      if (n > 1 && fail) throw new Error('login server down');
+      return `t${n}`;
+    });
+    const c = client({ getToken, jitter: 0 });
+    const errors = [];
+    c.onError((e) => errors.push(e));
+    await settle();
+    WS.last.open();
+    await acceptConnect({ expires: NOW + 100 }); // refresh at 90 s
+    vi.advanceTimersByTime(90000);
+    await settle();
+    expect(errors.map((e) => e.code)).toEqual(['token_error']);
+    expect(errors[0].cause.message).toBe('login server down');
+    vi.advanceTimersByTime(999);
+    await settle();
+    expect(getToken).toHaveBeenCalledTimes(2);
+    fail = false;
+    vi.advanceTimersByTime(1);
+    await settle();
+    expect(getToken).toHaveBeenCalledTimes(3);
+    expect(WS.last.commands.at(-1)).toMatchObject({ type: 'refresh', token: 't3' });
+    expect(c.state).toBe('open');
+  });
+
+  it('reports an unauthorized reply to connect and stops reconnecting', async () => {
+    const c = client({ token: 'bad', jitter: 0 });
+    const errors = [];
+    const states = [];
+    c.onError((e) => errors.push(e));
+    c.onStateChange((s) => states.push(s));
+    const sub = c.subscribe('room:a');
+    WS.last.open();
+    const { id } = WS.last.commands[0];
+    WS.last.receive({ type: 'error', id, code: 'unauthorized', message: 'token expired' });
+    await settle();
+    expect(errors.map((e) => [e.code, e.message])).toEqual([['unauthorized', 'token expired']]);
+    expect(c.state).toBe('unauthorized');
+    await expect(sub).rejects.toMatchObject({ code: 'unauthorized' });
+    WS.last.drop(4001); // the server's close after it changes nothing
+    vi.advanceTimersByTime(10 * 60 * 1000);
+    expect(WS.instances).toHaveLength(1);
+    expect(states).toEqual(['unauthorized']);
+    expect(errors).toHaveLength(1);
+  });
+
+  it('rejects a command refused as unauthorized with its code, and reports it', async () => {
+    const c = openClient(); // no token: a server that wants one refuses the commands
+    const errors = [];
+    c.onError((e) => errors.push(e.code));
+    const p = c.publish('room:a', 'message', { text: 'hi' });
+    WS.last.receive({ type: 'error', id: WS.last.commands[0].id, code: 'unauthorized', message: 'connect first' });
+    await expect(p).rejects.toMatchObject({ code: 'unauthorized', message: 'connect first' });
+    expect(errors).toEqual(['unauthorized']);
+  });
+
+  it('rejects a command refused as rate_limited with that code', async () => {
+    const c = openClient();
+    const p = c.publish('room:a', 'message', { n: 1 });
+    WS.last.receive({ type: 'error', id: WS.last.commands[0].id, code: 'rate_limited', message: 'slow down' });
+    const err = await p.catch((e) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(err.code).toBe('rate_limited');
+    expect(c.state).toBe('open');
+  });
+
+  it('on close 4001 becomes unauthorized, does not reconnect, and connect() starts again', async () => {
+    const getToken = tokens();
+    const c = client({ getToken, jitter: 0 });
+    const errors = [];
+    c.onError((e) => errors.push(e));
+    c.subscribe('room:a');
+    await settle();
+    WS.last.open();
+    await acceptConnect();
+    const pending = c.ping();
+    WS.last.drop(4001);
+    expect(c.state).toBe('unauthorized');
+    expect(errors.map((e) => [e.code, e.closeCode])).toEqual([['unauthorized', 4001]]);
+    await expect(pending).rejects.toMatchObject({ code: 'unauthorized' });
+    await expect(c.request({ type: 'ping' })).rejects.toMatchObject({ code: 'unauthorized' });
+    expect([c.clientId, c.user]).toEqual([null, null]);
+    vi.advanceTimersByTime(10 * 60 * 1000);
+    await settle();
+    expect(WS.instances).toHaveLength(1);
+    expect(getToken).toHaveBeenCalledTimes(1);
+    expect(vi.getTimerCount()).toBe(0);
+
+    c.connect(); // e.g. after the user logged in again
+    expect(c.state).toBe('connecting');
+    await settle();
+    expect(getToken).toHaveBeenCalledTimes(2);
+    WS.last.open();
+    expect(WS.last.commands[0]).toMatchObject({ type: 'connect', token: 't2' });
+    await acceptConnect();
+    expect(subscribes(WS.last)).toEqual(['room:a']); // still wanted
+    expect(c.state).toBe('open');
+  });
+
+  it('connect() takes a new fixed token', async () => {
+    const c = client({ token: 'old' });
+    WS.last.open();
+    await acceptConnect();
+    WS.last.drop(4001);
+    c.connect({ token: 'new' });
+    WS.last.open();
+    expect(WS.last.commands[0]).toMatchObject({ type: 'connect', token: 'new' });
+    expect(() => c.connect({ token: 42 })).not.toThrow(); // ignored: not unauthorized
+  });
+
+  it('on close 4002 reconnects at once with a new token from getToken', async () => {
+    const getToken = tokens();
+    const c = client({ getToken, reconnectDelay: 5000, jitter: 0 });
+    const errors = [];
+    c.onError((e) => errors.push(e.code));
+    await settle();
+    WS.last.open();
+    await acceptConnect();
+    WS.last.drop(4002);
+    expect(c.state).toBe('reconnecting');
+    vi.advanceTimersByTime(0);
+    await settle();
+    expect(getToken).toHaveBeenCalledTimes(2);
+    expect(WS.instances).toHaveLength(2);
+    WS.last.open();
+    expect(WS.last.commands[0]).toMatchObject({ type: 'connect', token: 't2' });
+    expect(errors).toEqual(['token_expired']);
+    // a second 4002 in a row waits for the backoff
+    await acceptConnect();
+    WS.last.drop(4002);
+    vi.advanceTimersByTime(4999);
+    await settle();
+    expect(WS.instances).toHaveLength(2);
+    vi.advanceTimersByTime(1);
+    await settle();
+    expect(WS.instances).toHaveLength(3);
+  });
+
+  it('on close 4002 with a fixed token becomes unauthorized', async () => {
+    const c = client({ token: 'fixed' });
+    const errors = [];
+    c.onError((e) => errors.push(e.code));
+    WS.last.open();
+    await acceptConnect();
+    WS.last.drop(4002);
+    expect(c.state).toBe('unauthorized');
+    expect(errors).toEqual(['token_expired']);
+    vi.advanceTimersByTime(10 * 60 * 1000);
+    expect(WS.instances).toHaveLength(1);
+  });
+
+  it('on close 4029 reconnects only after the backoff, longer for each 4029 in a row', async () => {
+    const c = client({ token: 'jwt', reconnectDelay: 1000, jitter: 0 });
+    const errors = [];
+    c.onError((e) => errors.push([e.code, e.closeCode]));
+    WS.last.open();
+    await acceptConnect();
+    WS.last.drop(4029);
+    expect(errors).toEqual([['rate_limited', 4029]]);
+    vi.advanceTimersByTime(999);
+    expect(WS.instances).toHaveLength(1);
+    vi.advanceTimersByTime(1);
+    expect(WS.instances).toHaveLength(2);
+    WS.last.open();
+    await acceptConnect();
+    WS.last.drop(4029);
+    vi.advanceTimersByTime(1999);
+    expect(WS.instances).toHaveLength(2);
+    vi.advanceTimersByTime(1);
+    expect(WS.instances).toHaveLength(3);
+  });
+
+  it('on close 4029 waits at least a second, even with a tiny backoff', () => {
+    const c = openClient({ reconnectDelay: 0, jitter: 0 });
+    c.onError(() => {});
+    WS.last.drop(4029);
+    vi.advanceTimersByTime(999);
+    expect(WS.instances).toHaveLength(1);
+    vi.advanceTimersByTime(1);
+    expect(WS.instances).toHaveLength(2);
+  });
+
+  it('reports a failing getToken and retries with the backoff, without a socket', async () => {
+    let n = 0;
+    const getToken = vi.fn(() => {
+      n += 1;
+      if (n === 1) throw new Error('offline');
+      if (n === 2) return Promise.reject(new Error('502'));
+      return Promise.resolve('t3');
+    });
+    const c = client({ getToken, jitter: 0 });
+    const errors = [];
+    c.onError((e) => errors.push(e));
+    await settle();
+    expect(errors.map((e) => [e.code, e.cause.message])).toEqual([['token_error', 'offline']]);
+    expect(c.state).toBe('reconnecting');
+    expect(WS.instances).toHaveLength(0);
+    vi.advanceTimersByTime(999);
+    await settle();
+    expect(getToken).toHaveBeenCalledTimes(1);
+    vi.advanceTimersByTime(1);
+    await settle();
+    expect(getToken).toHaveBeenCalledTimes(2);
+    expect(errors.map((e) => e.code)).toEqual(['token_error', 'token_error']);
+    vi.advanceTimersByTime(1999);
+    await settle();
+    expect(getToken).toHaveBeenCalledTimes(2);
+    vi.advanceTimersByTime(1);
+    await settle();
+    expect(getToken).toHaveBeenCalledTimes(3);
+    expect(WS.instances).toHaveLength(1);
+    WS.last.open();
+    expect(WS.last.commands[0]).toMatchObject({ type: 'connect', token: 't3' });
+  });
+
+  it('reports a getToken that gives no string as a token_error', async () => {
+    const c = client({ getToken: async () => undefined });
+    const errors = [];
+    c.onError((e) => errors.push(e.code));
+    await settle();
+    expect(errors).toEqual(['token_error']);
+    expect(WS.instances).toHaveLength(0);
+  });
+
+  it('becomes unauthorized when getToken throws an error with code unauthorized', async () => {
+    const getToken = vi.fn(async () => {
+      throw Object.assign(new Error('logged out'), { code: 'unauthorized' });
+    });
+    const c = client({ getToken });
+    await settle();
+    expect(c.state).toBe('unauthorized');
+    vi.advanceTimersByTime(10 * 60 * 1000);
+    await settle();
+    expect(getToken).toHaveBeenCalledTimes(1);
+  });
+
+  it('goes on without identity when the server does not know connect', async () => {
+    const c = client({ info: { name: 'Ada' } });
+    const errors = [];
+    c.onError((e) => errors.push(e.code));
+    c.subscribe('news');
+    WS.last.open();
+    WS.last.receive({ type: 'error', id: WS.last.commands[0].id, code: 'unknown_command', message: 'connect' });
+    await settle();
+    expect(errors).toEqual(['unknown_command']);
+    expect(c.state).toBe('open');
+    expect(subscribes(WS.last)).toEqual(['news']);
+    expect(c.clientId).toBeNull();
+  });
+
+  it('treats a connect without reply as a failed attempt', async () => {
+    const c = client({ token: 'jwt', requestTimeout: 3000, jitter: 0 });
+    const errors = [];
+    c.onError((e) => errors.push(e.code));
+    WS.last.open();
+    vi.advanceTimersByTime(3000);
+    await settle();
+    expect(errors).toEqual(['timeout']);
+    expect(c.state).toBe('reconnecting');
+    vi.advanceTimersByTime(1000);
+    expect(WS.instances).toHaveLength(2);
+  });
+
+  it('checks the identity options', () => {
+    expect(() => client({ token: 42 })).toThrow(TypeError);
+    expect(() => client({ token: '' })).toThrow(TypeError);
+    expect(() => client({ getToken: 'jwt' })).toThrow(TypeError);
+    expect(() => client({ info: 1n })).toThrow(TypeError);
+    expect(() => client({ token: null, info: null }).close()).not.toThrow(); // null: not given
+  });
+});
