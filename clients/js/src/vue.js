@@ -4,7 +4,9 @@
  * A drop-in superset of the seed's `useLiveUpdate` (`@toutaio/inertia-vue`):
  * same names (`connected`, `error`, `subscribe`, `unsubscribe`, `on`, `off`,
  * `disconnect`), and `on(channel, handler)` subscribes by itself as the
- * seed's did. Components using the same URL share one {@link LiveClient};
+ * seed's did. With the client's `token` / `getToken` / `info` options it also
+ * shows who the connection is (`user`, `clientId`, `expires`) and whether the
+ * server refused it (`unauthorized`). Components using the same URL share one {@link LiveClient};
  * what a component registered is released when its effect scope ends.
  * @module livehub-client/vue
  */
@@ -61,6 +63,10 @@ function inert() {
     connected: ref(false),
     error: ref(null),
     status: ref('closed'),
+    unauthorized: ref(false),
+    user: ref(null),
+    clientId: ref(null),
+    expires: ref(null),
     subscribe: () => Promise.resolve(),
     unsubscribe: () => Promise.resolve(),
     on: () => () => {},
@@ -68,6 +74,7 @@ function inert() {
     publish: refuse,
     request: refuse,
     ping: refuse,
+    connect: () => {},
     disconnect: () => {},
   };
 }
@@ -78,9 +85,13 @@ function inert() {
  *
  * Returns:
  * - `connected`: `Ref<boolean>`, true while the state is `open`;
- * - `status`: `Ref<'connecting'|'open'|'reconnecting'|'closed'>`;
+ * - `status`: `Ref<'connecting'|'open'|'reconnecting'|'unauthorized'|'closed'>`;
  * - `error`: `Ref<Error|null>`, the last error reported since the last
  *   successful open (cleared on open);
+ * - `unauthorized`: `Ref<boolean>`, true while the status is `unauthorized`
+ *   (the server refused the token: no reconnecting until `connect()`);
+ * - `user`, `clientId`, `expires`: `Ref`s of the client's properties of
+ *   the same names (null until a `connect` succeeded);
  * - `subscribe(channel)` / `unsubscribe(channel)`: this user's interest in a
  *   channel; the shared client unsubscribes only when no user wants it;
  * - `on(channel, handler)`: registers `handler(data, {channel, type})` and,
@@ -88,6 +99,8 @@ function inert() {
  *   that undoes it. `off(channel, handler)`: removes it, and releases the
  *   channel when it was subscribed only because of this user's handlers;
  * - `publish`, `request`, `ping`: as on the client;
+ * - `connect(auth?)`: the client's connect(), to try again once
+ *   `unauthorized` (e.g. after a login); it serves every user of the URL;
  * - `disconnect()`: releases everything this user registered, closing the
  *   shared client when it was the last user. Called automatically when the
  *   current effect scope (component) is disposed.
@@ -105,17 +118,31 @@ export function useLiveUpdate(url, options = {}) {
 
   const status = ref(client.state);
   const connected = ref(client.state === 'open');
+  const unauthorized = ref(client.state === 'unauthorized');
   const error = ref(null);
+  const user = ref(client.user);
+  const clientId = ref(client.clientId);
+  const expires = ref(client.expires);
   let released = false;
+
+  /** Copies the client's identity: set before the state becomes `open`, cleared on `unauthorized`, and changed by a refresh. */
+  function syncIdentity() {
+    user.value = client.user;
+    clientId.value = client.clientId;
+    expires.value = client.expires;
+  }
 
   const stopState = client.onStateChange((state) => {
     status.value = state;
     connected.value = state === 'open';
+    unauthorized.value = state === 'unauthorized';
     if (state === 'open') error.value = null;
+    syncIdentity();
   });
   const stopError = client.onError((err) => {
     error.value = err;
   });
+  const stopRefresh = client.onRefresh(syncIdentity);
 
   /**
    * This user's interest per channel: `explicit` (subscribe() called),
@@ -236,6 +263,11 @@ export function useLiveUpdate(url, options = {}) {
     return client.ping();
   }
 
+  /** @type {LiveClient['connect']} */
+  function connect(auth) {
+    if (!released) client.connect(auth);
+  }
+
   /** Releases this user's handlers and channels; closes the client if it was the last user. */
   function disconnect() {
     if (released) return;
@@ -251,12 +283,31 @@ export function useLiveUpdate(url, options = {}) {
     released = true;
     stopState();
     stopError();
+    stopRefresh();
     releaseUser(url, shared);
     status.value = 'closed';
     connected.value = false;
+    unauthorized.value = false;
   }
 
   if (getCurrentScope()) onScopeDispose(disconnect);
 
-  return { connected, error, status, subscribe, unsubscribe, on, off, publish, request, ping, disconnect };
+  return {
+    connected,
+    error,
+    status,
+    unauthorized,
+    user,
+    clientId,
+    expires,
+    subscribe,
+    unsubscribe,
+    on,
+    off,
+    publish,
+    request,
+    ping,
+    connect,
+    disconnect,
+  };
 }

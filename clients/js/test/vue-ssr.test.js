@@ -17,6 +17,8 @@ it('does not connect during server-side rendering (no window, no WebSocket optio
     expect(constructed).toBe(0);
     expect(live.status.value).toBe('closed');
     expect(live.connected.value).toBe(false);
+    expect([live.unauthorized.value, live.user.value, live.clientId.value]).toEqual([false, null, null]);
+    expect(() => live.connect({ token: 'jwt' })).not.toThrow();
     await expect(live.subscribe('news')).resolves.toBeUndefined();
     expect(typeof live.on('news', () => {})).toBe('function');
     await expect(live.publish('room:a', 'message', {})).rejects.toMatchObject({ code: 'closed' });

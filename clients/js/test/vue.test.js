@@ -200,6 +200,87 @@ describe('useLiveUpdate', () => {
     }
   });
 
+  it('passes token through: connect first, then the subscriptions; identity as refs', async () => {
+    WS = makeFakeWebSocket(); // replies by hand, with an identity
+    const { live } = mount(URL_A, { token: 'jwt-ada' });
+    live.on('room:a', () => {});
+    WS.last.open();
+    expect(WS.last.commands).toEqual([{ type: 'connect', token: 'jwt-ada', id: WS.last.commands[0].id }]);
+    expect(live.connected.value).toBe(false);
+    expect([live.user.value, live.clientId.value]).toEqual([null, null]);
+    WS.last.ok(WS.last.commands[0].id, { client: 'n1-7', user: 'ada', expires: 0 });
+    await flush();
+    expect(sentOn(WS.last)).toEqual(['connect:undefined', 'subscribe:room:a']);
+    expect(live.connected.value).toBe(true);
+    expect([live.user.value, live.clientId.value, live.expires.value]).toEqual(['ada', 'n1-7', 0]);
+    expect(live.unauthorized.value).toBe(false);
+  });
+
+  it('passes getToken and info through, and shows a refresh in expires', async () => {
+    vi.useFakeTimers();
+    try {
+      vi.setSystemTime(1_000_000_000_000);
+      const now = 1_000_000_000;
+      WS = makeFakeWebSocket();
+      let n = 0;
+      const getToken = vi.fn(async () => `t${++n}`);
+      const { live } = mount(URL_A, { getToken, info: { name: 'Ada' } });
+      await flush();
+      await flush(); // getToken's promise, then the socket
+      WS.last.open();
+      expect(WS.last.commands[0]).toEqual({ type: 'connect', token: 't1', info: { name: 'Ada' }, id: WS.last.commands[0].id });
+      WS.last.ok(WS.last.commands[0].id, { client: 'c', user: 'ada', expires: now + 100 });
+      await flush();
+      expect(live.expires.value).toBe(now + 100);
+      vi.advanceTimersByTime(90000);
+      await flush();
+      const refresh = WS.last.commands[1];
+      expect(refresh).toMatchObject({ type: 'refresh', token: 't2' });
+      WS.last.ok(refresh.id, { expires: now + 500 });
+      await flush();
+      expect(live.expires.value).toBe(now + 500);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('shows unauthorized after a close with 4001, and connect() tries again for every user', async () => {
+    vi.useFakeTimers();
+    try {
+      WS = makeFakeWebSocket();
+      const one = mount(URL_A, { token: 'old' });
+      const two = mount(URL_A);
+      one.live.on('room:a', () => {});
+      WS.last.open();
+      WS.last.ok(WS.last.commands[0].id, { client: 'c1', user: 'ada', expires: 0 });
+      await flush();
+      WS.last.drop(4001);
+      for (const { live } of [one, two]) {
+        expect(live.status.value).toBe('unauthorized');
+        expect(live.unauthorized.value).toBe(true);
+        expect(live.connected.value).toBe(false);
+        expect(live.error.value).toMatchObject({ code: 'unauthorized', closeCode: 4001 });
+        expect(live.user.value).toBeNull();
+      }
+      vi.advanceTimersByTime(10 * 60 * 1000);
+      expect(WS.instances).toHaveLength(1);
+      mount(URL_A); // a new user shares the unauthorized client rather than making another
+      expect(WS.instances).toHaveLength(1);
+
+      two.live.connect({ token: 'new' });
+      expect(one.live.status.value).toBe('connecting');
+      expect(one.live.unauthorized.value).toBe(false);
+      WS.last.open();
+      expect(WS.last.commands[0]).toMatchObject({ type: 'connect', token: 'new' });
+      WS.last.ok(WS.last.commands[0].id, { client: 'c2', user: 'ada', expires: 0 });
+      await flush();
+      expect(sentOn(WS.last)).toEqual(['connect:undefined', 'subscribe:room:a']);
+      expect(one.live.clientId.value).toBe('c2');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('works outside a scope (no automatic cleanup)', async () => {
     const live = useLiveUpdate(URL_B, { WebSocket: WS });
     WS.last.open();
