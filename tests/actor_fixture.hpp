@@ -145,6 +145,7 @@ struct actor_fixture {
     // moment, as if the hub had been spawned with it.
     auto with_cfg = shared;
     with_cfg.cfg = std::make_shared<const hub_config>(cfg);
+    with_cfg.policy = make_client_policy(cfg);
     auto client = sys.spawn(livehub::client, internal(hub),
                             std::shared_ptr<sink>{out}, std::move(with_cfg),
                             client_rights{trusted});

@@ -233,6 +233,19 @@ size_t connection_capacity() {
   return lim.rlim_cur > 2 * reserve ? lim.rlim_cur - reserve : reserve;
 }
 
+/// Refuses an upgrade with `code` and a JSON body `{"error":..,"code":..}`,
+/// as the HTTP endpoints answer errors.
+bool refuse(const connection_ptr& con,
+            websocketpp::http::status_code::value code, const char* error_code,
+            const char* message) {
+  con->set_status(code);
+  con->replace_header("Connection", "close");
+  con->replace_header("Content-Type", "application/json");
+  con->set_body(std::string{"{\"error\":\""} + message + "\",\"code\":\""
+                + error_code + "\"}");
+  return false;
+}
+
 std::string_view path_of(const std::string& resource) {
   std::string_view r{resource};
   return r.substr(0, r.find('?'));
@@ -343,34 +356,49 @@ void server::impl::on_message(connection_hdl hdl, ws_server::message_ptr msg) {
 
 bool server::impl::on_validate(connection_hdl hdl) {
   auto con = ep.get_con_from_hdl(hdl);
-  if (path_of(con->get_resource()) != cfg->path) {
-    con->set_status(websocketpp::http::status_code::not_found);
-    return false;
-  }
+  namespace status = websocketpp::http::status_code;
+  if (path_of(con->get_resource()) != cfg->path)
+    return refuse(con, status::not_found, "not_found", "not found");
   auto origin = con->get_request_header("Origin");
   if (!http_policy::origin_allowed(cfg->allowed_origins, origin,
                                    con->get_request_header("Host"))) {
     hub_counters::add(shared.counters->rejected_origin);
-    con->set_status(websocketpp::http::status_code::forbidden);
-    return false;
+    return refuse(con, status::forbidden, "forbidden", "origin not allowed");
   }
-  {
-    std::unique_lock<std::mutex> guard{mtx};
-    if (stopping || live >= max_connections) {
-      hub_counters::add(shared.counters->rejected_capacity);
-      con->set_status(websocketpp::http::status_code::service_unavailable);
-      return false;
-    }
-    ++live;
-  }
-  con->counted = true;
   // Trusted publishers: the API key, or (with no key configured) a loopback
   // peer that is no browser (browsers always send Origin).
   auto auth = con->get_request_header("Authorization");
+  bool has_key = !cfg->api_key.empty()
+    && http_policy::bearer_matches(auth, cfg->api_key);
   if (!cfg->api_key.empty())
-    con->rights.trusted = http_policy::bearer_matches(auth, cfg->api_key);
+    con->rights.trusted = has_key;
   else
     con->rights.trusted = origin.empty() && is_loopback(con);
+  // Every upgrade but those carrying the API key counts against its
+  // address's limit, loopback included.
+  asio::error_code ec;
+  auto peer = con->socket().remote_endpoint(ec).address();
+  std::unique_lock<std::mutex> guard{mtx};
+  if (stopping || live >= max_connections) {
+    hub_counters::add(shared.counters->rejected_capacity);
+    return refuse(con, status::service_unavailable, "unavailable",
+                  "too many connections");
+  }
+  if (!has_key && !ec) {
+    auto slot = per_address.emplace(peer, 0).first;
+    if (slot->second >= cfg->max_connections_per_ip) {
+      if (slot->second == 0)
+        per_address.erase(slot);
+      hub_counters::add(shared.counters->rejected_rate);
+      return refuse(con, status::too_many_requests, "rate_limited",
+                    "too many connections from this address");
+    }
+    ++slot->second;
+    con->address_slot = slot;
+    con->per_address_counted = true;
+  }
+  ++live;
+  con->counted = true;
   return true;
 }
 
@@ -412,6 +440,11 @@ void server::impl::on_end(connection_hdl hdl) {
   std::unique_lock<std::mutex> guard{mtx};
   open.erase(hdl);
   --live;
+  if (con->per_address_counted) {
+    con->per_address_counted = false;
+    if (--con->address_slot->second == 0)
+      per_address.erase(con->address_slot);
+  }
   if (live == 0)
     cv.notify_all();
 }

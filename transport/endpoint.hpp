@@ -26,14 +26,23 @@ namespace livehub::transport {
 
 class ws_sink;
 
+/// Connections (upgrading or open) per peer address, for
+/// max-connections-per-ip. Guarded by server::impl::mtx.
+using address_counts = std::map<asio::ip::address, size_t>;
+
 /// What livehub keeps in every websocketpp connection (websocketpp makes it
 /// the connection's base class). I/O thread only.
 struct connection_data {
   client_actor client;
   std::shared_ptr<ws_sink> out;
+  /// This connection's entry in server::impl::per_address, when counted
+  /// there (see `per_address_counted`).
+  address_counts::iterator address_slot;
   client_rights rights;
   /// Counted against max-connections (set by the upgrade's validation).
   bool counted = false;
+  /// Counted against max-connections-per-ip.
+  bool per_address_counted = false;
   /// Reading paused by livehub (max-pending-commands).
   bool paused = false;
 };
@@ -279,13 +288,15 @@ struct server::impl {
 
   /// Connections counted against max_connections (upgrading or open).
   size_t live = 0;
+  /// Connections counted against max-connections-per-ip, by peer address.
+  transport::address_counts per_address;
   /// Open connections and their sinks, for shutdown.
   std::map<transport::connection_hdl, std::shared_ptr<transport::ws_sink>,
            std::owner_less<transport::connection_hdl>>
     open;
 
   std::vector<std::thread> threads;
-  std::mutex mtx; // guards live, open, stopping, stopped
+  std::mutex mtx; // guards live, per_address, open, stopping, stopped
   std::condition_variable cv;
   bool stopping = false;
   bool stopped = false;
