@@ -4,8 +4,10 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -261,4 +263,51 @@ TEST_CASE("auth server: a flooding client is limited, then closed with "
   CHECK(median(during) < median(before) + 20ms);
   auto stats = http_request(h.port, "GET", "/api/stats", {});
   CHECK(field(stats.body, "rate_limited_disconnects") == "1");
+}
+
+TEST_CASE("application routes: http_handler answers what livehub does not "
+          "route itself") {
+  auto cfg = loopback_config();
+  std::atomic<int> calls{0};
+  cfg.http_handler =
+    [&](
+      const livehub::http_request& req) -> std::optional<livehub::http_reply> {
+    ++calls;
+    if (req.path != "/api/login")
+      return std::nullopt;
+    if (req.method != "POST")
+      return livehub::http_reply{405,
+                                 "application/json",
+                                 R"({"error":"use POST"})",
+                                 {{"Allow", "POST"}}};
+    livehub::http_reply reply;
+    reply.body = R"({"peer":")" + req.peer + R"(","agent":")"
+      + req.header("x-test-agent") + R"(","body":)" + req.body + "}";
+    return reply;
+  };
+  served_hub h{cfg};
+  auto login = http_request(h.port, "POST", "/api/login?next=1",
+                            {{"X-Test-Agent", "doctest"},
+                             {"Content-Type", "application/json"}},
+                            R"({"name":"ann"})");
+  CHECK(login.status == 200);
+  CHECK(login.headers["content-type"] == "application/json");
+  CHECK(login.headers["connection"] == "close");
+  CHECK(login.body
+        == R"({"peer":"127.0.0.1","agent":"doctest","body":{"name":"ann"}})");
+  auto wrong = http_request(h.port, "GET", "/api/login", {});
+  CHECK(wrong.status == 405);
+  CHECK(wrong.headers["allow"] == "POST");
+  // Passing: livehub's 404.
+  CHECK(http_request(h.port, "GET", "/elsewhere", {}).status == 404);
+  // livehub's own endpoints never reach it.
+  auto before = calls.load();
+  CHECK(http_request(h.port, "GET", "/healthz", {}).status == 200);
+  CHECK(http_request(h.port, "GET", "/api/stats", {}).status == 200);
+  CHECK(calls.load() == before);
+  // Nor do requests from a foreign origin.
+  auto foreign = http_request(h.port, "POST", "/api/login",
+                              {{"Origin", "http://evil.example"}}, "{}");
+  CHECK(foreign.status == 403);
+  CHECK(calls.load() == before);
 }

@@ -8,6 +8,8 @@
 #include <caf/config_value.hpp>
 #include <caf/sec.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -354,6 +356,20 @@ caf::error hub_config::validate() const {
       first = check_setting(s, *this);
   });
   return first;
+}
+
+std::string http_request::header(std::string_view name) const {
+  auto same = [&](const std::string& x) {
+    return x.size() == name.size()
+      && std::equal(x.begin(), x.end(), name.begin(), [](char a, char b) {
+             return std::tolower(static_cast<unsigned char>(a))
+               == std::tolower(static_cast<unsigned char>(b));
+           });
+  };
+  for (auto& [key, value] : headers)
+    if (same(key))
+      return value;
+  return {};
 }
 
 size_t worker_threads(const hub_config& cfg) {

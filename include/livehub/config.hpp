@@ -19,6 +19,7 @@
 #include <caf/timespan.hpp>
 #include <caf/typed_actor.hpp>
 
+#include "livehub/http.hpp"
 #include "livehub/identity.hpp"
 
 namespace livehub {
@@ -191,6 +192,18 @@ struct hub_config {
       return {};
     return {"*"};
   }
+
+  // -- application routes --------------------------------------------------
+
+  /// Answers HTTP requests that livehub's own endpoints do not take (any
+  /// path but the WebSocket path, /api/publish, /api/stats, /api/channels,
+  /// /metrics, /healthz and /readyz), before static files: returns a reply,
+  /// or none to let livehub go on (static files, else 404). Requests whose
+  /// Origin is not allowed never reach it (403). Runs on an I/O thread,
+  /// concurrently with other requests: it must be quick and thread-safe (send
+  /// slow work to an actor and answer from what it already knows). No CAF
+  /// option; set it in code. Default: none.
+  std::function<std::optional<http_reply>(const http_request&)> http_handler;
 
   // -- threads -------------------------------------------------------------
 
