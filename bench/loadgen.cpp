@@ -161,6 +161,11 @@ struct options {
   double drain = 5;
   double setup_timeout = 120;
   bool strict = false;
+  /// Sent as the subscribers' Origin header: they are then ordinary
+  /// (untrusted, rate-limited) connections rather than trusted publishers.
+  std::string origin;
+  /// Sent by each subscriber in a connect command before it subscribes.
+  std::string token;
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -176,7 +181,9 @@ struct options {
     "  --sources K (source addresses 127.0.0.2.., 50)  --threads T (1)\n"
     "  --connect-concurrency C (256)  --drain SECONDS (5)\n"
     "  --setup-timeout SECONDS (120)  --strict (exit 1 on any loss or "
-    "error)\n");
+    "error)\n"
+    "  --origin URL (subscribers send it: untrusted connections)\n"
+    "  --token JWT (subscribers connect with it before subscribing)\n");
   std::exit(2);
 }
 
@@ -254,6 +261,10 @@ options parse_options(int argc, char** argv) {
       o.drain = num();
     else if (arg == "--setup-timeout")
       o.setup_timeout = num();
+    else if (arg == "--origin")
+      o.origin = next();
+    else if (arg == "--token")
+      o.token = next();
     else
       usage(("unknown option " + arg).c_str());
   }
@@ -266,6 +277,8 @@ options parse_options(int argc, char** argv) {
   if (o.subscribers == 0 || o.channels == 0 || o.window == 0 || o.sources == 0
       || o.threads == 0 || o.connect_concurrency == 0)
     usage("counts must be positive");
+  if (!o.token.empty() && o.scen == scenario::churn)
+    usage("--token works with fanout, wide, channels and idle");
   o.sources = std::min<size_t>(o.sources, 250);
   o.threads = std::min<size_t>(o.threads, 16);
   return o;
@@ -367,6 +380,8 @@ class conn {
   int64_t cycle_start_ns = 0;
   uint64_t cycle_id = 0;
   bool settled = false;
+  /// A connect command was sent and its ok has not arrived (--token).
+  bool identifying = false;
   bool got_ok = false;
   bool got_publication = false;
 
@@ -430,8 +445,8 @@ class app {
     return server_;
   }
 
-  const std::string& handshake() const {
-    return handshake_;
+  const std::string& handshake(bool publisher) const {
+    return publisher ? handshake_ : subscriber_handshake_;
   }
 
   std::string channel_name(size_t ch) const {
@@ -468,6 +483,7 @@ class app {
   options opt_;
   tcp::endpoint server_;
   std::string handshake_;
+  std::string subscriber_handshake_;
   std::vector<std::unique_ptr<worker>> workers_;
   std::vector<std::unique_ptr<conn>> conns_;
   std::unique_ptr<conn> publisher_;
@@ -582,7 +598,7 @@ void conn::on_connect(const asio::error_code& ec) {
   asio::error_code ignored;
   sock_.set_option(tcp::no_delay(true), ignored);
   st_ = state::handshaking;
-  wbuf_ = app_.handshake();
+  wbuf_ = app_.handshake(is_publisher());
   flush();
   do_read();
 }
@@ -780,7 +796,9 @@ void conn::on_text(string_view text) {
     return;
   }
   if (text.find("\"type\":\"ok\"") != string_view::npos) {
-    if (!got_ok) {
+    if (identifying) {
+      identifying = false; // the connect's ok
+    } else if (!got_ok) {
       got_ok = true;
       app_.on_ok(*this);
     }
@@ -901,11 +919,17 @@ app::app(options opt) : opt_(std::move(opt)) {
   if (ec)
     usage(("bad --host " + opt_.host).c_str());
   server_ = tcp::endpoint(addr, opt_.port);
-  handshake_ = "GET " + opt_.path + " HTTP/1.1\r\nHost: " + opt_.host + ":"
-    + std::to_string(opt_.port)
-    + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-      "Sec-WebSocket-Version: 13\r\n\r\n";
+  auto request = [&](const std::string& extra) {
+    return "GET " + opt_.path + " HTTP/1.1\r\nHost: " + opt_.host + ":"
+      + std::to_string(opt_.port)
+      + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n"
+      + extra + "\r\n";
+  };
+  handshake_ = request("");
+  subscriber_handshake_
+    = request(opt_.origin.empty() ? "" : "Origin: " + opt_.origin + "\r\n");
   bool single = opt_.threads == 1;
   for (size_t t = 0; t < opt_.threads; ++t) {
     workers_.push_back(std::make_unique<worker>(t, single));
@@ -1091,6 +1115,14 @@ void app::on_open(conn& c) {
   std::string cmd = "{\"type\":\"subscribe\",\"channel\":\""
     + channel_name(c.channel()) + "\",\"id\":" + std::to_string(c.index())
     + "}";
+  // With a token, connect first: commands run in order, so the first ok is
+  // the connect's and the second the subscribe's.
+  if (!opt_.token.empty()) {
+    auto connect = "{\"type\":\"connect\",\"id\":0,\"token\":\"" + opt_.token
+      + "\"}";
+    c.append_frame(0x1, connect.data(), connect.size());
+    c.identifying = true;
+  }
   c.send_text(cmd);
 }
 

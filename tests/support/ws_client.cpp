@@ -263,10 +263,8 @@ bool ws_client::fill(time_point deadline) {
   return res == read_result::data;
 }
 
-bool ws_client::send_frame(uint8_t opcode, std::string_view payload, bool fin,
-                           milliseconds timeout) {
-  std::string out;
-  out.reserve(payload.size() + 14);
+void ws_client::append_frame(std::string& out, uint8_t opcode,
+                             std::string_view payload, bool fin) {
   out += static_cast<char>((fin ? 0x80 : 0x00) | (opcode & 0x0F));
   auto len = payload.size();
   if (len < 126) {
@@ -289,6 +287,22 @@ bool ws_client::send_frame(uint8_t opcode, std::string_view payload, bool fin,
   out.append(mask, 4);
   for (size_t i = 0; i < len; ++i)
     out += static_cast<char>(payload[i] ^ mask[i % 4]);
+}
+
+bool ws_client::send_frame(uint8_t opcode, std::string_view payload, bool fin,
+                           milliseconds timeout) {
+  std::string out;
+  out.reserve(payload.size() + 14);
+  append_frame(out, opcode, payload, fin);
+  return write_all(out, clock_type::now() + timeout);
+}
+
+bool ws_client::send_texts(std::string_view payload, size_t count,
+                           milliseconds timeout) {
+  std::string out;
+  out.reserve((payload.size() + 14) * count);
+  for (size_t i = 0; i < count; ++i)
+    append_frame(out, 0x1, payload, true);
   return write_all(out, clock_type::now() + timeout);
 }
 

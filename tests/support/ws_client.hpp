@@ -108,6 +108,11 @@ class ws_client {
   bool send_text(std::string_view payload, size_t fragment_size = 0,
                  milliseconds timeout = milliseconds{5000});
 
+  /// Sends `count` text messages `payload` in one write (as a client
+  /// that pipelines commands would).
+  bool send_texts(std::string_view payload, size_t count,
+                  milliseconds timeout = milliseconds{5000});
+
   /// Sends one masked frame with `opcode` (0x0 continuation, 0x1 text, 0x2
   /// binary, 0x8 close, 0x9 ping, 0xA pong) and the FIN bit `fin`.
   bool send_frame(uint8_t opcode, std::string_view payload, bool fin = true,
@@ -135,6 +140,10 @@ class ws_client {
   /// Appends whatever arrives within `deadline` to `in_`; false on timeout
   /// (nothing read) or when the socket ended (sets `ended_`).
   bool fill(std::chrono::steady_clock::time_point deadline);
+
+  /// Appends one masked frame to `out`.
+  void append_frame(std::string& out, uint8_t opcode, std::string_view payload,
+                    bool fin);
 
   /// Writes all of `bytes` before `deadline`.
   bool write_all(std::string_view bytes,
