@@ -1,6 +1,9 @@
 // The livehub-chat binary as its users run it: started with port 0, it prints
 // where it listens; rooms take valid chat messages from browsers and refuse
 // others clearly; SIGTERM closes every connection with 1001 and exits 0.
+// In login mode (a token secret given) POST /api/login hands out tokens,
+// private rooms dm:<a>+<b> are open to their two users only, and nobody
+// writes under another user's name.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -14,6 +17,9 @@
 #include <unistd.h>
 #include <vector>
 
+#include <rapidjson/document.h>
+
+#include "room_policy.hpp"
 #include "support/ws_client.hpp"
 
 extern char** environ;
@@ -28,7 +34,13 @@ namespace {
 class chat_process {
  public:
   /// `max_files` > 0: run it under `prlimit --nofile=max_files`.
-  explicit chat_process(int max_files = 0) {
+  explicit chat_process(int max_files = 0) : chat_process({}, max_files) {
+    // nop
+  }
+
+  /// With further command-line `options`, e.g. a token secret.
+  explicit chat_process(const std::vector<std::string>& options,
+                        int max_files = 0) {
     int fds[2];
     REQUIRE(pipe(fds) == 0);
     posix_spawn_file_actions_t actions;
@@ -37,6 +49,7 @@ class chat_process {
     posix_spawn_file_actions_addclose(&actions, fds[0]);
     std::vector<std::string> args{LIVEHUB_CHAT_BIN, "--livehub.port=0",
                                   "--livehub.host=127.0.0.1"};
+    args.insert(args.end(), options.begin(), options.end());
     if (max_files > 0) {
       // prlimit sets the limit on itself, then becomes the server (same pid).
       auto limit = std::to_string(max_files);
@@ -144,6 +157,73 @@ std::string next_text(ws_client& client) {
   INFO("received: " << msg.describe());
   REQUIRE(msg.kind == ws_kind::text);
   return msg.data;
+}
+
+/// Member `key` of the JSON object `text` as text (a string's value, an
+/// integer's digits, a boolean's word); "<missing>" or "<other>" else.
+std::string field(const std::string& text, const char* key) {
+  rapidjson::Document doc;
+  doc.Parse(text.data(), text.size());
+  if (doc.HasParseError() || !doc.IsObject())
+    return "<not an object>";
+  auto i = doc.FindMember(key);
+  if (i == doc.MemberEnd())
+    return "<missing>";
+  if (i->value.IsString())
+    return i->value.GetString();
+  if (i->value.IsInt64())
+    return std::to_string(i->value.GetInt64());
+  if (i->value.IsBool())
+    return i->value.GetBool() ? "true" : "false";
+  return "<other>";
+}
+
+// -- login mode -------------------------------------------------------------
+
+/// The options of login mode.
+std::vector<std::string> login_mode() {
+  return {"--livehub.token-hmac-secret=chat-server-test-0123456789abcdef"};
+}
+
+/// POST /api/login with `body`, as the page sends it.
+http_response login(uint16_t port, std::string_view body) {
+  return http_request(port, "POST", "/api/login",
+                      {{"Content-Type", "application/json"}}, body);
+}
+
+/// A browser connection logged in as `name` through /api/login.
+ws_client logged_in(uint16_t port, const std::string& name) {
+  auto res = login(port, R"({"name":")" + name + R"("})");
+  INFO("login: " << res.status << " " << res.body);
+  REQUIRE(res.status == 200);
+  auto client = browser(port);
+  REQUIRE(client.send_text(R"({"type":"connect","id":1,"token":")"
+                           + field(res.body, "token") + R"("})"));
+  auto ok = next_text(client);
+  REQUIRE(field(ok, "type") == "ok");
+  REQUIRE(field(ok, "user") == name);
+  return client;
+}
+
+std::string subscribe(const std::string& channel, int id) {
+  return R"({"type":"subscribe","channel":")" + channel + R"(","id":)"
+    + std::to_string(id) + "}";
+}
+
+/// A chat message from `name` to `channel`; with an `id` > 0, the server
+/// answers with ok or an error.
+std::string say(const std::string& channel, const std::string& name,
+                const std::string& text, int id = 0) {
+  return R"({"type":"publish","channel":")" + channel
+    + R"(","event":"message","data":{"name":")" + name + R"(","text":")" + text
+    + R"("})" + (id > 0 ? R"(,"id":)" + std::to_string(id) : "") + "}";
+}
+
+/// The frame every subscriber of `channel` receives for say(...).
+std::string said(const std::string& channel, const std::string& name,
+                 const std::string& text) {
+  return R"({"channel":")" + channel + R"(","type":"message","data":{"name":")"
+    + name + R"(","text":")" + text + R"("}})";
 }
 
 } // namespace
@@ -258,4 +338,182 @@ TEST_CASE("livehub-chat out of file descriptors waits between accepts, then "
     REQUIRE(client.send_text(R"({"type":"ping","id":2})"));
     CHECK(next_text(client) == R"({"type":"pong","id":2})");
   }
+}
+
+TEST_CASE("livehub-chat tells the page its mode: GET /api/chat") {
+  SUBCASE("open mode, without a token secret: no login, no /api/login") {
+    chat_process chat;
+    auto res = http_request(chat.port(), "GET", "/api/chat", {});
+    CHECK(res.status == 200);
+    CHECK(res.headers["content-type"] == "application/json");
+    CHECK(res.body == R"({"login":false})");
+    CHECK(login(chat.port(), R"({"name":"alice"})").status == 404);
+  }
+  SUBCASE("login mode, with a token secret") {
+    chat_process chat{login_mode()};
+    auto res = http_request(chat.port(), "GET", "/api/chat", {});
+    CHECK(res.status == 200);
+    CHECK(res.body == R"({"login":true})");
+    CHECK(http_request(chat.port(), "POST", "/api/chat", {}, "{}").status
+          == 405);
+  }
+}
+
+TEST_CASE("livehub-chat in login mode: /api/login gives a token that "
+          "connects and opens every room") {
+  chat_process chat{login_mode()};
+  auto before = std::chrono::system_clock::now();
+  auto res = login(chat.port(), R"({"name":"alice"})");
+  REQUIRE(res.status == 200);
+  CHECK(res.headers["content-type"] == "application/json");
+  CHECK(field(res.body, "user") == "alice");
+  // Valid for an hour.
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(
+               before.time_since_epoch())
+               .count();
+  auto expires = std::stoll(field(res.body, "expires"));
+  CHECK(expires >= now + 3600);
+  CHECK(expires <= now + 3600 + 60);
+  auto alice = browser(chat.port());
+  // No token, no service.
+  REQUIRE(alice.send_text(subscribe("room:lobby", 1)));
+  CHECK(field(next_text(alice), "code") == "unauthorized");
+  REQUIRE(alice.send_text(R"({"type":"connect","id":2,"token":")"
+                          + field(res.body, "token") + R"("})"));
+  auto ok = next_text(alice);
+  CHECK(field(ok, "type") == "ok");
+  CHECK(field(ok, "user") == "alice");
+  CHECK(field(ok, "expires") == std::to_string(expires));
+  // Every room is open to her, under her own name.
+  auto bob = logged_in(chat.port(), "bob");
+  for (auto* c : {&alice, &bob}) {
+    REQUIRE(c->send_text(subscribe("room:lobby", 3)));
+    CHECK(next_text(*c) == R"({"type":"ok","id":3})");
+  }
+  REQUIRE(alice.send_text(say("room:lobby", "alice", "hi all")));
+  CHECK(next_text(bob) == said("room:lobby", "alice", "hi all"));
+  CHECK(next_text(alice) == said("room:lobby", "alice", "hi all"));
+  // Anything else stays closed to browsers.
+  REQUIRE(alice.send_text(subscribe("news", 4)));
+  CHECK(field(next_text(alice), "code") == "forbidden");
+}
+
+TEST_CASE("livehub-chat in login mode: bad login input gets 400 with a "
+          "reason") {
+  chat_process chat{login_mode()};
+  auto too_long = R"({"name":")" + std::string(33, 'x') + R"("})";
+  for (std::string body :
+       {R"({"name":""})", R"({"name":"al ice"})", too_long.c_str(),
+        R"({"name":"alice\u0000"})", R"({"name":"\u00e9"})", R"({"name":42})",
+        R"({"user":"alice"})", R"(["alice"])", "alice", ""}) {
+    INFO("body: " << body);
+    auto res = login(chat.port(), body);
+    CHECK(res.status == 400);
+    CHECK(field(res.body, "code") == "bad_command");
+    CHECK(field(res.body, "error").size() > 10);
+  }
+  CHECK(login(chat.port(), R"({"name":"a_B-9"})").status == 200);
+  CHECK(
+    login(chat.port(), R"({"name":")" + std::string(32, 'x') + R"("})").status
+    == 200);
+  auto get = http_request(chat.port(), "GET", "/api/login", {});
+  CHECK(get.status == 405);
+  CHECK(get.headers["allow"] == "POST");
+}
+
+TEST_CASE("livehub-chat in login mode: a private room is open to its two "
+          "users and forbidden to a third") {
+  chat_process chat{login_mode()};
+  auto alice = logged_in(chat.port(), "alice");
+  auto bob = logged_in(chat.port(), "bob");
+  auto carol = logged_in(chat.port(), "carol");
+  auto dm = chat::dm_channel("bob", "alice");
+  REQUIRE(dm == "dm:alice+bob");
+  for (auto* c : {&alice, &bob}) {
+    REQUIRE(c->send_text(subscribe(dm, 1)));
+    CHECK(next_text(*c) == R"({"type":"ok","id":1})");
+  }
+  // Carol may neither read nor write it.
+  REQUIRE(carol.send_text(subscribe(dm, 1)));
+  auto refused = next_text(carol);
+  CHECK(field(refused, "code") == "forbidden");
+  CHECK(field(refused, "id") == "1");
+  REQUIRE(carol.send_text(say(dm, "carol", "let me in", 2)));
+  CHECK(field(next_text(carol), "code") == "forbidden");
+  // What alice says there reaches bob (and alice), not carol.
+  REQUIRE(alice.send_text(say(dm, "alice", "just us")));
+  CHECK(next_text(alice) == said(dm, "alice", "just us"));
+  CHECK(next_text(bob) == said(dm, "alice", "just us"));
+  REQUIRE(bob.send_text(say(dm, "bob", "indeed")));
+  CHECK(next_text(bob) == said(dm, "bob", "indeed"));
+  CHECK(next_text(alice) == said(dm, "bob", "indeed"));
+  // The same pair in the other order is no private room: one channel per
+  // pair.
+  REQUIRE(bob.send_text(subscribe("dm:bob+alice", 3)));
+  CHECK(field(next_text(bob), "code") == "forbidden");
+  // Carol's own private room with alice is hers to open.
+  REQUIRE(carol.send_text(subscribe("dm:alice+carol", 4)));
+  CHECK(next_text(carol) == R"({"type":"ok","id":4})");
+  // Nothing of alice and bob's room reached her. A short wait, as it proves
+  // that something does not arrive (see the first test).
+  CHECK(carol.receive(200ms).kind == ws_kind::timeout);
+}
+
+TEST_CASE("livehub-chat in login mode: nobody writes under another user's "
+          "name") {
+  chat_process chat{login_mode()};
+  auto alice = logged_in(chat.port(), "alice");
+  auto bob = logged_in(chat.port(), "bob");
+  for (auto* c : {&alice, &bob}) {
+    REQUIRE(c->send_text(subscribe("room:lobby", 1)));
+    CHECK(next_text(*c) == R"({"type":"ok","id":1})");
+  }
+  REQUIRE(alice.send_text(subscribe("dm:alice+bob", 2)));
+  CHECK(next_text(alice) == R"({"type":"ok","id":2})");
+  for (std::string channel : {"room:lobby", "dm:alice+bob"}) {
+    INFO("channel: " << channel);
+    REQUIRE(bob.send_text(say(channel, "alice", "I owe bob 100", 3)));
+    auto err = next_text(bob);
+    CHECK(field(err, "code") == "bad_command");
+    CHECK(field(err, "message") == R"("name" must be your user name, "bob")");
+  }
+  // Alice got none of it.
+  CHECK(alice.receive(200ms).kind == ws_kind::timeout);
+}
+
+TEST_CASE("chat room rules: private rooms are dm channels of two valid, "
+          "sorted user names") {
+  CHECK(chat::valid_user_name("a_B-9"));
+  CHECK(chat::valid_user_name(std::string(32, 'x')));
+  CHECK_FALSE(chat::valid_user_name(""));
+  CHECK_FALSE(chat::valid_user_name(std::string(33, 'x')));
+  CHECK_FALSE(chat::valid_user_name("a+b"));
+  CHECK_FALSE(chat::valid_user_name("\xc3\xa9"));
+  CHECK(chat::dm_channel("bob", "alice") == "dm:alice+bob");
+  CHECK(chat::dm_channel("alice", "bob") == "dm:alice+bob");
+  CHECK(chat::dm_channel("Bob", "alice") == "dm:Bob+alice"); // bytes: B < a
+  CHECK(chat::dm_member("dm:alice+bob", "alice"));
+  CHECK(chat::dm_member("dm:alice+bob", "bob"));
+  CHECK_FALSE(chat::dm_member("dm:alice+bob", "carol"));
+  CHECK_FALSE(chat::dm_member("dm:alice+bob", ""));
+  CHECK_FALSE(chat::dm_member("dm:bob+alice", "bob"));     // not sorted
+  CHECK_FALSE(chat::dm_member("dm:alice+alice", "alice")); // not two users
+  CHECK_FALSE(chat::dm_member("dm:alice+bob+carol", "alice"));
+  CHECK_FALSE(chat::dm_member("dm:alice", "alice"));
+  CHECK_FALSE(chat::dm_member("room:alice+bob", "alice"));
+  auto check = [](std::string channel, std::string data, std::string user) {
+    auto pub = livehub::make_publication(channel, "message", data);
+    REQUIRE(pub);
+    livehub::identity who;
+    who.user = user;
+    return chat::check_room_message(*pub, who);
+  };
+  CHECK(check("dm:alice+bob", R"({"name":"alice","text":"hi"})", "alice")
+        == "");
+  CHECK(check("dm:bob+alice", R"({"name":"alice","text":"hi"})", "alice")
+        != "");
+  CHECK(check("room:lobby", R"({"name":"Alice","text":"hi"})", "alice")
+        == R"("name" must be your user name, "alice")");
+  // Anonymous (open mode): any name.
+  CHECK(check("room:lobby", R"({"name":"Alice","text":"hi"})", "") == "");
 }

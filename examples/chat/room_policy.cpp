@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <utility>
 
 #include <rapidjson/document.h>
 
@@ -9,15 +10,41 @@ namespace chat {
 
 namespace {
 
-bool valid_room(const std::string& channel) {
-  constexpr std::string_view prefix = "room:";
-  if (channel.compare(0, prefix.size(), prefix) != 0)
-    return false;
-  auto name = std::string_view{channel}.substr(prefix.size());
-  return !name.empty() && name.size() <= 64
+constexpr std::string_view room_prefix = "room:";
+constexpr std::string_view dm_prefix = "dm:";
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+/// 1 to `max` of A-Z a-z 0-9 _ -.
+bool plain_name(std::string_view name, size_t max) {
+  return !name.empty() && name.size() <= max
     && std::all_of(name.begin(), name.end(), [](unsigned char c) {
          return std::isalnum(c) || c == '_' || c == '-';
        });
+}
+
+bool valid_room(std::string_view channel) {
+  return starts_with(channel, room_prefix)
+    && plain_name(channel.substr(room_prefix.size()), 64);
+}
+
+/// The two users of a valid private room channel, else two empty views.
+std::pair<std::string_view, std::string_view>
+dm_users(std::string_view channel) {
+  if (!starts_with(channel, dm_prefix))
+    return {};
+  auto pair = channel.substr(dm_prefix.size());
+  auto plus = pair.find('+');
+  if (plus == std::string_view::npos)
+    return {};
+  auto a = pair.substr(0, plus);
+  auto b = pair.substr(plus + 1);
+  // Sorted and distinct: exactly one channel per pair of users.
+  if (!valid_user_name(a) || !valid_user_name(b) || !(a < b))
+    return {};
+  return {a, b};
 }
 
 bool blank(std::string_view s) {
@@ -41,12 +68,17 @@ std::string check_text(const rapidjson::Document& doc, const char* key,
   return {};
 }
 
-} // namespace
-
-std::string check_room_message(const livehub::publication& x) {
-  if (!valid_room(x.channel))
+/// Checks the message and, when `user` is not empty, that its name is
+/// `user`.
+std::string check(const livehub::publication& x, std::string_view user) {
+  if (starts_with(x.channel, dm_prefix)) {
+    if (dm_users(x.channel).first.empty())
+      return "private rooms are channels dm:<a>+<b>: two different user "
+             "names (1 to 32 letters, digits, '_' or '-') in sorted order";
+  } else if (!valid_room(x.channel)) {
     return "rooms are channels room:<name>, the name 1 to 64 letters, digits, "
            "'_' or '-'";
+  }
   if (x.type != "message")
     return "rooms take events of type \"message\"";
   rapidjson::Document doc;
@@ -61,7 +93,38 @@ std::string check_room_message(const livehub::publication& x) {
   }
   if (auto err = check_text(doc, "name", max_name_size); !err.empty())
     return err;
+  if (!user.empty()) {
+    auto& name = doc["name"];
+    if (std::string_view{name.GetString(), name.GetStringLength()} != user)
+      return "\"name\" must be your user name, \"" + std::string{user} + "\"";
+  }
   return check_text(doc, "text", max_text_size);
+}
+
+} // namespace
+
+bool valid_user_name(std::string_view name) {
+  return plain_name(name, max_name_size);
+}
+
+std::string dm_channel(std::string_view a, std::string_view b) {
+  if (b < a)
+    std::swap(a, b);
+  return std::string{dm_prefix} + std::string{a} + "+" + std::string{b};
+}
+
+bool dm_member(std::string_view channel, std::string_view user) {
+  auto [a, b] = dm_users(channel);
+  return !a.empty() && (user == a || user == b);
+}
+
+std::string check_room_message(const livehub::publication& x) {
+  return check(x, {});
+}
+
+std::string check_room_message(const livehub::publication& x,
+                               const livehub::identity& who) {
+  return check(x, who.user);
 }
 
 } // namespace chat

@@ -1,5 +1,7 @@
 // End-to-end test of the chat demo: the real livehub-chat server, the built
-// page, two real browser pages (Debian's chromium driven by playwright-core).
+// page, real browser pages (Debian's chromium driven by playwright-core). Two
+// tests: the open mode (no tokens), and the login mode (a token secret:
+// login, private rooms).
 //
 //   cd examples/chat/web && npm run build && npm run test:e2e
 //
@@ -49,14 +51,13 @@ const BROWSER_ARGS = [
 // ------------------------------------------------------------------ server
 
 /**
- * Starts livehub-chat on `port` (0: any free port) and resolves once it
- * printed `listening on HOST:PORT`. Rejects when it exits first or takes
- * longer than WAIT.
+ * Starts livehub-chat on `port` (0: any free port), with further `options`,
+ * and resolves once it printed `listening on HOST:PORT`. Rejects when it
+ * exits first or takes longer than WAIT.
  */
-function startServer(port) {
-  const proc = spawn(BIN, [`--livehub.host=${HOST}`, `--livehub.port=${port}`, `--livehub.web-root=${WEB_ROOT}`], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+function startServer(port, options = []) {
+  const args = [`--livehub.host=${HOST}`, `--livehub.port=${port}`, `--livehub.web-root=${WEB_ROOT}`, ...options]
+  const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   const server = { proc, port: 0, log: '', exited: null }
   server.exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })))
   proc.stderr.setEncoding('utf8')
@@ -219,9 +220,8 @@ async function chatBothWays(a, b, tag) {
   await waitMessage(b, b.name, fromB)
 }
 
-// -------------------------------------------------------------------- test
-
-test('chat demo: two browsers, server publish, errors, server restart', { timeout: 180_000 }, async (t) => {
+/** Fails clearly when the server binary, the built page or the browser is missing. */
+async function checkPrerequisites() {
   await access(BIN, fsc.X_OK).catch(() => {
     assert.fail(`no livehub-chat binary at ${BIN}: build it (scripts/run-demo or cmake) or set LIVEHUB_CHAT_BIN`)
   })
@@ -231,6 +231,12 @@ test('chat demo: two browsers, server publish, errors, server restart', { timeou
   await access(BROWSER, fsc.X_OK).catch(() => {
     assert.fail(`no browser at ${BROWSER}: install Debian's chromium or set CHROMIUM`)
   })
+}
+
+// -------------------------------------------------------------------- test
+
+test('chat demo: two browsers, server publish, errors, server restart', { timeout: 180_000 }, async (t) => {
+  await checkPrerequisites()
 
   let server = null
   let browser = null
@@ -346,6 +352,113 @@ test('chat demo: two browsers, server publish, errors, server restart', { timeou
   } catch (err) {
     for (const { name, page } of pages) {
       const file = path.join(E2E_DIR, `failure-${name.toLowerCase()}.png`)
+      await page.screenshot({ path: file, timeout: 5000 }).then(
+        () => t.diagnostic(`failure screenshot: ${file}`),
+        () => {},
+      )
+    }
+    if (server?.log) t.diagnostic(`server stderr:\n${server.log}`)
+    throw err
+  } finally {
+    await browser?.close().catch(() => {})
+    await stopServer(server).catch(() => server?.proc.kill('SIGKILL'))
+  }
+})
+
+// ------------------------------------------------------------- login mode
+
+/** Opens a private room with `peer` from the room list and waits until it is joined. */
+async function openPrivateRoom({ page }, peer) {
+  await page.getByTestId('private-room-input').fill(peer)
+  await page.getByTestId('private-room-button').click()
+  await page.getByTestId('room-title').filter({ hasText: exactly(`@${peer}`) }).waitFor()
+  await page.locator('[data-testid="room-state"][data-live="true"]').waitFor()
+}
+
+test('chat demo in login mode: alice and bob chat in their private room, carol cannot read it', { timeout: 180_000 }, async (t) => {
+  await checkPrerequisites()
+
+  let server = null
+  let browser = null
+  const pages = []
+  const step = async (name, fn) => {
+    t.diagnostic(name)
+    try {
+      await fn()
+    } catch (err) {
+      err.message = `step "${name}": ${err.message}`
+      throw err
+    }
+  }
+
+  try {
+    server = await startServer(0, ['--livehub.token-hmac-secret=e2e-secret-0123456789abcdef0123456789'])
+    const url = `http://${HOST}:${server.port}/`
+    t.diagnostic(`livehub-chat (login mode) at ${url}`)
+
+    browser = await chromium.launch({
+      executablePath: BROWSER,
+      headless: true,
+      args: BROWSER_ARGS,
+      timeout: WAIT,
+    })
+
+    let alice, bob, carol
+    await step('alice and bob log in (the same form, in login mode) and meet in #e2e', async () => {
+      alice = await join(browser, url, 'alice')
+      pages.push(alice)
+      bob = await join(browser, url, 'bob')
+      pages.push(bob)
+      for (const who of [alice, bob]) {
+        assert.match(await who.page.getByTestId('me').innerText(), new RegExp(`Logged in as ${who.name}`))
+      }
+      await chatBothWays(alice, bob, 'in #e2e')
+    })
+
+    const dm = 'dm:alice+bob'
+    await step('each opens the private room with the other: @bob and @alice, one channel', async () => {
+      await openPrivateRoom(alice, 'bob')
+      await openPrivateRoom(bob, 'alice')
+      // The address names the channel, so it can be shared as a link.
+      assert.equal(new URL(alice.page.url()).hash, `#${dm}`)
+      assert.equal(new URL(bob.page.url()).hash, `#${dm}`)
+    })
+
+    await step('messages flow both ways in the private room', () => chatBothWays(alice, bob, 'private'))
+
+    await step('carol, logged in with a link to it, is refused the private room', async () => {
+      const context = await browser.newContext({ viewport: { width: 1000, height: 700 } })
+      context.setDefaultTimeout(WAIT)
+      const page = await context.newPage()
+      page.on('pageerror', (err) => console.error(`[carol] page error: ${err.message}`))
+      carol = { name: 'carol', page, context }
+      pages.push(carol)
+      await page.goto(`${url}#${dm}`, { timeout: WAIT })
+      await page.getByTestId('name-input').fill('carol')
+      await page.getByTestId('join-button').click()
+      // The link opens the room, which the server refuses.
+      await page.getByTestId('room-title').filter({ hasText: exactly('@alice+bob') }).waitFor()
+      await page.locator('[data-testid="room-state"][data-forbidden="true"]').waitFor()
+      const error = page.getByTestId('room-error')
+      assert.match(await error.innerText(), /private room of alice and bob: only they can read it/)
+      assert.equal(await page.getByTestId('send-button').isDisabled(), true, 'nothing can be sent there')
+      // Her other room works: she is connected, and #lobby is joined.
+      await page.getByTestId('room-lobby').click()
+      await waitOnline(carol)
+    })
+
+    await step('what alice and bob say privately never reaches carol', async () => {
+      const text = 'still just between us'
+      await sendWithEnter(alice, text)
+      await waitMessage(bob, 'alice', text)
+      // Delivered to bob: it would have reached carol by now, had it been sent to her.
+      assert.equal(await carol.page.getByTestId('message-text').filter({ hasText: text }).count(), 0)
+      await carol.page.getByTestId(`room-${dm}`).click()
+      assert.equal(await carol.page.getByTestId('message').count(), 0, 'carol sees no message of the private room')
+    })
+  } catch (err) {
+    for (const { name, page } of pages) {
+      const file = path.join(E2E_DIR, `failure-login-${name.toLowerCase()}.png`)
       await page.screenshot({ path: file, timeout: 5000 }).then(
         () => t.diagnostic(`failure screenshot: ${file}`),
         () => {},

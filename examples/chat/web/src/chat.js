@@ -6,6 +6,8 @@ export const MAX_TEXT_BYTES = 2000
 export const DEFAULT_ROOM = 'lobby'
 
 const ROOM_NAME = /^[A-Za-z0-9_-]{1,64}$/
+const USER_NAME = /^[A-Za-z0-9_-]{1,32}$/
+const DM_CHANNEL = /^dm:([A-Za-z0-9_-]{1,32})\+([A-Za-z0-9_-]{1,32})$/
 const encoder = new TextEncoder()
 
 /** The WebSocket URL of the server that served this page: ws(s)://host/ws. */
@@ -41,6 +43,49 @@ export function personNameProblem(name) {
   if (byteLength(name) > MAX_NAME_BYTES)
     return `A name is at most ${MAX_NAME_BYTES} bytes.`
   return ''
+}
+
+/** Why `name` cannot be a user name in login mode, or '' when it can. */
+export function userNameProblem(name) {
+  if (name === '') return 'Enter a name.'
+  if (!USER_NAME.test(name)) return 'A name is 1 to 32 letters, digits, "_" or "-".'
+  return ''
+}
+
+/**
+ * The private room of users `a` and `b`: `dm:<a>+<b>` with the names in
+ * sorted order, as the server expects it (room_policy.hpp), so that both
+ * users compute the same channel.
+ */
+export function dmChannel(a, b) {
+  return a < b ? `dm:${a}+${b}` : `dm:${b}+${a}`
+}
+
+/** The two users of the private room `channel`, or null when it is none. */
+export function dmUsers(channel) {
+  const m = DM_CHANNEL.exec(channel)
+  return m && m[1] < m[2] ? [m[1], m[2]] : null
+}
+
+/** A private room from the address (#dm:alice+bob), or ''. */
+export function privateRoomFromHash(hash = window.location.hash) {
+  const channel = decodeURIComponent(hash.replace(/^#/, ''))
+  return dmUsers(channel) ? channel : ''
+}
+
+/**
+ * The server's mode (GET /api/chat): `{ login: true }` when it hands out
+ * tokens (private rooms), else `{ login: false }`, also for a server that
+ * does not know the route.
+ */
+export async function fetchMode() {
+  try {
+    const res = await fetch('/api/chat', { signal: AbortSignal.timeout(5000) })
+    if (!res.ok) return { login: false }
+    return { login: (await res.json()).login === true }
+  } catch {
+    return { login: false }
+  }
 }
 
 /** A room name from the address (#room), or the default room. */

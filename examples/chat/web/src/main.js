@@ -1,5 +1,7 @@
 import { createApp } from 'vue'
 import App from './App.vue'
+import { fetchMode } from './chat.js'
 import './style.css'
 
-createApp(App).mount('#app')
+// The server says first whether it runs in login mode (tokens, private rooms).
+fetchMode().then(({ login }) => createApp(App, { login }).mount('#app'))
