@@ -2,6 +2,7 @@
 
 #include "actors/counters.hpp"
 #include "actors/sink.hpp"
+#include "protocol/codec.hpp"
 
 namespace livehub {
 
@@ -72,6 +73,39 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
         self->monitor(ref.client);
         // Only this actor changes the lists: their size cannot move between
         // reading it here and adding under the lock.
+        st.index.emplace(who, st.fanout->connection_count.load());
+        st.fanout->add(
+          livehub::fanout::connection_entry{who, std::move(ref.out)});
+        hub_counters::add(st.counters->subscriptions);
+        added();
+      }
+      return caf::ok_atom::value;
+    },
+    [self, added](caf::subscribe_atom, connection_ref& ref,
+                  history_subscribe& req, history_ptr& history) {
+      auto& st = self->state;
+      ++st.subscribes_seen;
+      auto who = ref.address();
+      auto out = ref.out;
+      std::unique_lock<std::mutex> guard{history->mtx};
+      std::optional<bool> recovered;
+      if (req.recover) {
+        std::optional<std::vector<frame_ptr>> missed;
+        if (req.epoch == history->epoch())
+          missed = history->after(req.offset);
+        recovered = missed.has_value();
+        if (missed) {
+          auto now = std::chrono::steady_clock::now();
+          for (auto& frame : *missed)
+            if (out->send(frame, now) == sink::result::slow_consumer)
+              hub_counters::add(st.counters->slow_consumer_disconnects);
+        }
+      }
+      if (!req.id.empty())
+        out->send(codec::encode_position(req.id, history->last_offset(),
+                                         history->epoch(), recovered));
+      if (st.index.count(who) == 0) {
+        self->monitor(ref.client);
         st.index.emplace(who, st.fanout->connection_count.load());
         st.fanout->add(
           livehub::fanout::connection_entry{who, std::move(ref.out)});

@@ -12,6 +12,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "actors/fanout.hpp"
+#include "actors/history.hpp"
 #include "actors/hub_internal.hpp"
 
 namespace livehub {
@@ -20,6 +21,10 @@ namespace livehub {
 using channel_actor = caf::typed_actor<
   /// Adds a connection; replies once publications reach it.
   caf::replies_to<caf::subscribe_atom, connection_ref>::with<caf::ok_atom>,
+  /// Adds a connection to a history channel: replays and replies first,
+  /// under the history's lock (see history_subscribe).
+  caf::replies_to<caf::subscribe_atom, connection_ref, history_subscribe,
+                  std::shared_ptr<channel_history>>::with<caf::ok_atom>,
   /// Adds an application actor.
   caf::replies_to<caf::subscribe_atom, subscriber_actor>::with<caf::ok_atom>,
   /// Removes a connection or actor; replies once nothing more reaches it.

@@ -4,6 +4,7 @@
 #include <atomic>
 
 #include "actors/counters.hpp"
+#include "actors/fanout.hpp"
 #include "actors/routes.hpp"
 #include "protocol/token.hpp"
 
@@ -121,6 +122,40 @@ void subscribe(self_ptr self, const std::string& topic, const std::string& id) {
       });
 }
 
+/// Subscribes to a history channel: its channel sends the replayed
+/// publications and the reply (see history_subscribe).
+void subscribe_history(self_ptr self, const std::string& topic,
+                       history_subscribe req) {
+  auto& st = self->state;
+  connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(self), st.out};
+  auto id = req.id;
+  self
+    ->request(st.hub, hub_timeout, caf::subscribe_atom::value, topic,
+              std::move(ref), std::move(req))
+    .await(
+      [self, topic](caf::ok_atom) {
+        self->state.subscriptions.insert(topic);
+      },
+      [self, id](caf::error&) {
+        self->state.fail(error_code::internal, "subscribe failed", id);
+      });
+}
+
+/// Runs `allowed` when this connection may read `topic` (subscribe, history,
+/// presence), else fails the command with `forbidden`. Allowed when any of
+/// these holds, in this order: a trusted publisher, a public channel, the
+/// token's channels claim, a subscription token, the authorizer.
+template<class F>
+void authorize_read(self_ptr self, const std::string& topic,
+                    const std::string& jwt, const std::string& id, F allowed) {
+  auto& st = self->state;
+  if (st.rights.trusted || matches_any(st.shared.policy->public_channels, topic)
+      || (st.session && matches_any(st.session->channels, topic))
+      || (!jwt.empty() && subscription_token_allows(st, jwt, topic)))
+    return allowed();
+  ask_authorizer(self, auth_action::subscribe, topic, id, std::move(allowed));
+}
+
 void run_subscribe(self_ptr self, codec::command& cmd) {
   auto& st = self->state;
   if (cmd.channel == "*")
@@ -128,24 +163,61 @@ void run_subscribe(self_ptr self, codec::command& cmd) {
                    "\"*\" addresses every connection; it cannot be "
                    "subscribed to",
                    cmd.id);
-  if (st.subscriptions.count(cmd.channel) > 0)
+  bool history = is_history_channel(*st.shared.cfg, cmd.channel);
+  bool subscribed = st.subscriptions.count(cmd.channel) > 0;
+  // Subscribing again changes nothing, except on a history channel, which
+  // answers with its position (and may recover).
+  if (subscribed && !history)
     return acknowledge(st, cmd.id);
-  if (st.subscriptions.size() >= st.shared.cfg->max_subscriptions)
+  if (!subscribed
+      && st.subscriptions.size() >= st.shared.cfg->max_subscriptions)
     return st.fail(error_code::too_many_subscriptions,
                    "at most " + std::to_string(st.shared.cfg->max_subscriptions)
                      + " subscriptions per connection",
                    cmd.id);
-  // Allowed when any of these holds, in this order: a public channel, the
-  // token's channels claim, a subscription token, the authorizer.
-  if (st.rights.trusted
-      || matches_any(st.shared.policy->public_channels, cmd.channel)
-      || (st.session && matches_any(st.session->channels, cmd.channel))
-      || (!cmd.token.empty()
-          && subscription_token_allows(st, cmd.token, cmd.channel)))
-    return subscribe(self, cmd.channel, cmd.id);
-  ask_authorizer(self, auth_action::subscribe, cmd.channel, cmd.id,
-                 [self, topic = cmd.channel, id = cmd.id] {
-                   subscribe(self, topic, id);
+  if (!history) {
+    if (cmd.since)
+      return st.fail(error_code::bad_command,
+                     codec::quote(cmd.channel)
+                       + " is no history channel: nothing to recover",
+                     cmd.id);
+    return authorize_read(self, cmd.channel, cmd.token, cmd.id,
+                          [self, topic = cmd.channel, id = cmd.id] {
+                            subscribe(self, topic, id);
+                          });
+  }
+  history_subscribe req;
+  req.id = cmd.id;
+  if (cmd.since) {
+    req.recover = true;
+    req.offset = cmd.since->offset;
+    req.epoch = std::move(cmd.since->epoch);
+  }
+  authorize_read(self, cmd.channel, cmd.token, cmd.id,
+                 [self, topic = cmd.channel, req = std::move(req)]() mutable {
+                   subscribe_history(self, topic, std::move(req));
+                 });
+}
+
+void run_history(self_ptr self, codec::command& cmd) {
+  auto& st = self->state;
+  if (!is_history_channel(*st.shared.cfg, cmd.channel))
+    return st.fail(error_code::bad_command,
+                   codec::quote(cmd.channel) + " is no history channel",
+                   cmd.id);
+  authorize_read(self, cmd.channel, cmd.token, cmd.id,
+                 [self, topic = cmd.channel, id = cmd.id, limit = cmd.limit] {
+                   auto& st = self->state;
+                   auto history = st.shared.routes->history(topic);
+                   std::unique_lock<std::mutex> guard{history->mtx};
+                   auto text = codec::encode_history(
+                     id,
+                     history->last(static_cast<size_t>(
+                       std::min<uint64_t>(limit, st.shared.cfg->history_size))),
+                     history->last_offset(), history->epoch());
+                   guard.unlock();
+                   st.reply(
+                     std::make_shared<const std::string>(std::move(text)));
                  });
 }
 
@@ -179,9 +251,7 @@ void publish(self_ptr self, publication pub, const std::string& id) {
   } else {
     // Straight to the channel's subscribers, as the hub would (no hop
     // through the hub; see route_table).
-    hub_counters::add(st.shared.counters->published);
-    if (auto subscribers = st.shared.routes->find(pub.channel))
-      subscribers->deliver(pub, *st.shared.counters);
+    deliver_publication(st.shared, pub, self->clock().now());
   }
   acknowledge(st, id);
 }
@@ -292,6 +362,7 @@ void run(self_ptr self, codec::command& cmd) {
     case codec::command_type::unsubscribe: return run_unsubscribe(self, cmd);
     case codec::command_type::publish: return run_publish(self, cmd);
     case codec::command_type::refresh: return run_refresh(self, cmd);
+    case codec::command_type::history: return run_history(self, cmd);
     case codec::command_type::connect: return; // handled above
   }
 }

@@ -3,6 +3,7 @@
 #include <caf/send.hpp>
 
 #include "actors/counters.hpp"
+#include "actors/routes.hpp"
 #include "actors/sink.hpp"
 #include "protocol/codec.hpp"
 
@@ -11,10 +12,16 @@ namespace livehub {
 void fanout::deliver(const publication& pub, hub_counters& counters) {
   // Encoded once, before taking the lock: the lock is held only while the
   // frame is queued. Every connection's queue shares the same frame.
-  auto accepted = std::chrono::steady_clock::now();
   frame_ptr frame;
   if (connection_count.load(std::memory_order_relaxed) > 0)
     frame = codec::encode_publication(pub);
+  deliver(pub, frame, counters);
+}
+
+void fanout::deliver(const publication& pub, const frame_ptr& encoded,
+                     hub_counters& counters) {
+  auto accepted = std::chrono::steady_clock::now();
+  auto frame = encoded;
   uint64_t delivered = 0;
   uint64_t slow = 0;
   std::unique_lock<std::mutex> guard{mtx};
@@ -47,6 +54,33 @@ void fanout::add(connection_entry entry) {
 void fanout::add(subscriber_actor who) {
   std::unique_lock<std::mutex> guard{mtx};
   actors.push_back(std::move(who));
+}
+
+bool is_history_channel(const hub_config& cfg, const std::string& topic) {
+  for (auto& pattern : cfg.history_channels)
+    if (codec::glob_match(pattern, topic))
+      return true;
+  return false;
+}
+
+void deliver_publication(const hub_shared& shared, const publication& pub,
+                         std::chrono::steady_clock::time_point now) {
+  auto& counters = *shared.counters;
+  hub_counters::add(counters.published);
+  // Looked up before the history's lock: nothing takes the route table's
+  // lock while holding a history's (see route_table::expire_histories).
+  auto subscribers = shared.routes->find(pub.channel);
+  if (!is_history_channel(*shared.cfg, pub.channel)) {
+    if (subscribers)
+      subscribers->deliver(pub, counters);
+    return;
+  }
+  auto history = shared.routes->history(pub.channel);
+  std::unique_lock<std::mutex> guard{history->mtx};
+  auto frame = codec::encode_publication(pub, history->next_offset());
+  history->append(frame, now, shared.cfg->history_size);
+  if (subscribers)
+    subscribers->deliver(pub, frame, counters);
 }
 
 } // namespace livehub

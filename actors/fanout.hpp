@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -34,6 +35,11 @@ struct fanout {
   /// adds the deliveries and slow consumers to `counters`.
   void deliver(const publication& pub, hub_counters& counters);
 
+  /// As above, with the frame already encoded (history channels: with its
+  /// offset).
+  void deliver(const publication& pub, const frame_ptr& frame,
+               hub_counters& counters);
+
   /// Adds a connection (the caller holds no lock).
   void add(connection_entry entry);
 
@@ -53,5 +59,16 @@ struct fanout {
 };
 
 using fanout_ptr = std::shared_ptr<fanout>;
+
+/// True when `topic` is a history channel under `cfg`.
+bool is_history_channel(const hub_config& cfg, const std::string& topic);
+
+/// Publishes `pub` (not to "*") to its channel's subscribers, as the hub and
+/// client actors do. On a history channel, under the channel's history lock:
+/// the next offset, the frame with it stored (made the channel's stream if
+/// it had none), then delivered. Counts the publication. `now`: the
+/// publishing actor's clock.
+void deliver_publication(const hub_shared& shared, const publication& pub,
+                         std::chrono::steady_clock::time_point now);
 
 } // namespace livehub

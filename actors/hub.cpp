@@ -44,15 +44,13 @@ channel_actor& hub_state::route_subscribe(hub_internal_actor::pointer self,
   return i->second.handle;
 }
 
-void hub_state::deliver(const publication& pub) {
+void hub_state::deliver(const publication& pub,
+                        std::chrono::steady_clock::time_point now) {
+  // Straight to the subscribers, without a message to the channel.
+  if (pub.channel != "*")
+    return deliver_publication(shared, pub, now);
   auto& counters = *shared.counters;
   hub_counters::add(counters.published);
-  if (pub.channel != "*") {
-    // Straight to the subscribers, without a message to the channel.
-    if (auto i = channels.find(pub.channel); i != channels.end())
-      i->second.fanout->deliver(pub, counters);
-    return;
-  }
   auto accepted = std::chrono::steady_clock::now();
   auto frame = codec::encode_publication(pub);
   uint64_t delivered = 0;
@@ -137,10 +135,24 @@ hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
   self->set_down_handler([self](const caf::down_msg& msg) {
     self->state.forget(msg.source);
   });
+  // History channels: a sweep drops what outlived history-ttl, a quarter of
+  // the ttl late at most (and at least every 10 s).
+  auto& cfg = *self->state.shared.cfg;
+  auto sweep = std::clamp(caf::timespan{cfg.history_ttl / 4},
+                          caf::timespan{std::chrono::milliseconds(10)},
+                          caf::timespan{std::chrono::seconds(10)});
+  if (!cfg.history_channels.empty())
+    self->delayed_send(self, sweep, caf::tick_atom::value);
   return {
+    [self, sweep](caf::tick_atom) {
+      auto& st = self->state;
+      st.shared.routes->expire_histories(self->clock().now()
+                                         - st.shared.cfg->history_ttl);
+      self->delayed_send(self, sweep, caf::tick_atom::value);
+    },
     // -- the application's API --------------------------------------------
     [self](caf::publish_atom, const publication& pub) {
-      self->state.deliver(pub);
+      self->state.deliver(pub, self->clock().now());
     },
     [self](caf::subscribe_atom, const std::string& topic,
            subscriber_actor& who) -> caf::result<caf::ok_atom> {
@@ -174,6 +186,13 @@ hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
            connection_ref& ref) -> caf::result<caf::ok_atom> {
       auto& ch = self->state.route_subscribe(self, topic);
       return self->delegate(ch, caf::subscribe_atom::value, std::move(ref));
+    },
+    [self](caf::subscribe_atom, const std::string& topic, connection_ref& ref,
+           history_subscribe& req) -> caf::result<caf::ok_atom> {
+      auto& ch = self->state.route_subscribe(self, topic);
+      auto history = self->state.shared.routes->history(topic);
+      return self->delegate(ch, caf::subscribe_atom::value, std::move(ref),
+                            std::move(req), std::move(history));
     },
     [self](idle_atom, const std::string& topic, uint64_t seen) {
       auto source = caf::actor_cast<caf::actor_addr>(self->current_sender());

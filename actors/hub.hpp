@@ -55,7 +55,8 @@ struct hub_state {
 
   /// Delivers `pub` to its channel's subscribers, or to every connection
   /// when its channel is `"*"`.
-  void deliver(const publication& pub);
+  void deliver(const publication& pub,
+               std::chrono::steady_clock::time_point now);
 
   /// The channel `source` (which reported `seen` subscribes) has no
   /// subscriber left: removes it, unless a subscribe is on its way to it.

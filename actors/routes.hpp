@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "actors/fanout.hpp"
+#include "actors/history.hpp"
 
 namespace livehub {
 
@@ -45,11 +46,59 @@ class route_table {
   void clear() {
     std::unique_lock<std::shared_mutex> guard{mtx_};
     routes_.clear();
+    histories_.clear();
+  }
+
+  // -- history channels -------------------------------------------------------
+
+  /// The history of `topic`, made (a new stream, with a new epoch) when it
+  /// has none.
+  history_ptr history(const std::string& topic) {
+    {
+      std::shared_lock<std::shared_mutex> guard{mtx_};
+      if (auto i = histories_.find(topic); i != histories_.end())
+        return i->second;
+    }
+    std::unique_lock<std::shared_mutex> guard{mtx_};
+    auto& x = histories_[topic];
+    if (!x)
+      x = std::make_shared<channel_history>();
+    return x;
+  }
+
+  /// The history of `topic`, or null.
+  history_ptr find_history(const std::string& topic) const {
+    std::shared_lock<std::shared_mutex> guard{mtx_};
+    auto i = histories_.find(topic);
+    return i != histories_.end() ? i->second : nullptr;
+  }
+
+  /// Drops what was stored before `cutoff`, and the histories left empty
+  /// whose channel has no subscriber (its stream ends: a later publication
+  /// starts a new one, with a new epoch).
+  void expire_histories(channel_history::clock_type::time_point cutoff) {
+    std::unique_lock<std::shared_mutex> guard{mtx_};
+    for (auto i = histories_.begin(); i != histories_.end();) {
+      std::unique_lock<std::mutex> lock{i->second->mtx};
+      i->second->expire(cutoff);
+      bool drop = i->second->size() == 0 && routes_.count(i->first) == 0;
+      lock.unlock();
+      i = drop ? histories_.erase(i) : std::next(i);
+    }
+  }
+
+  /// Histories kept.
+  size_t history_count() const {
+    std::shared_lock<std::shared_mutex> guard{mtx_};
+    return histories_.size();
   }
 
  private:
   mutable std::shared_mutex mtx_;
   std::unordered_map<std::string, fanout_ptr> routes_;
+  /// Streams of history channels: kept while the channel has subscribers or
+  /// stored publications, whatever becomes of its channel actor.
+  std::unordered_map<std::string, history_ptr> histories_;
 };
 
 } // namespace livehub

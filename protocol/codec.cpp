@@ -4,6 +4,7 @@
 // (kParseNumbersAsStringsFlag) without building a DOM.
 #include "protocol/codec.hpp"
 
+#include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 #include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
@@ -124,7 +125,7 @@ class object_reader : public raw_numbers_only {
  public:
   std::optional<std::string> type, channel, event, token;
   std::string id;
-  std::optional<std::string> data, info;
+  std::optional<std::string> data, info, since, limit;
   std::string shape_error; // first field of a wrong type, if any
   bool not_object = false;
   bool too_deep = false;
@@ -283,6 +284,10 @@ class object_reader : public raw_numbers_only {
       return &data;
     if (key_ == "info")
       return &info;
+    if (key_ == "since")
+      return &since;
+    if (key_ == "limit")
+      return &limit;
     return nullptr;
   }
 
@@ -527,6 +532,37 @@ void write_id(writer_type& w, std::string_view id) {
   }
 }
 
+/// A non-negative integer (at most 2^53, as JSON numbers are safe); none
+/// otherwise.
+std::optional<uint64_t> parse_count(const std::string& text) {
+  if (text.empty() || text.size() > 16)
+    return std::nullopt;
+  uint64_t n = 0;
+  for (auto c : text) {
+    if (c < '0' || c > '9')
+      return std::nullopt;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return n;
+}
+
+/// `{"offset":K,"epoch":"E"}` (other fields ignored); none when malformed.
+std::optional<position> parse_position(const std::string& text) {
+  rapidjson::Document doc;
+  doc.Parse(text.data(), text.size());
+  if (doc.HasParseError() || !doc.IsObject())
+    return std::nullopt;
+  auto offset = doc.FindMember("offset");
+  auto epoch = doc.FindMember("epoch");
+  if (offset == doc.MemberEnd() || !offset->value.IsUint64()
+      || epoch == doc.MemberEnd() || !epoch->value.IsString()
+      || epoch->value.GetStringLength() > 64)
+    return std::nullopt;
+  return position{offset->value.GetUint64(),
+                  std::string{epoch->value.GetString(),
+                              epoch->value.GetStringLength()}};
+}
+
 } // namespace
 
 const char* to_string(error_code x) {
@@ -578,6 +614,8 @@ std::variant<command, parse_error> parse_command(std::string_view text) {
   }
   if (t == "subscribe")
     cmd.type = command_type::subscribe;
+  else if (t == "history")
+    cmd.type = command_type::history;
   else if (t == "unsubscribe")
     cmd.type = command_type::unsubscribe;
   else if (t == "publish")
@@ -593,6 +631,22 @@ std::variant<command, parse_error> parse_command(std::string_view text) {
   cmd.channel = std::move(*obj.channel);
   if (cmd.type == command_type::subscribe && obj.token)
     cmd.token = std::move(*obj.token);
+  if (cmd.type == command_type::subscribe && obj.since) {
+    auto since = parse_position(*obj.since);
+    if (!since)
+      return fail(error_code::bad_command,
+                  "field \"since\" must be {\"offset\":N,\"epoch\":\"E\"}");
+    cmd.since = std::move(*since);
+  }
+  if (cmd.type == command_type::history) {
+    if (!obj.limit)
+      return fail(error_code::bad_command, "missing field \"limit\"");
+    auto n = parse_count(*obj.limit);
+    if (!n)
+      return fail(error_code::bad_command,
+                  "field \"limit\" must be a whole number from 0");
+    cmd.limit = *n;
+  }
   if (cmd.type == command_type::publish) {
     if (!obj.event)
       return fail(error_code::bad_command, "missing field \"event\"");
@@ -766,9 +820,9 @@ bool glob_match(std::string_view pattern, std::string_view name) {
   return p == pattern.size();
 }
 
-frame_ptr encode_publication(const publication& x) {
+frame_ptr encode_publication(const publication& x, uint64_t offset) {
   rapidjson::StringBuffer buf;
-  buf.Reserve(x.channel.size() + x.type.size() + x.data.str().size() + 40);
+  buf.Reserve(x.channel.size() + x.type.size() + x.data.str().size() + 60);
   writer_type w{buf};
   w.StartObject();
   w.Key("channel");
@@ -778,8 +832,61 @@ frame_ptr encode_publication(const publication& x) {
   w.String(x.type.data(), static_cast<rapidjson::SizeType>(x.type.size()));
   w.Key("data");
   w.RawValue(x.data.str().data(), x.data.str().size(), rapidjson::kObjectType);
+  if (offset > 0) {
+    w.Key("offset");
+    w.Uint64(offset);
+  }
   w.EndObject();
   return make_frame(buf);
+}
+
+frame_ptr encode_position(std::string_view id, uint64_t offset,
+                          std::string_view epoch,
+                          std::optional<bool> recovered) {
+  rapidjson::StringBuffer buf;
+  writer_type w{buf};
+  w.StartObject();
+  w.Key("type");
+  w.String("ok");
+  write_id(w, id);
+  if (recovered) {
+    w.Key("recovered");
+    w.Bool(*recovered);
+  }
+  w.Key("offset");
+  w.Uint64(offset);
+  w.Key("epoch");
+  w.String(epoch.data(), static_cast<rapidjson::SizeType>(epoch.size()));
+  w.EndObject();
+  return make_frame(buf);
+}
+
+std::string
+encode_history(std::string_view id, const std::vector<frame_ptr>& publications,
+               uint64_t offset, std::string_view epoch, bool reply) {
+  size_t size = 80 + epoch.size();
+  for (auto& x : publications)
+    size += x->size() + 1;
+  rapidjson::StringBuffer buf;
+  buf.Reserve(size);
+  writer_type w{buf};
+  w.StartObject();
+  if (reply) {
+    w.Key("type");
+    w.String("ok");
+    write_id(w, id);
+  }
+  w.Key("publications");
+  w.StartArray();
+  for (auto& x : publications)
+    w.RawValue(x->data(), x->size(), rapidjson::kObjectType);
+  w.EndArray();
+  w.Key("offset");
+  w.Uint64(offset);
+  w.Key("epoch");
+  w.String(epoch.data(), static_cast<rapidjson::SizeType>(epoch.size()));
+  w.EndObject();
+  return std::string{buf.GetString(), buf.GetSize()};
 }
 
 frame_ptr encode_ok(std::string_view id) {

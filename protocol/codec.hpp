@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -53,7 +54,14 @@ enum class command_type {
   publish,
   ping,
   connect,
-  refresh
+  refresh,
+  history
+};
+
+/// A position in a channel's stream: an offset and its epoch.
+struct position {
+  uint64_t offset = 0;
+  std::string epoch;
 };
 
 /// One parsed client command. `id` is the raw JSON text of the command's id
@@ -69,6 +77,10 @@ struct command {
   std::string token;
   /// connect: the `info` field (`null` when none).
   json_text info;
+  /// subscribe: the `since` position to recover from, if any.
+  std::optional<position> since;
+  /// history: how many publications (the last ones).
+  uint64_t limit = 0;
 };
 
 /// Why a frame is not a command; `id` is set when the frame had a readable id.
@@ -106,8 +118,22 @@ bool valid_event_type(std::string_view type);
 /// True when `name` matches `pattern`, where `*` matches any run of bytes.
 bool glob_match(std::string_view pattern, std::string_view name);
 
-/// `{"channel":C,"type":T,"data":D}`, built once per publication.
-frame_ptr encode_publication(const publication& x);
+/// `{"channel":C,"type":T,"data":D}`, built once per publication; with
+/// `"offset":N` added when `offset` is not 0 (history channels).
+frame_ptr encode_publication(const publication& x, uint64_t offset = 0);
+
+/// `{"type":"ok","id":ID,"offset":N,"epoch":"E"}`: the reply to a subscribe
+/// on a history channel; with `"recovered":B` when it asked for recovery.
+frame_ptr encode_position(std::string_view id, uint64_t offset,
+                          std::string_view epoch,
+                          std::optional<bool> recovered);
+
+/// `{"type":"ok","id":ID,"publications":[...],"offset":O,"epoch":"E"}`, the
+/// reply to a history command (no id when empty); without type and id when
+/// not a `reply` (the body of GET /api/history).
+std::string
+encode_history(std::string_view id, const std::vector<frame_ptr>& publications,
+               uint64_t offset, std::string_view epoch, bool reply = true);
 
 /// `{"type":"ok","id":ID}`.
 frame_ptr encode_ok(std::string_view id);

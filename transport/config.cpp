@@ -259,6 +259,15 @@ const std::vector<any_setting>& table() {
             no_empty_pattern_if_set},
     setting{"authorize-timeout", &hub_config::authorize_timeout, reader::hub,
             "how long the application's authorizer may take", at_least(1ms)},
+    // -- history
+    setting{"history-channels", &hub_config::history_channels, reader::hub,
+            "channel patterns with offsets, history and recovery",
+            no_empty_pattern},
+    setting{"history-size", &hub_config::history_size, reader::hub,
+            "publications kept per history channel",
+            between(size_t{1}, size_t{100000})},
+    setting{"history-ttl", &hub_config::history_ttl, reader::hub,
+            "how long a publication stays in history", at_least(1ms)},
     // -- rate limits
     setting{"command-rate", &hub_config::command_rate, reader::hub,
             "commands per second per connection", at_least(1)},

@@ -150,6 +150,21 @@ struct hub_config {
   /// answer within it is a denial. Read by the hub.
   caf::timespan authorize_timeout = std::chrono::seconds(2);
 
+  // -- history -------------------------------------------------------------
+
+  /// `livehub.history-channels`: channel patterns whose publications carry
+  /// offsets and are kept for recovery (`subscribe` with `since`, the
+  /// `history` command). Default: none. Read by the hub.
+  std::vector<std::string> history_channels;
+
+  /// `livehub.history-size`: publications kept per history channel. Read by
+  /// the hub.
+  size_t history_size = 100;
+
+  /// `livehub.history-ttl`: how long a publication is kept; a channel's
+  /// history outlives its last subscriber until then. Read by the hub.
+  caf::timespan history_ttl = std::chrono::seconds(300);
+
   // -- rate limits ---------------------------------------------------------
 
   /// `livehub.command-rate`: commands per second one connection may send
