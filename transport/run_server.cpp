@@ -24,8 +24,8 @@ struct server_config : caf::actor_system_config {
 
 } // namespace
 
-int run_server(int argc, char** argv, const char* name,
-               config_adjuster adjust) {
+int run_server(int argc, char** argv, const char* name, config_adjuster adjust,
+               system_setup setup) {
   // Signals go to one waiting thread, not to whichever thread runs: block
   // them before any thread starts (threads inherit the mask).
   sigset_t signals;
@@ -50,11 +50,18 @@ int run_server(int argc, char** argv, const char* name,
   if (!caf::get_if<size_t>(&cfg, "scheduler.max-threads"))
     cfg.set("scheduler.max-threads", worker_threads(*hub_cfg));
   caf::actor_system sys{cfg};
+  if (setup)
+    setup(sys, *hub_cfg);
   auto hub = spawn_hub(sys, *hub_cfg);
+  auto stop_actors = [&] {
+    caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
+    if (hub_cfg->authorizer)
+      caf::anon_send_exit(hub_cfg->authorizer, caf::exit_reason::user_shutdown);
+  };
   auto srv = server::start(sys, hub, *hub_cfg);
   if (!srv) {
     std::cerr << name << ": " << sys.render(srv.error()) << "\n";
-    caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
+    stop_actors();
     return 1;
   }
   std::cout << "listening on " << (*srv)->host() << ":" << (*srv)->port()
@@ -70,7 +77,7 @@ int run_server(int argc, char** argv, const char* name,
   pthread_kill(waiter.native_handle(), SIGTERM);
   waiter.join();
   srv->reset();
-  caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
+  stop_actors();
   return 0;
 }
 

@@ -22,18 +22,11 @@
 // Every livehub.* option applies (see docs/configuration.md), also from
 // caf-application.ini. SIGINT/SIGTERM close every connection with 1001 and
 // exit 0.
-//
-// Its main() does what livehub::run_server does (main.hpp), plus one step:
-// the authorizer is an actor, so it can only be spawned once the actor system
-// exists, after the point where run_server lets a program adjust hub_config.
-#include <csignal>
 #include <iostream>
-#include <thread>
 #include <unistd.h>
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
-#include <caf/send.hpp>
 
 #include "dm_authorizer.hpp"
 #include "livehub/all.hpp"
@@ -41,12 +34,6 @@
 #include "room_policy.hpp"
 
 namespace {
-
-struct chat_config : caf::actor_system_config {
-  chat_config() {
-    livehub::add_options(custom_options_);
-  }
-};
 
 /// The demo's defaults and rules, on top of the options given.
 void adjust(const caf::actor_system_config& cfg, livehub::hub_config& hub) {
@@ -77,57 +64,12 @@ void adjust(const caf::actor_system_config& cfg, livehub::hub_config& hub) {
 } // namespace
 
 int main(int argc, char** argv) {
-  // Signals go to one waiting thread: block them before any thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  chat_config cfg;
-  if (auto err = cfg.parse(argc, argv)) {
-    std::cerr << "livehub-chat: " << to_string(err) << "\n";
-    return 1;
-  }
-  if (cfg.cli_helptext_printed)
-    return 0;
-  auto hub_cfg = livehub::read_config(cfg);
-  if (!hub_cfg) {
-    std::cerr << "livehub-chat: " << to_string(hub_cfg.error()) << "\n";
-    return 1;
-  }
-  adjust(cfg, *hub_cfg);
-  if (!caf::get_if<size_t>(&cfg, "scheduler.max-threads"))
-    cfg.set("scheduler.max-threads", livehub::worker_threads(*hub_cfg));
-  caf::actor_system sys{cfg};
-  // Private rooms: with tokens, livehub asks this actor about the channels
-  // that the token's claims do not open (dm:<a>+<b>).
-  if (hub_cfg->tokens_enabled())
-    hub_cfg->authorizer = sys.spawn(chat::dm_authorizer);
-  auto hub = livehub::spawn_hub(sys, *hub_cfg);
-  auto stop_actors = [&] {
-    caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
-    if (hub_cfg->authorizer)
-      caf::anon_send_exit(hub_cfg->authorizer, caf::exit_reason::user_shutdown);
-  };
-  auto srv = livehub::server::start(sys, hub, *hub_cfg);
-  if (!srv) {
-    std::cerr << "livehub-chat: " << sys.render(srv.error()) << "\n";
-    stop_actors();
-    return 1;
-  }
-  std::cout << "listening on " << (*srv)->host() << ":" << (*srv)->port()
-            << std::endl;
-  std::thread waiter{[&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    std::cerr << "livehub-chat: signal " << sig << ", shutting down\n";
-    (*srv)->stop();
-  }};
-  (*srv)->wait();
-  // stop() may also have come from elsewhere; wake the waiter if needed.
-  pthread_kill(waiter.native_handle(), SIGTERM);
-  waiter.join();
-  srv->reset();
-  stop_actors();
-  return 0;
+  return livehub::run_server(
+    argc, argv, "livehub-chat", adjust,
+    [](caf::actor_system& sys, livehub::hub_config& hub) {
+      // Private rooms: with tokens, livehub asks this actor about the
+      // channels that the token's claims do not open (dm:<a>+<b>).
+      if (hub.tokens_enabled())
+        hub.authorizer = sys.spawn(chat::dm_authorizer);
+    });
 }
