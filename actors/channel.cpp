@@ -114,6 +114,26 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
       }
       return caf::ok_atom::value;
     },
+    [self, added](caf::subscribe_atom, subscriber_actor& who,
+                  stream_position& since, history_ptr& history) {
+      auto& st = self->state;
+      ++st.subscribes_seen;
+      std::unique_lock<std::mutex> guard{history->mtx};
+      std::optional<std::vector<frame_ptr>> missed;
+      if (since.epoch == history->epoch())
+        missed = history->after(since.offset);
+      auto page = read_page(*history,
+                            missed ? *missed : std::vector<frame_ptr>{});
+      page.recovered = missed.has_value();
+      if (st.index.count(who.address()) == 0) {
+        self->monitor(who);
+        st.index.emplace(who.address(), st.fanout->actors.size());
+        st.fanout->add(std::move(who));
+        hub_counters::add(st.counters->actor_subscriptions);
+        added();
+      }
+      return page;
+    },
     [self, added](caf::subscribe_atom, subscriber_actor& who) {
       auto& st = self->state;
       ++st.subscribes_seen;

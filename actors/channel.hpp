@@ -27,6 +27,10 @@ using channel_actor = caf::typed_actor<
                   std::shared_ptr<channel_history>>::with<caf::ok_atom>,
   /// Adds an application actor.
   caf::replies_to<caf::subscribe_atom, subscriber_actor>::with<caf::ok_atom>,
+  /// Adds an application actor to a history channel, with what it missed
+  /// since a position (under the history's lock).
+  caf::replies_to<caf::subscribe_atom, subscriber_actor, stream_position,
+                  std::shared_ptr<channel_history>>::with<history_page>,
   /// Removes a connection or actor; replies once nothing more reaches it.
   caf::replies_to<caf::unsubscribe_atom, caf::actor_addr>::with<caf::ok_atom>,
   /// The hub removed this channel: quit.

@@ -1,5 +1,7 @@
 #include "actors/fanout.hpp"
 
+#include <optional>
+
 #include <caf/send.hpp>
 
 #include "actors/counters.hpp"
@@ -15,11 +17,11 @@ void fanout::deliver(const publication& pub, hub_counters& counters) {
   frame_ptr frame;
   if (connection_count.load(std::memory_order_relaxed) > 0)
     frame = codec::encode_publication(pub);
-  deliver(pub, frame, counters);
+  deliver(pub, frame, counters, 0);
 }
 
 void fanout::deliver(const publication& pub, const frame_ptr& encoded,
-                     hub_counters& counters) {
+                     hub_counters& counters, uint64_t offset) {
   auto accepted = std::chrono::steady_clock::now();
   auto frame = encoded;
   uint64_t delivered = 0;
@@ -35,9 +37,17 @@ void fanout::deliver(const publication& pub, const frame_ptr& encoded,
       case sink::result::closed: break;
     }
   }
-  for (auto& who : actors) {
-    caf::anon_send(who, pub);
-    ++delivered;
+  if (!actors.empty()) {
+    // Actors get the publication itself, with its offset where it has one.
+    std::optional<publication> numbered;
+    if (offset > 0) {
+      numbered = pub;
+      numbered->offset = offset;
+    }
+    for (auto& who : actors) {
+      caf::anon_send(who, numbered ? *numbered : pub);
+      ++delivered;
+    }
   }
   guard.unlock();
   hub_counters::add(counters.delivered, delivered);
@@ -77,10 +87,11 @@ void deliver_publication(const hub_shared& shared, const publication& pub,
   }
   auto history = shared.routes->history(pub.channel);
   std::unique_lock<std::mutex> guard{history->mtx};
-  auto frame = codec::encode_publication(pub, history->next_offset());
+  auto offset = history->next_offset();
+  auto frame = codec::encode_publication(pub, offset);
   history->append(frame, now, shared.cfg->history_size);
   if (subscribers)
-    subscribers->deliver(pub, frame, counters);
+    subscribers->deliver(pub, frame, counters, offset);
 }
 
 } // namespace livehub

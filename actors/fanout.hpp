@@ -35,10 +35,10 @@ struct fanout {
   /// adds the deliveries and slow consumers to `counters`.
   void deliver(const publication& pub, hub_counters& counters);
 
-  /// As above, with the frame already encoded (history channels: with its
-  /// offset).
+  /// As above, with the frame already encoded; on a history channel with
+  /// its `offset`, which actors get in their copy (0: none).
   void deliver(const publication& pub, const frame_ptr& frame,
-               hub_counters& counters);
+               hub_counters& counters, uint64_t offset);
 
   /// Adds a connection (the caller holds no lock).
   void add(connection_entry entry);

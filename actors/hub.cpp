@@ -7,6 +7,7 @@
 #include <caf/send.hpp>
 
 #include "actors/counters.hpp"
+#include "actors/fanout.hpp"
 #include "actors/sink.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/token.hpp"
@@ -174,6 +175,28 @@ hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
       auto& st = self->state;
       return st.shared.counters->snapshot(st.connections.size());
     },
+    [self](history_atom, const std::string& topic,
+           uint64_t limit) -> caf::result<history_page> {
+      auto& st = self->state;
+      if (!is_history_channel(*st.shared.cfg, topic))
+        return caf::make_error(caf::sec::invalid_argument,
+                               "no history channel: " + topic);
+      auto history = st.shared.routes->history(topic);
+      std::unique_lock<std::mutex> guard{history->mtx};
+      auto n = std::min<uint64_t>(limit, st.shared.cfg->history_size);
+      return read_page(*history, history->last(static_cast<size_t>(n)));
+    },
+    [self](caf::subscribe_atom, const std::string& topic, subscriber_actor& who,
+           stream_position& since) -> caf::result<history_page> {
+      auto& st = self->state;
+      if (!is_history_channel(*st.shared.cfg, topic))
+        return caf::make_error(caf::sec::invalid_argument,
+                               "no history channel: " + topic);
+      auto& ch = st.route_subscribe(self, topic);
+      auto history = st.shared.routes->history(topic);
+      return self->delegate(ch, caf::subscribe_atom::value, std::move(who),
+                            std::move(since), std::move(history));
+    },
     // -- livehub's own actors and transport -------------------------------
     [self](caf::join_atom, connection_ref& ref) {
       self->monitor(ref.client);
@@ -212,6 +235,18 @@ hub_actor spawn_hub(caf::actor_system& sys, const hub_config& cfg) {
   shared.cfg = std::make_shared<const hub_config>(cfg);
   shared.policy = make_client_policy(cfg);
   return sys.spawn(hub, std::move(shared));
+}
+
+history_page read_page(const channel_history& history,
+                       const std::vector<frame_ptr>& frames) {
+  history_page result;
+  result.publications.reserve(frames.size());
+  for (auto& frame : frames)
+    if (auto pub = codec::parse_publication_frame(*frame))
+      result.publications.push_back(std::move(*pub));
+  result.position.offset = history.last_offset();
+  result.position.epoch = history.epoch();
+  return result;
 }
 
 std::shared_ptr<const client_policy> make_client_policy(const hub_config& cfg) {

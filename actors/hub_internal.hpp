@@ -123,6 +123,11 @@ using hub_internal_actor = hub_actor::extend<
   caf::replies_to<caf::get_atom, channels_atom, std::string,
                   uint64_t>::with<channel_page>>;
 
+/// `frames` (stored publication frames) read back, with `history`'s
+/// position. Needs `history.mtx`.
+history_page read_page(const channel_history& history,
+                       const std::vector<frame_ptr>& frames);
+
 /// The client policy of a hub spawned with `cfg` (spawn_hub; tests).
 std::shared_ptr<const client_policy> make_client_policy(const hub_config& cfg);
 

@@ -125,7 +125,7 @@ class object_reader : public raw_numbers_only {
  public:
   std::optional<std::string> type, channel, event, token;
   std::string id;
-  std::optional<std::string> data, info, since, limit;
+  std::optional<std::string> data, info, since, limit, offset;
   std::string shape_error; // first field of a wrong type, if any
   bool not_object = false;
   bool too_deep = false;
@@ -288,6 +288,8 @@ class object_reader : public raw_numbers_only {
       return &since;
     if (key_ == "limit")
       return &limit;
+    if (key_ == "offset")
+      return &offset;
     return nullptr;
   }
 
@@ -769,6 +771,25 @@ split_array(std::string_view text) {
 }
 
 } // namespace
+
+std::optional<publication> parse_publication_frame(std::string_view frame) {
+  object_reader obj;
+  parse_error err;
+  if (!read_object(frame, obj, err) || !obj.channel || !obj.type)
+    return std::nullopt;
+  publication result;
+  result.channel = std::move(*obj.channel);
+  result.type = std::move(*obj.type);
+  if (obj.data)
+    result.data = json_text::trusted(std::move(*obj.data));
+  if (obj.offset) {
+    auto n = parse_count(*obj.offset);
+    if (!n)
+      return std::nullopt;
+    result.offset = *n;
+  }
+  return result;
+}
 
 bool is_batch(std::string_view body) {
   for (auto c : body)

@@ -98,6 +98,10 @@ std::variant<command, parse_error> parse_command(std::string_view text);
 /// Parses a `POST /api/publish` body `{"channel":C,"type":T,"data":D}`.
 std::variant<publication, parse_error> parse_publish(std::string_view text);
 
+/// Reads back a publication frame this codec made (encode_publication),
+/// with its offset; none for anything else.
+std::optional<publication> parse_publication_frame(std::string_view frame);
+
 /// True when a `POST /api/publish` body is an array (its first non-space
 /// character is `[`): a batch of publications.
 bool is_batch(std::string_view body);

@@ -287,3 +287,74 @@ TEST_CASE_FIXTURE(history_fixture,
   say(anon, R"({"type":"history","channel":"room:x","limit":1,"id":1})");
   CHECK(str(anon.out->take()[0], "code") == "unauthorized");
 }
+
+namespace {
+
+using pub_list = std::shared_ptr<std::vector<publication>>;
+
+subscriber_actor::behavior_type collector(subscriber_actor::pointer,
+                                          pub_list got) {
+  return {
+    [got](const publication& x) {
+      got->push_back(x);
+    },
+  };
+}
+
+} // namespace
+
+TEST_CASE_FIXTURE(history_fixture,
+                  "history: the C++ API reads history and recovers an "
+                  "application actor") {
+  for (int i = 1; i <= 3; ++i)
+    pub("room:c", i);
+  self->send(hub, history_atom::value, std::string{"room:c"}, uint64_t{2});
+  run();
+  history_page page;
+  self->receive([&](history_page& x) {
+    page = std::move(x);
+  });
+  REQUIRE(page.publications.size() == 2);
+  CHECK(page.publications[0].offset == 2);
+  CHECK(page.publications[1].data.str() == "3");
+  CHECK(page.publications[1].channel == "room:c");
+  CHECK(page.position.offset == 3);
+  auto epoch = page.position.epoch;
+  // An actor that saw offset 1 recovers 2 and 3, then gets 4 live.
+  auto got = std::make_shared<std::vector<publication>>();
+  auto app = sys.spawn(collector, got);
+  self->send(hub, caf::subscribe_atom::value, std::string{"room:c"}, app,
+             stream_position{1, epoch});
+  run();
+  history_page recovery;
+  self->receive([&](history_page& x) {
+    recovery = std::move(x);
+  });
+  CHECK(recovery.recovered);
+  REQUIRE(recovery.publications.size() == 2);
+  CHECK(recovery.publications[0].offset == 2);
+  pub("room:c", 4);
+  REQUIRE(got->size() == 1);
+  CHECK(got->at(0).offset == 4);
+  CHECK(got->at(0).data.str() == "4");
+  // Another epoch: nothing recovered.
+  self->send(hub, caf::subscribe_atom::value, std::string{"room:c"}, app,
+             stream_position{1, "zzz"});
+  run();
+  self->receive([&](history_page& x) {
+    recovery = std::move(x);
+  });
+  CHECK(!recovery.recovered);
+  CHECK(recovery.publications.empty());
+  CHECK(recovery.position.offset == 4);
+  // No history channel: an error.
+  self->send(hub, history_atom::value, std::string{"plain"}, uint64_t{2});
+  run();
+  bool failed = false;
+  self->receive([&](history_page&) {},
+                [&](caf::error&) {
+                  failed = true;
+                });
+  CHECK(failed);
+  self->send_exit(app, caf::exit_reason::user_shutdown);
+}

@@ -41,7 +41,18 @@ using hub_actor = caf::typed_actor<
   caf::replies_to<caf::unsubscribe_atom, std::string,
                   caf::actor_addr>::with<caf::ok_atom>,
   /// Returns the hub's figures (those of `GET /api/stats`).
-  caf::replies_to<stats_atom>::with<hub_stats>>;
+  caf::replies_to<stats_atom>::with<hub_stats>,
+  /// The last `limit` publications (at most history-size) of a history
+  /// channel, oldest first, with its position. An error for a channel that
+  /// is no history channel (livehub.history-channels).
+  caf::replies_to<history_atom, std::string, uint64_t>::with<history_page>,
+  /// Subscribes an application actor to a history channel from a position
+  /// it saw (offset and epoch): replies with what it missed since, if the
+  /// history still holds all of it (`recovered`), and the channel's position;
+  /// live publications (with their offsets) follow the reply. An error for a
+  /// channel that is no history channel.
+  caf::replies_to<caf::subscribe_atom, std::string, subscriber_actor,
+                  stream_position>::with<history_page>>;
 
 /// Spawns a hub. It keeps `cfg` and applies its channel policy to every
 /// connection of every server bound to it: `client_publish`,

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
@@ -26,6 +27,11 @@ struct publication {
 
   /// The payload, any JSON value.
   json_text data;
+
+  /// On a history channel: the publication's offset in its channel's stream
+  /// (1, 2, 3, ...), set by livehub when it delivers or returns it. 0
+  /// elsewhere, and ignored in what an application publishes.
+  uint64_t offset = 0;
 };
 
 /// Checks a publication's channel name and event type (channel: 1 to 255 bytes
@@ -40,7 +46,38 @@ caf::expected<publication> make_publication(std::string channel,
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, publication& x) {
   return f(caf::meta::type_name("livehub.publication"), x.channel, x.type,
-           x.data);
+           x.data, x.offset);
+}
+
+/// A position in a history channel's stream: an offset and the epoch it
+/// belongs to.
+struct stream_position {
+  uint64_t offset = 0;
+  std::string epoch;
+};
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, stream_position& x) {
+  return f(caf::meta::type_name("livehub.stream_position"), x.offset, x.epoch);
+}
+
+/// Publications of a history channel (oldest first, each with its offset)
+/// and the channel's position: the answer to a history request, and to a
+/// subscribe that recovers.
+struct history_page {
+  std::vector<publication> publications;
+  /// The offset of the channel's last publication and its epoch.
+  stream_position position;
+  /// For a recovering subscribe: whether `publications` are everything
+  /// after the position asked for (false: the application must reload its
+  /// state another way).
+  bool recovered = false;
+};
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, history_page& x) {
+  return f(caf::meta::type_name("livehub.history_page"), x.publications,
+           x.position, x.recovered);
 }
 
 /// A snapshot of a hub's figures, as `GET /api/stats` reports them.
@@ -94,11 +131,15 @@ CAF_BEGIN_TYPE_ID_BLOCK(livehub, caf::first_custom_type_id + 1000)
 CAF_ADD_TYPE_ID(livehub, (livehub::publication))
 CAF_ADD_TYPE_ID(livehub, (livehub::hub_stats))
 CAF_ADD_TYPE_ID(livehub, (livehub::json_text))
+CAF_ADD_TYPE_ID(livehub, (livehub::stream_position))
+CAF_ADD_TYPE_ID(livehub, (livehub::history_page))
 
 /// Asks a hub for its hub_stats.
 CAF_ADD_ATOM(livehub, livehub, stats_atom, "lh_stats")
 /// Asks an application's authorizer (see livehub/identity.hpp).
 CAF_ADD_ATOM(livehub, livehub, authorize_atom, "lh_auth")
+/// Asks a hub for a history channel's publications.
+CAF_ADD_ATOM(livehub, livehub, history_atom, "lh_hist")
 // Atoms of livehub's internal messages (between its own actors and
 // transport; applications do not send them).
 /// A channel tells its hub that it has no subscriber left.
