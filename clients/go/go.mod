@@ -1,0 +1,3 @@
+module github.com/livehub/livehub/clients/go
+
+go 1.19
