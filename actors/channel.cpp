@@ -89,6 +89,10 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
       auto out = ref.out;
       std::unique_lock<std::mutex> guard{history->mtx};
       std::optional<bool> recovered;
+      // A replay obeys the rule of live publications: when the queue fills
+      // up, the connection lags from there (a gap once drained) and
+      // recovers again later.
+      bool lagging = false;
       if (req.recover) {
         std::optional<std::vector<frame_ptr>> missed;
         if (req.epoch == history->epoch())
@@ -96,21 +100,33 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
         recovered = missed.has_value();
         if (missed) {
           auto now = std::chrono::steady_clock::now();
-          for (auto& frame : *missed)
-            if (out->send(frame, now) == sink::result::slow_consumer)
-              hub_counters::add(st.counters->slow_consumer_disconnects);
+          auto offset = req.offset;
+          for (auto& frame : *missed) {
+            if (out->send_history(frame, now) != sink::result::queued) {
+              lagging = true;
+              out->add_gap(st.topic,
+                           codec::encode_gap(st.topic, offset,
+                                             history->epoch()));
+              break;
+            }
+            ++offset;
+          }
         }
       }
       if (!req.id.empty())
-        out->send(codec::encode_position(req.id, history->last_offset(),
-                                         history->epoch(), recovered));
+        out->send_reply(codec::encode_position(req.id, history->last_offset(),
+                                               history->epoch(), recovered));
       if (st.index.count(who) == 0) {
         self->monitor(ref.client);
         st.index.emplace(who, st.fanout->connection_count.load());
         st.fanout->add(
-          livehub::fanout::connection_entry{who, std::move(ref.out)});
+          livehub::fanout::connection_entry{who, std::move(ref.out), lagging});
         hub_counters::add(st.counters->subscriptions);
         added();
+      } else if (req.recover && !lagging) {
+        // Recovered: this connection gets live publications again.
+        out->drop_gap(st.topic);
+        st.fanout->resume(who);
       }
       return caf::ok_atom::value;
     },

@@ -408,7 +408,7 @@ bool rate_bucket::take(time_point now, double rate, double burst) {
 }
 
 void client_state::reply(const frame_ptr& frame) {
-  if (out->send(frame) == sink::result::slow_consumer)
+  if (out->send_reply(frame) == sink::result::slow_consumer)
     hub_counters::add(shared.counters->slow_consumer_disconnects);
 }
 

@@ -17,24 +17,50 @@ void fanout::deliver(const publication& pub, hub_counters& counters) {
   frame_ptr frame;
   if (connection_count.load(std::memory_order_relaxed) > 0)
     frame = codec::encode_publication(pub);
-  deliver(pub, frame, counters, 0);
+  deliver(pub, frame, counters, position{});
+}
+
+void fanout::resume(const caf::actor_addr& client) {
+  std::unique_lock<std::mutex> guard{mtx};
+  for (auto& sub : connections)
+    if (sub.client == client)
+      sub.lagging = false;
 }
 
 void fanout::deliver(const publication& pub, const frame_ptr& encoded,
-                     hub_counters& counters, uint64_t offset) {
+                     hub_counters& counters, position pos) {
   auto accepted = std::chrono::steady_clock::now();
   auto frame = encoded;
+  auto offset = pos.offset;
   uint64_t delivered = 0;
   uint64_t slow = 0;
   std::unique_lock<std::mutex> guard{mtx};
   // A connection subscribed between the check and the lock: encode now.
   if (!frame && !connections.empty())
     frame = codec::encode_publication(pub);
-  for (auto& sub : connections) {
-    switch (sub.out->send(frame, accepted)) {
-      case sink::result::queued: ++delivered; break;
-      case sink::result::slow_consumer: ++slow; break;
-      case sink::result::closed: break;
+  if (offset == 0) {
+    for (auto& sub : connections) {
+      switch (sub.out->send(frame, accepted)) {
+        case sink::result::queued: ++delivered; break;
+        case sink::result::slow_consumer: ++slow; break;
+        default: break;
+      }
+    }
+  } else {
+    // A history channel: a full queue lags instead of closing.
+    for (auto& sub : connections) {
+      if (sub.lagging)
+        continue;
+      switch (sub.out->send_history(frame, accepted)) {
+        case sink::result::queued: ++delivered; break;
+        case sink::result::lagging:
+          sub.lagging = true;
+          sub.out->add_gap(pub.channel,
+                           codec::encode_gap(pub.channel, offset - 1,
+                                             *pos.epoch));
+          break;
+        default: break;
+      }
     }
   }
   if (!actors.empty()) {
@@ -91,7 +117,8 @@ void deliver_publication(const hub_shared& shared, const publication& pub,
   auto frame = codec::encode_publication(pub, offset);
   history->append(frame, now, shared.cfg->history_size);
   if (subscribers)
-    subscribers->deliver(pub, frame, counters, offset);
+    subscribers->deliver(pub, frame, counters,
+                         fanout::position{offset, &history->epoch()});
 }
 
 } // namespace livehub

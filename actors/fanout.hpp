@@ -28,6 +28,17 @@ struct fanout {
   struct connection_entry {
     caf::actor_addr client;
     std::shared_ptr<sink> out;
+    /// History channels: the connection's queue was full, it was sent a
+    /// gap (once drained) and gets nothing more of this channel until it
+    /// subscribes again with `since`.
+    bool lagging = false;
+  };
+
+  /// A publication of a history channel, as delivered: its offset and its
+  /// stream's epoch.
+  struct position {
+    uint64_t offset = 0;
+    const std::string* epoch = nullptr;
   };
 
   /// Encodes `pub` once (if any connection subscribes), queues the frame on
@@ -36,9 +47,15 @@ struct fanout {
   void deliver(const publication& pub, hub_counters& counters);
 
   /// As above, with the frame already encoded; on a history channel with
-  /// its `offset`, which actors get in their copy (0: none).
+  /// its position (offset 0: none): actors get the offset in their copy,
+  /// and a connection whose queue is full lags (see connection_entry)
+  /// rather than being closed.
   void deliver(const publication& pub, const frame_ptr& frame,
-               hub_counters& counters, uint64_t offset);
+               hub_counters& counters, position pos);
+
+  /// A lagging connection subscribed again (recovered): deliver to it again.
+  /// The caller holds no lock.
+  void resume(const caf::actor_addr& client);
 
   /// Adds a connection (the caller holds no lock).
   void add(connection_entry entry);

@@ -60,7 +60,8 @@ void hub_state::deliver(const publication& pub,
     switch (kvp.second->send(frame, accepted)) {
       case sink::result::queued: ++delivered; break;
       case sink::result::slow_consumer: ++slow; break;
-      case sink::result::closed: break;
+      case sink::result::closed:
+      case sink::result::lagging: break;
     }
   }
   hub_counters::add(counters.delivered, delivered);

@@ -31,7 +31,26 @@ uint64_t sink::update_queue() {
     ++head_;
   if (head_ == ends_.size())
     queue_clear();
+  if (!gaps_.empty() && queue_size() < max_frames_ / 2
+      && buffered < max_bytes_ / 2) {
+    auto gaps = std::move(gaps_);
+    gaps_.clear();
+    for (auto& gap : gaps)
+      if (queue(gap.second, {}))
+        buffered += gap.second->size();
+  }
   return buffered;
+}
+
+bool sink::queue(const frame_ptr& frame, time_point accepted) {
+  if (!do_send(frame, accepted)) {
+    closed_ = true;
+    queue_clear();
+    return false;
+  }
+  total_ += frame->size();
+  queue_push(total_);
+  return true;
 }
 
 sink::result sink::send(const frame_ptr& frame, time_point accepted) {
@@ -46,14 +65,51 @@ sink::result sink::send(const frame_ptr& frame, time_point accepted) {
     do_close(slow_consumer_code, "slow consumer");
     return result::slow_consumer;
   }
-  if (!do_send(frame, accepted)) {
+  return queue(frame, accepted) ? result::queued : result::closed;
+}
+
+sink::result sink::send_history(const frame_ptr& frame, time_point accepted) {
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (closed_)
+    return result::closed;
+  auto queued_bytes = update_queue();
+  if (queue_size() >= max_frames_ || queued_bytes + frame->size() > max_bytes_)
+    return result::lagging;
+  return queue(frame, accepted) ? result::queued : result::closed;
+}
+
+sink::result sink::send_reply(const frame_ptr& frame) {
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (closed_)
+    return result::closed;
+  auto queued_bytes = update_queue();
+  if (queued_bytes + frame->size() > max_bytes_) {
     closed_ = true;
     queue_clear();
-    return result::closed;
+    do_close(slow_consumer_code, "slow consumer");
+    return result::slow_consumer;
   }
-  total_ += frame->size();
-  queue_push(total_);
-  return result::queued;
+  return queue(frame, {}) ? result::queued : result::closed;
+}
+
+void sink::add_gap(const std::string& channel, frame_ptr gap) {
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (closed_)
+    return;
+  for (auto& x : gaps_)
+    if (x.first == channel)
+      return;
+  gaps_.emplace_back(channel, std::move(gap));
+  update_queue();
+}
+
+void sink::drop_gap(const std::string& channel) {
+  std::unique_lock<std::mutex> guard{mtx_};
+  gaps_.erase(std::remove_if(gaps_.begin(), gaps_.end(),
+                             [&](const auto& x) {
+                               return x.first == channel;
+                             }),
+              gaps_.end());
 }
 
 void sink::close(uint16_t code, const std::string& reason) {

@@ -32,6 +32,9 @@ class sink {
     slow_consumer,
     /// Refused: the connection is closed or closing.
     closed,
+    /// Refused (send_history only): the queue is over its limit; the
+    /// connection stays open and the caller marks the channel lagging.
+    lagging,
   };
 
   /// Progress of the writes, for the write timeout.
@@ -74,6 +77,22 @@ class sink {
   /// when the publication it carries began its delivery (for the
   /// delivery-latency histogram); none for replies.
   result send(const frame_ptr& frame, time_point accepted = {});
+
+  /// Queues a publication of a history channel: as send(), except that over
+  /// the limit it returns `lagging` instead of closing the connection.
+  result send_history(const frame_ptr& frame, time_point accepted);
+
+  /// Queues a reply, error, pong or gap frame: only send-queue-bytes bounds
+  /// these (the frame limit counts publications).
+  result send_reply(const frame_ptr& frame);
+
+  /// Once the queue is back under half its limits, sends `gap` (a gap
+  /// frame, see fanout) unless a gap for `channel` is already waiting; at
+  /// once when it already is.
+  void add_gap(const std::string& channel, frame_ptr gap);
+
+  /// Forgets a waiting gap of `channel` (it subscribed again).
+  void drop_gap(const std::string& channel);
 
   /// Closes the connection with `code` and `reason` (once; later calls and
   /// sends do nothing).
@@ -145,8 +164,16 @@ class sink {
 
  private:
   /// Drops the frames written since the last call and returns the bytes
-  /// still queued. Needs the lock.
+  /// still queued; sends the waiting gap frames once the queue is under half
+  /// its limits. Needs the lock.
   uint64_t update_queue();
+
+  /// Queues `frame` for the connection; false when it is gone (then closed).
+  /// Needs the lock.
+  bool queue(const frame_ptr& frame, time_point accepted);
+
+  /// Gap frames waiting for the queue to drain, by channel.
+  std::vector<std::pair<std::string, frame_ptr>> gaps_;
 
   std::mutex mtx_;
   size_t max_frames_;

@@ -861,6 +861,23 @@ frame_ptr encode_publication(const publication& x, uint64_t offset) {
   return make_frame(buf);
 }
 
+frame_ptr encode_gap(std::string_view channel, uint64_t offset,
+                     std::string_view epoch) {
+  rapidjson::StringBuffer buf;
+  writer_type w{buf};
+  w.StartObject();
+  w.Key("type");
+  w.String("gap");
+  w.Key("channel");
+  w.String(channel.data(), static_cast<rapidjson::SizeType>(channel.size()));
+  w.Key("offset");
+  w.Uint64(offset);
+  w.Key("epoch");
+  w.String(epoch.data(), static_cast<rapidjson::SizeType>(epoch.size()));
+  w.EndObject();
+  return make_frame(buf);
+}
+
 frame_ptr encode_position(std::string_view id, uint64_t offset,
                           std::string_view epoch,
                           std::optional<bool> recovered) {

@@ -126,6 +126,11 @@ bool glob_match(std::string_view pattern, std::string_view name);
 /// `"offset":N` added when `offset` is not 0 (history channels).
 frame_ptr encode_publication(const publication& x, uint64_t offset = 0);
 
+/// `{"type":"gap","channel":C,"offset":K,"epoch":"E"}`: a lagging
+/// connection missed what came after offset K of channel C.
+frame_ptr encode_gap(std::string_view channel, uint64_t offset,
+                     std::string_view epoch);
+
 /// `{"type":"ok","id":ID,"offset":N,"epoch":"E"}`: the reply to a subscribe
 /// on a history channel; with `"recovered":B` when it asked for recovery.
 frame_ptr encode_position(std::string_view id, uint64_t offset,

@@ -358,3 +358,62 @@ TEST_CASE_FIXTURE(history_fixture,
   CHECK(failed);
   self->send_exit(app, caf::exit_reason::user_shutdown);
 }
+
+TEST_CASE_FIXTURE(history_fixture,
+                  "history: a full queue lags instead of closing, gets a gap "
+                  "once drained, and recovers") {
+  cfg.send_queue_limit = 4;
+  cfg.history_size = 100;
+  // The hub reads history-size: respawn it with this config.
+  self->send_exit(hub, caf::exit_reason::user_shutdown);
+  run();
+  hub = spawn_hub(sys, cfg);
+  shared = fetch_shared();
+  counters = shared.counters;
+  routes = shared.routes;
+  auto c = connect();
+  say(c, R"({"type":"subscribe","channel":"room:g","id":1})");
+  say(c, R"({"type":"subscribe","channel":"plain","id":2})");
+  auto epoch = str(c.out->take()[0], "epoch");
+  c.out->take();
+  c.out->reading = false; // the peer stops reading
+  for (int i = 1; i <= 10; ++i)
+    pub("room:g", i);
+  // 4 frames fit; the rest lag. Not closed, and replies still go out.
+  CHECK(!c.out->close_code);
+  say(c, R"({"type":"ping","id":3})");
+  auto frames = c.out->take();
+  REQUIRE(frames.size() == 5);
+  CHECK(str(frames[3], "offset") == "4");
+  CHECK(str(frames[4], "type") == "pong");
+  // The peer reads again: once the queue is under half, one gap frame.
+  c.out->reading = true;
+  c.out->buffered = 0;
+  advance(2s);
+  frames = c.out->take();
+  REQUIRE(frames.size() == 1);
+  CHECK(frames[0]
+        == R"({"type":"gap","channel":"room:g","offset":4,"epoch":")" + epoch
+          + R"("})");
+  // Nothing more of that channel until it recovers.
+  pub("room:g", 11);
+  CHECK(c.out->take().empty());
+  say(
+    c,
+    R"({"type":"subscribe","channel":"room:g","id":4,"since":{"offset":4,"epoch":")"
+      + epoch + R"("}})");
+  frames = c.out->take();
+  REQUIRE(frames.size() == 8); // 5..11, then the ok
+  CHECK(str(frames[0], "offset") == "5");
+  CHECK(str(frames[6], "offset") == "11");
+  CHECK(str(frames[7], "recovered") == "true");
+  pub("room:g", 12);
+  frames = c.out->take();
+  REQUIRE(frames.size() == 1);
+  CHECK(str(frames[0], "offset") == "12");
+  // Other channels keep the 4008 rule.
+  c.out->reading = false;
+  for (int i = 0; i < 6; ++i)
+    pub("plain", i);
+  CHECK(c.out->close_code == 4008);
+}
