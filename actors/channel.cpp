@@ -37,7 +37,18 @@ bool channel_state::remove(const caf::actor_addr& who) {
   }
   if (index.empty())
     hub_counters::sub(counters->channels);
+  guard.unlock();
+  if (auto m = members.find(who); m != members.end()) {
+    auto gone = std::move(m->second);
+    members.erase(m);
+    announce("leave", gone);
+  }
   return true;
+}
+
+void channel_state::announce(const char* type, const identity& who) {
+  publication pub{topic, type, json_text::trusted(codec::encode_identity(who))};
+  fanout->deliver(pub, *counters);
 }
 
 void channel_state::report_if_idle(channel_actor::pointer self) {
@@ -82,11 +93,34 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
       return caf::ok_atom::value;
     },
     [self, added](caf::subscribe_atom, connection_ref& ref,
-                  history_subscribe& req, history_ptr& history) {
+                  subscribe_request& req, history_ptr& history) {
       auto& st = self->state;
       ++st.subscribes_seen;
       auto who = ref.address();
       auto out = ref.out;
+      // Joining a presence channel: announced to everyone once subscribed,
+      // the new member included.
+      bool joins = req.presence && st.members.count(who) == 0;
+      auto announce_join = [&] {
+        if (joins) {
+          st.members.emplace(who, req.who);
+          st.announce("join", req.who);
+        }
+      };
+      if (!history) {
+        if (!req.id.empty())
+          out->send_reply(codec::encode_ok(req.id));
+        if (st.index.count(who) == 0) {
+          self->monitor(ref.client);
+          st.index.emplace(who, st.fanout->connection_count.load());
+          st.fanout->add(
+            livehub::fanout::connection_entry{who, std::move(ref.out)});
+          hub_counters::add(st.counters->subscriptions);
+          added();
+        }
+        announce_join();
+        return caf::ok_atom::value;
+      }
       std::unique_lock<std::mutex> guard{history->mtx};
       std::optional<bool> recovered;
       // A replay obeys the rule of live publications: when the queue fills
@@ -128,6 +162,8 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
         out->drop_gap(st.topic);
         st.fanout->resume(who);
       }
+      guard.unlock();
+      announce_join();
       return caf::ok_atom::value;
     },
     [self, added](caf::subscribe_atom, subscriber_actor& who,
@@ -168,6 +204,12 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
         self->state.report_if_idle(self);
       }
       return caf::ok_atom::value;
+    },
+    [self](presence_atom) {
+      std::vector<identity> result;
+      for (auto& kvp : self->state.members)
+        result.push_back(kvp.second);
+      return result;
     },
     [self](caf::close_atom) {
       self->quit();

@@ -21,10 +21,13 @@ namespace livehub {
 using channel_actor = caf::typed_actor<
   /// Adds a connection; replies once publications reach it.
   caf::replies_to<caf::subscribe_atom, connection_ref>::with<caf::ok_atom>,
-  /// Adds a connection to a history channel: replays and replies first,
-  /// under the history's lock (see history_subscribe).
-  caf::replies_to<caf::subscribe_atom, connection_ref, history_subscribe,
+  /// Adds a connection to a history or presence channel (the history is
+  /// null on a channel without): replays and replies first, under the
+  /// history's lock, and announces who joined (see subscribe_request).
+  caf::replies_to<caf::subscribe_atom, connection_ref, subscribe_request,
                   std::shared_ptr<channel_history>>::with<caf::ok_atom>,
+  /// Who is subscribed (a presence channel).
+  caf::replies_to<presence_atom>::with<std::vector<identity>>,
   /// Adds an application actor.
   caf::replies_to<caf::subscribe_atom, subscriber_actor>::with<caf::ok_atom>,
   /// Adds an application actor to a history channel, with what it missed
@@ -56,6 +59,12 @@ struct channel_state {
   /// Subscribes seen so far; the hub compares it with the subscribes it
   /// routed here before it removes an idle channel.
   uint64_t subscribes_seen = 0;
+  /// A presence channel's subscribed connections and who they are.
+  std::unordered_map<caf::actor_addr, identity> members;
+
+  /// Publishes a presence event (`join`, `leave`) about `who` to the
+  /// channel's subscribers.
+  void announce(const char* type, const identity& who);
 
   /// Removes `who`; returns false when it was not subscribed.
   bool remove(const caf::actor_addr& who);

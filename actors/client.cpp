@@ -52,8 +52,13 @@ std::string make_client_id(const client_policy& policy) {
 sink::deadline expiry_deadline(self_ptr self, int64_t exp) {
   auto& st = self->state;
   auto leeway = st.shared.policy->verifier->leeway();
-  auto left = std::chrono::seconds{exp + leeway - token::unix_now()};
-  return {self->clock().now() + std::max(left, std::chrono::seconds{0}),
+  auto now = token::unix_now();
+  // A signed token may say anything: no overflow for an exp near the ends
+  // of int64, and no deadline beyond ten years (the clock's range is ~292).
+  constexpr int64_t ten_years = 10 * 365 * 24 * 3600;
+  int64_t left = exp > now ? std::min(exp - now, ten_years) : 0;
+  left = std::min(left + std::max<int64_t>(leeway, 0), ten_years);
+  return {self->clock().now() + std::chrono::seconds{left},
           sink::token_expired_code};
 }
 
@@ -123,9 +128,9 @@ void subscribe(self_ptr self, const std::string& topic, const std::string& id) {
 }
 
 /// Subscribes to a history channel: its channel sends the replayed
-/// publications and the reply (see history_subscribe).
+/// publications and the reply (see subscribe_request).
 void subscribe_history(self_ptr self, const std::string& topic,
-                       history_subscribe req) {
+                       subscribe_request req) {
   auto& st = self->state;
   connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(self), st.out};
   auto id = req.id;
@@ -164,6 +169,7 @@ void run_subscribe(self_ptr self, codec::command& cmd) {
                    "subscribed to",
                    cmd.id);
   bool history = is_history_channel(*st.shared.cfg, cmd.channel);
+  bool presence = is_presence_channel(*st.shared.cfg, cmd.channel);
   bool subscribed = st.subscriptions.count(cmd.channel) > 0;
   // Subscribing again changes nothing, except on a history channel, which
   // answers with its position (and may recover).
@@ -175,19 +181,23 @@ void run_subscribe(self_ptr self, codec::command& cmd) {
                    "at most " + std::to_string(st.shared.cfg->max_subscriptions)
                      + " subscriptions per connection",
                    cmd.id);
-  if (!history) {
-    if (cmd.since)
-      return st.fail(error_code::bad_command,
-                     codec::quote(cmd.channel)
-                       + " is no history channel: nothing to recover",
-                     cmd.id);
+  if (!history && cmd.since)
+    return st.fail(error_code::bad_command,
+                   codec::quote(cmd.channel)
+                     + " is no history channel: nothing to recover",
+                   cmd.id);
+  if (!history && !presence) {
     return authorize_read(self, cmd.channel, cmd.token, cmd.id,
                           [self, topic = cmd.channel, id = cmd.id] {
                             subscribe(self, topic, id);
                           });
   }
-  history_subscribe req;
+  subscribe_request req;
   req.id = cmd.id;
+  if (presence) {
+    req.presence = true;
+    req.who = st.identified();
+  }
   if (cmd.since) {
     req.recover = true;
     req.offset = cmd.since->offset;
@@ -197,6 +207,31 @@ void run_subscribe(self_ptr self, codec::command& cmd) {
                  [self, topic = cmd.channel, req = std::move(req)]() mutable {
                    subscribe_history(self, topic, std::move(req));
                  });
+}
+
+void run_presence(self_ptr self, codec::command& cmd) {
+  auto& st = self->state;
+  if (!is_presence_channel(*st.shared.cfg, cmd.channel))
+    return st.fail(error_code::bad_command,
+                   codec::quote(cmd.channel) + " is no presence channel",
+                   cmd.id);
+  authorize_read(
+    self, cmd.channel, cmd.token, cmd.id,
+    [self, topic = cmd.channel, id = cmd.id,
+     stats = cmd.type == codec::command_type::presence_stats] {
+      self->request(self->state.hub, hub_timeout, presence_atom::value, topic)
+        .await(
+          [self, id, stats](std::vector<identity>& clients) {
+            if (stats)
+              self->state.reply(codec::encode_presence_stats(id, clients));
+            else
+              self->state.reply(std::make_shared<const std::string>(
+                codec::encode_presence(id, clients)));
+          },
+          [self, id](caf::error&) {
+            self->state.fail(error_code::internal, "presence failed", id);
+          });
+    });
 }
 
 void run_history(self_ptr self, codec::command& cmd) {
@@ -258,6 +293,12 @@ void publish(self_ptr self, publication pub, const std::string& id) {
 
 void run_publish(self_ptr self, codec::command& cmd) {
   auto& st = self->state;
+  if ((cmd.event == "join" || cmd.event == "leave")
+      && is_presence_channel(*st.shared.cfg, cmd.channel))
+    return st.fail(error_code::bad_command,
+                   "join and leave are the presence events of "
+                     + codec::quote(cmd.channel),
+                   cmd.id);
   publication pub{std::move(cmd.channel), std::move(cmd.event),
                   std::move(cmd.data)};
   if (st.rights.trusted)
@@ -286,9 +327,10 @@ void run_publish(self_ptr self, codec::command& cmd) {
 
 void run_connect(self_ptr self, codec::command& cmd) {
   auto& st = self->state;
-  if (st.session)
+  if (st.session && st.session->connected)
     return st.fail(error_code::bad_command, "already connected", cmd.id);
   auto session = std::make_unique<client_session>();
+  session->connected = true;
   auto& policy = *st.shared.policy;
   if (st.shared.cfg->tokens_enabled()) {
     // The token's info counts, never the client's own.
@@ -312,7 +354,9 @@ void run_connect(self_ptr self, codec::command& cmd) {
   } else {
     session->who.info = std::move(cmd.info);
   }
-  session->who.client = make_client_id(policy);
+  // A client id made earlier (for presence) stays.
+  session->who.client = st.session ? std::move(st.session->who.client)
+                                   : make_client_id(policy);
   st.reply(codec::encode_connected(cmd.id, session->who.client,
                                    session->who.user, session->expires));
   st.session = std::move(session);
@@ -363,6 +407,8 @@ void run(self_ptr self, codec::command& cmd) {
     case codec::command_type::publish: return run_publish(self, cmd);
     case codec::command_type::refresh: return run_refresh(self, cmd);
     case codec::command_type::history: return run_history(self, cmd);
+    case codec::command_type::presence:
+    case codec::command_type::presence_stats: return run_presence(self, cmd);
     case codec::command_type::connect: return; // handled above
   }
 }
@@ -433,6 +479,14 @@ void client_state::close(uint16_t code) {
 const identity& client_state::who() const {
   static const identity anonymous;
   return session ? session->who : anonymous;
+}
+
+const identity& client_state::identified() {
+  if (!session) {
+    session = std::make_unique<client_session>();
+    session->who.client = make_client_id(*shared.policy);
+  }
+  return session->who;
 }
 
 client_actor::behavior_type

@@ -52,6 +52,9 @@ struct client_session {
   std::vector<std::string> publish;
   /// The token's `exp` (unix seconds); 0: none.
   int64_t expires = 0;
+  /// A `connect` made it (else it only holds the client id that presence
+  /// needed first).
+  bool connected = false;
 };
 
 struct client_state {
@@ -62,8 +65,8 @@ struct client_state {
   hub_shared shared;
   client_rights rights;
   std::unordered_set<std::string> subscriptions;
-  /// Set by a successful `connect`; null before (and for connections that
-  /// never send one: anonymous without tokens, trusted publishers).
+  /// Set by a successful `connect` (or, holding just a client id, by the
+  /// first presence subscribe); null before.
   std::unique_ptr<client_session> session;
   /// All commands, and client publications (untrusted connections only).
   rate_bucket commands;
@@ -86,6 +89,9 @@ struct client_state {
 
   /// The connection's identity (empty before connect).
   const identity& who() const;
+
+  /// The connection's identity, with a client id made now if it has none.
+  const identity& identified();
 
   static const char* name;
 };

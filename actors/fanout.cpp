@@ -99,6 +99,13 @@ bool is_history_channel(const hub_config& cfg, const std::string& topic) {
   return false;
 }
 
+bool is_presence_channel(const hub_config& cfg, const std::string& topic) {
+  for (auto& pattern : cfg.presence_channels)
+    if (codec::glob_match(pattern, topic))
+      return true;
+  return false;
+}
+
 void deliver_publication(const hub_shared& shared, const publication& pub,
                          std::chrono::steady_clock::time_point now) {
   auto& counters = *shared.counters;

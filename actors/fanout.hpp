@@ -80,6 +80,9 @@ using fanout_ptr = std::shared_ptr<fanout>;
 /// True when `topic` is a history channel under `cfg`.
 bool is_history_channel(const hub_config& cfg, const std::string& topic);
 
+/// True when `topic` is a presence channel under `cfg`.
+bool is_presence_channel(const hub_config& cfg, const std::string& topic);
+
 /// Publishes `pub` (not to "*") to its channel's subscribers, as the hub and
 /// client actors do. On a history channel, under the channel's history lock:
 /// the next offset, the frame with it stored (made the channel's stream if

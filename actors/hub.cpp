@@ -176,6 +176,17 @@ hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
       auto& st = self->state;
       return st.shared.counters->snapshot(st.connections.size());
     },
+    [self](presence_atom,
+           const std::string& topic) -> caf::result<std::vector<identity>> {
+      auto& st = self->state;
+      if (!is_presence_channel(*st.shared.cfg, topic))
+        return caf::make_error(caf::sec::invalid_argument,
+                               "no presence channel: " + topic);
+      auto i = st.channels.find(topic);
+      if (i == st.channels.end())
+        return std::vector<identity>{};
+      return self->delegate(i->second.handle, presence_atom::value);
+    },
     [self](history_atom, const std::string& topic,
            uint64_t limit) -> caf::result<history_page> {
       auto& st = self->state;
@@ -212,9 +223,12 @@ hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
       return self->delegate(ch, caf::subscribe_atom::value, std::move(ref));
     },
     [self](caf::subscribe_atom, const std::string& topic, connection_ref& ref,
-           history_subscribe& req) -> caf::result<caf::ok_atom> {
-      auto& ch = self->state.route_subscribe(self, topic);
-      auto history = self->state.shared.routes->history(topic);
+           subscribe_request& req) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      auto& ch = st.route_subscribe(self, topic);
+      history_ptr history;
+      if (is_history_channel(*st.shared.cfg, topic))
+        history = st.shared.routes->history(topic);
       return self->delegate(ch, caf::subscribe_atom::value, std::move(ref),
                             std::move(req), std::move(history));
     },

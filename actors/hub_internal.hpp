@@ -59,17 +59,22 @@ struct connection_ref {
 
 class channel_history;
 
-/// A connection's subscribe to a history channel. Its channel answers it
-/// itself, under the history's lock: the replayed publications (when it
-/// recovers), then the reply frame with the position, then it joins, so no
-/// publication falls between (and none comes twice).
-struct history_subscribe {
+/// A connection's subscribe to a history or presence channel. Its channel
+/// answers it itself: on a history channel under the history's lock, the
+/// replayed publications (when it recovers), then the reply frame with the
+/// position, then it joins, so no publication falls between (and none comes
+/// twice); on a presence channel it records who joined and tells the
+/// subscribers.
+struct subscribe_request {
   /// The command's id; no reply frame when empty.
   std::string id;
   /// Recover from `offset` of `epoch` (a `since`).
   bool recover = false;
   uint64_t offset = 0;
   std::string epoch;
+  /// A presence channel: who joins.
+  bool presence = false;
+  identity who;
 };
 
 /// What a hub shares with the server bound to it (asked once, at start).
@@ -109,10 +114,10 @@ using hub_internal_actor = hub_actor::extend<
   /// to it.
   caf::replies_to<caf::subscribe_atom, std::string,
                   connection_ref>::with<caf::ok_atom>,
-  /// Subscribes a connection to a history channel (see history_subscribe);
-  /// the channel sends the reply frame itself.
+  /// Subscribes a connection to a history or presence channel (see
+  /// subscribe_request); the channel sends the reply frame itself.
   caf::replies_to<caf::subscribe_atom, std::string, connection_ref,
-                  history_subscribe>::with<caf::ok_atom>,
+                  subscribe_request>::with<caf::ok_atom>,
   /// From a channel: it has no subscriber left after seeing this many
   /// subscribes.
   caf::reacts_to<idle_atom, std::string, uint64_t>,
@@ -142,6 +147,6 @@ inline hub_internal_actor internal(const hub_actor& hub) {
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::connection_ref)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::hub_shared)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::channel_page)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::history_subscribe)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::subscribe_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<livehub::channel_history>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::frame_ptr)

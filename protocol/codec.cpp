@@ -10,6 +10,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
 #include <optional>
 #include <vector>
 
@@ -618,6 +619,10 @@ std::variant<command, parse_error> parse_command(std::string_view text) {
     cmd.type = command_type::subscribe;
   else if (t == "history")
     cmd.type = command_type::history;
+  else if (t == "presence")
+    cmd.type = command_type::presence;
+  else if (t == "presence_stats")
+    cmd.type = command_type::presence_stats;
   else if (t == "unsubscribe")
     cmd.type = command_type::unsubscribe;
   else if (t == "publish")
@@ -857,6 +862,75 @@ frame_ptr encode_publication(const publication& x, uint64_t offset) {
     w.Key("offset");
     w.Uint64(offset);
   }
+  w.EndObject();
+  return make_frame(buf);
+}
+
+namespace {
+
+void write_identity(writer_type& w, const identity& x) {
+  w.StartObject();
+  w.Key("client");
+  w.String(x.client.data(), static_cast<rapidjson::SizeType>(x.client.size()));
+  w.Key("user");
+  w.String(x.user.data(), static_cast<rapidjson::SizeType>(x.user.size()));
+  w.Key("info");
+  w.RawValue(x.info.str().data(), x.info.str().size(), rapidjson::kObjectType);
+  w.EndObject();
+}
+
+} // namespace
+
+std::string encode_identity(const identity& x) {
+  rapidjson::StringBuffer buf;
+  writer_type w{buf};
+  write_identity(w, x);
+  return std::string{buf.GetString(), buf.GetSize()};
+}
+
+std::string encode_presence(std::string_view id,
+                            const std::vector<identity>& clients, bool reply) {
+  rapidjson::StringBuffer buf;
+  writer_type w{buf};
+  w.StartObject();
+  if (reply) {
+    w.Key("type");
+    w.String("ok");
+    write_id(w, id);
+  }
+  w.Key("clients");
+  w.StartArray();
+  for (auto& x : clients)
+    write_identity(w, x);
+  w.EndArray();
+  w.EndObject();
+  return std::string{buf.GetString(), buf.GetSize()};
+}
+
+frame_ptr encode_presence_stats(std::string_view id,
+                                const std::vector<identity>& clients) {
+  // Users: distinct non-empty users, plus every anonymous connection.
+  std::vector<std::string_view> users;
+  uint64_t anonymous = 0;
+  for (auto& x : clients) {
+    if (x.user.empty())
+      ++anonymous;
+    else
+      users.push_back(x.user);
+  }
+  std::sort(users.begin(), users.end());
+  auto distinct = static_cast<uint64_t>(std::unique(users.begin(), users.end())
+                                        - users.begin());
+  rapidjson::StringBuffer buf;
+  writer_type w{buf};
+  w.StartObject();
+  w.Key("type");
+  w.String("ok");
+  write_id(w, id);
+  w.Key("clients");
+  w.Uint64(clients.size());
+  w.Key("users");
+  w.Uint64(distinct + anonymous);
   w.EndObject();
   return make_frame(buf);
 }

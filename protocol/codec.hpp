@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "livehub/fwd.hpp"
+#include "livehub/identity.hpp"
 #include "livehub/json.hpp"
 #include "livehub/messages.hpp"
 
@@ -55,7 +56,9 @@ enum class command_type {
   ping,
   connect,
   refresh,
-  history
+  history,
+  presence,
+  presence_stats
 };
 
 /// A position in a channel's stream: an offset and its epoch.
@@ -125,6 +128,21 @@ bool glob_match(std::string_view pattern, std::string_view name);
 /// `{"channel":C,"type":T,"data":D}`, built once per publication; with
 /// `"offset":N` added when `offset` is not 0 (history channels).
 frame_ptr encode_publication(const publication& x, uint64_t offset = 0);
+
+/// `{"client":C,"user":U,"info":I}`: a presence entry, and the data of join
+/// and leave publications.
+std::string encode_identity(const identity& x);
+
+/// `{"type":"ok","id":ID,"clients":[...]}`, the reply to a presence
+/// command; without type and id when not a `reply` (GET /api/presence).
+std::string encode_presence(std::string_view id,
+                            const std::vector<identity>& clients,
+                            bool reply = true);
+
+/// `{"type":"ok","id":ID,"clients":N,"users":M}`: M counts distinct
+/// non-empty users plus anonymous connections.
+frame_ptr encode_presence_stats(std::string_view id,
+                                const std::vector<identity>& clients);
 
 /// `{"type":"gap","channel":C,"offset":K,"epoch":"E"}`: a lagging
 /// connection missed what came after offset K of channel C.

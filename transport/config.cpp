@@ -268,6 +268,10 @@ const std::vector<any_setting>& table() {
             between(size_t{1}, size_t{100000})},
     setting{"history-ttl", &hub_config::history_ttl, reader::hub,
             "how long a publication stays in history", at_least(1ms)},
+    // -- presence
+    setting{"presence-channels", &hub_config::presence_channels, reader::hub,
+            "channel patterns whose subscribers are known and announced",
+            no_empty_pattern},
     // -- rate limits
     setting{"command-rate", &hub_config::command_rate, reader::hub,
             "commands per second per connection", at_least(1)},

@@ -165,6 +165,14 @@ struct hub_config {
   /// history outlives its last subscriber until then. Read by the hub.
   caf::timespan history_ttl = std::chrono::seconds(300);
 
+  // -- presence ------------------------------------------------------------
+
+  /// `livehub.presence-channels`: channel patterns whose subscribers are
+  /// known (the presence and presence_stats commands, GET /api/presence) and
+  /// announced (join and leave publications). Default: none. Read by the
+  /// hub.
+  std::vector<std::string> presence_channels;
+
   // -- rate limits ---------------------------------------------------------
 
   /// `livehub.command-rate`: commands per second one connection may send

@@ -13,6 +13,7 @@
 
 #include "livehub/config.hpp"
 #include "livehub/fwd.hpp"
+#include "livehub/identity.hpp"
 #include "livehub/messages.hpp"
 
 namespace livehub {
@@ -52,7 +53,11 @@ using hub_actor = caf::typed_actor<
   /// live publications (with their offsets) follow the reply. An error for a
   /// channel that is no history channel.
   caf::replies_to<caf::subscribe_atom, std::string, subscriber_actor,
-                  stream_position>::with<history_page>>;
+                  stream_position>::with<history_page>,
+  /// Who is subscribed to a presence channel (livehub.presence-channels):
+  /// one identity per connection. An error for a channel that is no
+  /// presence channel.
+  caf::replies_to<presence_atom, std::string>::with<std::vector<identity>>>;
 
 /// Spawns a hub. It keeps `cfg` and applies its channel policy to every
 /// connection of every server bound to it: `client_publish`,

@@ -140,6 +140,8 @@ CAF_ADD_ATOM(livehub, livehub, stats_atom, "lh_stats")
 CAF_ADD_ATOM(livehub, livehub, authorize_atom, "lh_auth")
 /// Asks a hub for a history channel's publications.
 CAF_ADD_ATOM(livehub, livehub, history_atom, "lh_hist")
+/// Asks a hub who is in a presence channel.
+CAF_ADD_ATOM(livehub, livehub, presence_atom, "lh_pres")
 // Atoms of livehub's internal messages (between its own actors and
 // transport; applications do not send them).
 /// A channel tells its hub that it has no subscriber left.
