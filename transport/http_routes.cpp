@@ -333,10 +333,6 @@ void handle_http(server::impl& srv, connection_hdl hdl) {
   auto con = srv.ep.get_con_from_hdl(hdl);
   srv.outboxes[con->context_index()]->metrics.add_received(
     con->get_request_body().size());
-  auto& method = con->get_request().get_method();
-  auto& resource = con->get_resource();
-  std::string_view path{resource};
-  path = path.substr(0, path.find('?'));
   // A web page must not act through a visitor's browser: a foreign Origin
   // gets nothing here (same rule as for upgrades).
   if (!http_policy::origin_allowed(srv.cfg->allowed_origins,
@@ -346,42 +342,34 @@ void handle_http(server::impl& srv, connection_hdl hdl) {
     return respond_error(con, status::forbidden, "forbidden",
                          "origin not allowed");
   }
-  auto only = [&](const char* allowed) {
-    if (method == allowed)
-      return true;
-    respond_error(con, status::method_not_allowed, "method_not_allowed",
-                  std::string{"use "} + allowed);
-    con->replace_header("Allow", allowed);
-    return false;
-  };
-  if (path == "/api/publish") {
-    if (only("POST"))
-      publish(srv, con);
-  } else if (path == "/api/stats") {
-    if (only("GET"))
-      stats(srv, con);
-  } else if (path == "/api/channels") {
-    if (only("GET"))
-      channels(srv, con);
-  } else if (path == "/metrics") {
-    if (only("GET"))
-      metrics(srv, con);
-  } else if (path == "/healthz") {
-    if (only("GET"))
-      respond(con, status::ok, "text/plain; charset=utf-8", "ok");
-  } else if (path == "/readyz") {
-    // Ready while the server serves: with no broker (only the local one so
-    // far) nothing else can keep it from serving.
-    if (only("GET"))
-      respond(con, status::ok, "text/plain; charset=utf-8", "ready");
-  } else if (path == srv.cfg->path) {
-    respond_error(con, status::upgrade_required, "upgrade_required",
-                  "this path takes WebSocket upgrades");
-  } else if (!srv.cfg->web_root.empty() && (method == "GET")) {
-    static_file(srv, con, resource);
-  } else {
-    respond_error(con, status::not_found, "not_found", "not found");
+  auto& resource = con->get_resource();
+  auto route = http_policy::route_request(con->get_request().get_method(),
+                                          resource, srv.cfg->path,
+                                          !srv.cfg->web_root.empty());
+  using http_policy::handler;
+  switch (route.to) {
+    case handler::publish: return publish(srv, con);
+    case handler::stats: return stats(srv, con);
+    case handler::channels: return channels(srv, con);
+    case handler::metrics: return metrics(srv, con);
+    case handler::healthz:
+      return respond(con, status::ok, "text/plain; charset=utf-8", "ok");
+    case handler::readyz:
+      // Ready while the server serves: with no broker (only the local one so
+      // far) nothing else can keep it from serving.
+      return respond(con, status::ok, "text/plain; charset=utf-8", "ready");
+    case handler::upgrade_required:
+      return respond_error(con, status::upgrade_required, "upgrade_required",
+                           "this path takes WebSocket upgrades");
+    case handler::static_file: return static_file(srv, con, resource);
+    case handler::wrong_method:
+      respond_error(con, status::method_not_allowed, "method_not_allowed",
+                    std::string{"use "} + route.allow);
+      con->replace_header("Allow", route.allow);
+      return;
+    case handler::not_found: break;
   }
+  respond_error(con, status::not_found, "not_found", "not found");
 }
 
 } // namespace livehub::transport
