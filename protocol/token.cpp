@@ -265,7 +265,9 @@ std::variant<claims, refusal> verifier::verify(std::string_view jwt,
   auto result = read_claims(payload);
   free(payload);
   if (auto c = std::get_if<claims>(&result)) {
-    if (c->exp != 0 && now > c->exp + leeway_)
+    // now - leeway: exp + leeway overflows for an exp near INT64_MAX (a
+    // signed token may say anything), now and the leeway cannot.
+    if (c->exp != 0 && now - leeway_ > c->exp)
       return refuse("token expired");
     if (c->nbf != 0 && now + leeway_ < c->nbf)
       return refuse("token not yet valid");

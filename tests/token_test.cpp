@@ -172,6 +172,22 @@ TEST_CASE("tokens: exp, nbf and iat are checked with the leeway") {
         == "token times (exp, nbf, iat) must be numbers");
 }
 
+TEST_CASE("tokens: times at the ends of the 64-bit range are compared "
+          "without overflow") {
+  // exp + leeway overflowed (undefined behaviour) for an exp within the
+  // leeway of INT64_MAX; fuzz/regressions/fuzz_token/exp_int64_max.
+  auto v = make_verifier(std::string{secret}, "", 5s);
+  auto with = [&](const char* claim, const char* t) {
+    return outcome(*v, test::hs256(secret, claims(std::string{"\""} + claim
+                                                  + "\":" + t)));
+  };
+  CHECK(with("exp", "9223372036854775807") == "accepted");
+  CHECK(with("exp", "-9223372036854775808") == "token expired");
+  CHECK(with("nbf", "9223372036854775807") == "token not yet valid");
+  CHECK(with("nbf", "-9223372036854775808") == "accepted");
+  CHECK(with("iat", "9223372036854775807") == "token issued in the future");
+}
+
 TEST_CASE("tokens: claims of the wrong type or size are refused") {
   auto v = make_verifier(std::string{secret}, "");
   CHECK(outcome(*v, test::hs256(secret, R"({"name":"alice"})"))
