@@ -313,6 +313,32 @@ void metrics(server::impl& srv, const connection_ptr& con) {
           std::move(out));
 }
 
+/// Lets the application's http_handler answer; false when it passes (or
+/// there is none).
+bool application_route(server::impl& srv, const connection_ptr& con) {
+  auto& handler = srv.cfg->http_handler;
+  if (!handler)
+    return false;
+  auto& req = con->get_request();
+  http_request x;
+  x.method = req.get_method();
+  x.target = con->get_resource();
+  x.path = x.target.substr(0, x.target.find('?'));
+  for (auto& [name, value] : req.get_headers())
+    x.headers.emplace_back(name, value);
+  x.body = con->get_request_body();
+  asio::error_code ec;
+  x.peer = con->socket().remote_endpoint(ec).address().to_string();
+  auto reply = handler(x);
+  if (!reply)
+    return false;
+  respond(con, static_cast<status::value>(reply->status), reply->content_type,
+          std::move(reply->body));
+  for (auto& [name, value] : reply->headers)
+    con->replace_header(name, value);
+  return true;
+}
+
 void static_file(server::impl& srv, const connection_ptr& con,
                  std::string_view target) {
   auto file = http_policy::resolve_static(srv.cfg->web_root, target);
@@ -361,13 +387,19 @@ void handle_http(server::impl& srv, connection_hdl hdl) {
     case handler::upgrade_required:
       return respond_error(con, status::upgrade_required, "upgrade_required",
                            "this path takes WebSocket upgrades");
-    case handler::static_file: return static_file(srv, con, resource);
+    case handler::static_file:
+      if (application_route(srv, con))
+        return;
+      return static_file(srv, con, resource);
     case handler::wrong_method:
       respond_error(con, status::method_not_allowed, "method_not_allowed",
                     std::string{"use "} + route.allow);
       con->replace_header("Allow", route.allow);
       return;
-    case handler::not_found: break;
+    case handler::not_found:
+      if (application_route(srv, con))
+        return;
+      break;
   }
   respond_error(con, status::not_found, "not_found", "not found");
 }
