@@ -102,6 +102,24 @@ TEST_CASE("tokens: alg none is always refused") {
         == "token header has no alg");
 }
 
+TEST_CASE("tokens: a refusal repeats the alg only when it is short and "
+          "printable") {
+  // Clients read refusals in error frames (text frames: UTF-8 only); the
+  // alg was repeated as it was, bytes that are no UTF-8 included
+  // (fuzz/regressions/fuzz_ws/token_alg_not_utf8).
+  auto v = make_verifier(std::string{secret}, "");
+  auto with_alg = [&](std::string_view alg) {
+    return outcome(*v, test::forge(R"({"alg":")" + std::string{alg} + "\"}",
+                                   claims(), "c2ln"));
+  };
+  CHECK(with_alg("PS256") == "token alg PS256 is not accepted");
+  CHECK(with_alg("\xff\xfe") == "token alg (unprintable) is not accepted");
+  CHECK(with_alg("\\udc00") == "token alg (unprintable) is not accepted");
+  CHECK(with_alg("a b") == "token alg (unprintable) is not accepted");
+  CHECK(with_alg(std::string(17, 'A'))
+        == "token alg (unprintable) is not accepted");
+}
+
 TEST_CASE("tokens: an RSA public key used as an HMAC secret is refused") {
   temp_dir dir;
   auto rsa = test::make_key_pair("rsa", dir.path.string());
