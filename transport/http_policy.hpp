@@ -40,6 +40,8 @@ enum class handler {
   publish,          ///< POST /api/publish
   stats,            ///< GET /api/stats
   channels,         ///< GET /api/channels
+  history,          ///< GET /api/history
+  presence,         ///< GET /api/presence
   metrics,          ///< GET /metrics
   healthz,          ///< GET /healthz
   readyz,           ///< GET /readyz

@@ -12,6 +12,8 @@
 #include <caf/send.hpp>
 
 #include "actors/counters.hpp"
+#include "actors/fanout.hpp"
+#include "actors/routes.hpp"
 #include "protocol/codec.hpp"
 #include "transport/endpoint.hpp"
 #include "transport/http_policy.hpp"
@@ -53,6 +55,33 @@ std::string describe(const codec::parse_error& err) {
   return std::string{codec::to_string(err.code)} + ": " + err.message;
 }
 
+/// The application's backend: the API key where one is set, else a loopback
+/// peer. Answers 401 / 403 and returns false for anyone else.
+bool backend_only(server::impl& srv, const connection_ptr& con) {
+  auto& cfg = *srv.cfg;
+  if (!cfg.api_key.empty()) {
+    if (!http_policy::bearer_matches(con->get_request_header("Authorization"),
+                                     cfg.api_key)) {
+      respond_error(con, status::unauthorized, "unauthorized",
+                    "missing or wrong API key (Authorization: Bearer)");
+      return false;
+    }
+  } else if (!is_loopback(con)) {
+    respond_error(con, status::forbidden, "forbidden",
+                  "no API key is configured: only loopback peers may use "
+                  "this endpoint");
+    return false;
+  }
+  return true;
+}
+
+/// A publication of event type join or leave on a presence channel: those
+/// are livehub's presence events.
+bool fake_presence_event(server::impl& srv, const publication& x) {
+  return (x.type == "join" || x.type == "leave")
+    && is_presence_channel(*srv.shared.cfg, x.channel);
+}
+
 /// Publishes every valid item of a batch, in order (so order is kept per
 /// channel), and answers per item.
 void publish_batch(server::impl& srv, const connection_ptr& con) {
@@ -71,6 +100,12 @@ void publish_batch(server::impl& srv, const connection_ptr& con) {
         + ",\"code\":" + codec::quote(codec::to_string(err->code)) + "}";
       continue;
     }
+    if (fake_presence_event(srv, std::get<publication>(item))) {
+      all_ok = false;
+      results += "{\"ok\":false,\"error\":\"join and leave are the presence "
+                 "events of this channel\",\"code\":\"bad_command\"}";
+      continue;
+    }
     caf::anon_send(srv.hub, caf::publish_atom::value,
                    std::move(std::get<publication>(item)));
     results += "{\"ok\":true}";
@@ -81,23 +116,18 @@ void publish_batch(server::impl& srv, const connection_ptr& con) {
 }
 
 void publish(server::impl& srv, const connection_ptr& con) {
-  auto& cfg = *srv.cfg;
-  if (!cfg.api_key.empty()) {
-    if (!http_policy::bearer_matches(con->get_request_header("Authorization"),
-                                     cfg.api_key))
-      return respond_error(con, status::unauthorized, "unauthorized",
-                           "missing or wrong API key (Authorization: Bearer)");
-  } else if (!is_loopback(con)) {
-    return respond_error(con, status::forbidden, "forbidden",
-                         "no API key is configured: only loopback peers may "
-                         "publish");
-  }
+  if (!backend_only(srv, con))
+    return;
   if (codec::is_batch(con->get_request_body()))
     return publish_batch(srv, con);
   auto parsed = codec::parse_publish(con->get_request_body());
   if (auto err = std::get_if<codec::parse_error>(&parsed))
     return respond_error(con, status::bad_request, codec::to_string(err->code),
                          describe(*err));
+  if (fake_presence_event(srv, std::get<publication>(parsed)))
+    return respond_error(con, status::bad_request, "bad_command",
+                         "join and leave are the presence events of this "
+                         "channel");
   caf::anon_send(srv.hub, caf::publish_atom::value,
                  std::move(std::get<publication>(parsed)));
   respond_json(con, status::accepted, "{\"ok\":true}");
@@ -153,6 +183,68 @@ void stats(server::impl& srv, const connection_ptr& con) {
       return codec::encode_stats(x);
     },
     stats_atom::value);
+}
+
+/// The `channel` query parameter of `con`'s request, checked; none (after
+/// answering 400) when missing or invalid.
+std::optional<std::string> channel_param(const connection_ptr& con) {
+  auto channel = http_policy::query_param(con->get_resource(), "channel");
+  if (!channel || !codec::valid_channel_name(*channel) || *channel == "*") {
+    respond_error(con, status::bad_request, "bad_channel",
+                  "give a channel: ?channel=NAME (1 to 255 bytes, "
+                  "percent-encoded)");
+    return std::nullopt;
+  }
+  return channel;
+}
+
+/// GET /api/history?channel=C&limit=N: the last N publications of a history
+/// channel (at most history-size; all of them without limit), oldest first,
+/// with its offset and epoch.
+void history(server::impl& srv, const connection_ptr& con) {
+  if (!backend_only(srv, con))
+    return;
+  auto channel = channel_param(con);
+  if (!channel)
+    return;
+  auto& cfg = *srv.shared.cfg;
+  if (!is_history_channel(cfg, *channel))
+    return respond_error(con, status::bad_request, "bad_command",
+                         "not a history channel (livehub.history-channels)");
+  uint64_t limit = cfg.history_size;
+  if (auto text = http_policy::query_param(con->get_resource(), "limit")) {
+    char* end = nullptr;
+    auto n = std::strtoull(text->c_str(), &end, 10);
+    if (text->empty() || *end != '\0' || (*text)[0] == '-')
+      return respond_error(con, status::bad_request, "bad_command",
+                           "limit must be a whole number from 0");
+    limit = std::min<uint64_t>(n, cfg.history_size);
+  }
+  auto stream = srv.shared.routes->history(*channel);
+  std::unique_lock<std::mutex> guard{stream->mtx};
+  auto body
+    = codec::encode_history("", stream->last(static_cast<size_t>(limit)),
+                            stream->last_offset(), stream->epoch(), false);
+  guard.unlock();
+  respond_json(con, status::ok, std::move(body));
+}
+
+/// GET /api/presence?channel=C: who is subscribed to a presence channel.
+void presence(server::impl& srv, const connection_ptr& con) {
+  if (!backend_only(srv, con))
+    return;
+  auto channel = channel_param(con);
+  if (!channel)
+    return;
+  if (!is_presence_channel(*srv.shared.cfg, *channel))
+    return respond_error(con, status::bad_request, "bad_command",
+                         "not a presence channel (livehub.presence-channels)");
+  answer_from_hub<std::vector<identity>>(
+    srv, con,
+    [](const std::vector<identity>& clients) {
+      return codec::encode_presence("", clients, false);
+    },
+    presence_atom::value, std::move(*channel));
 }
 
 /// Most channels one page of GET /api/channels lists.
@@ -377,6 +469,8 @@ void handle_http(server::impl& srv, connection_hdl hdl) {
     case handler::publish: return publish(srv, con);
     case handler::stats: return stats(srv, con);
     case handler::channels: return channels(srv, con);
+    case handler::history: return history(srv, con);
+    case handler::presence: return presence(srv, con);
     case handler::metrics: return metrics(srv, con);
     case handler::healthz:
       return respond(con, status::ok, "text/plain; charset=utf-8", "ok");
