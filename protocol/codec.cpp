@@ -868,15 +868,36 @@ frame_ptr encode_publication(const publication& x, uint64_t offset) {
 
 namespace {
 
+void write_string(writer_type& w, const char* key, std::string_view value) {
+  w.Key(key);
+  w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+}
+
+/// Opens `{"type":"ok"` with the id (if any): a reply's first fields.
+void start_ok(writer_type& w, std::string_view id) {
+  w.StartObject();
+  write_string(w, "type", "ok");
+  write_id(w, id);
+}
+
+/// `"offset":N,"epoch":"E"`: a position in a history channel's stream.
+void write_position(writer_type& w, uint64_t offset, std::string_view epoch) {
+  w.Key("offset");
+  w.Uint64(offset);
+  write_string(w, "epoch", epoch);
+}
+
 void write_identity(writer_type& w, const identity& x) {
   w.StartObject();
-  w.Key("client");
-  w.String(x.client.data(), static_cast<rapidjson::SizeType>(x.client.size()));
-  w.Key("user");
-  w.String(x.user.data(), static_cast<rapidjson::SizeType>(x.user.size()));
+  write_string(w, "client", x.client);
+  write_string(w, "user", x.user);
   w.Key("info");
   w.RawValue(x.info.str().data(), x.info.str().size(), rapidjson::kObjectType);
   w.EndObject();
+}
+
+std::string take(const rapidjson::StringBuffer& buf) {
+  return std::string{buf.GetString(), buf.GetSize()};
 }
 
 } // namespace
@@ -885,26 +906,24 @@ std::string encode_identity(const identity& x) {
   rapidjson::StringBuffer buf;
   writer_type w{buf};
   write_identity(w, x);
-  return std::string{buf.GetString(), buf.GetSize()};
+  return take(buf);
 }
 
 std::string encode_presence(std::string_view id,
                             const std::vector<identity>& clients, bool reply) {
   rapidjson::StringBuffer buf;
   writer_type w{buf};
-  w.StartObject();
-  if (reply) {
-    w.Key("type");
-    w.String("ok");
-    write_id(w, id);
-  }
+  if (reply)
+    start_ok(w, id);
+  else
+    w.StartObject();
   w.Key("clients");
   w.StartArray();
   for (auto& x : clients)
     write_identity(w, x);
   w.EndArray();
   w.EndObject();
-  return std::string{buf.GetString(), buf.GetSize()};
+  return take(buf);
 }
 
 frame_ptr encode_presence_stats(std::string_view id,
@@ -923,10 +942,7 @@ frame_ptr encode_presence_stats(std::string_view id,
                                         - users.begin());
   rapidjson::StringBuffer buf;
   writer_type w{buf};
-  w.StartObject();
-  w.Key("type");
-  w.String("ok");
-  write_id(w, id);
+  start_ok(w, id);
   w.Key("clients");
   w.Uint64(clients.size());
   w.Key("users");
@@ -940,14 +956,9 @@ frame_ptr encode_gap(std::string_view channel, uint64_t offset,
   rapidjson::StringBuffer buf;
   writer_type w{buf};
   w.StartObject();
-  w.Key("type");
-  w.String("gap");
-  w.Key("channel");
-  w.String(channel.data(), static_cast<rapidjson::SizeType>(channel.size()));
-  w.Key("offset");
-  w.Uint64(offset);
-  w.Key("epoch");
-  w.String(epoch.data(), static_cast<rapidjson::SizeType>(epoch.size()));
+  write_string(w, "type", "gap");
+  write_string(w, "channel", channel);
+  write_position(w, offset, epoch);
   w.EndObject();
   return make_frame(buf);
 }
@@ -957,18 +968,12 @@ frame_ptr encode_position(std::string_view id, uint64_t offset,
                           std::optional<bool> recovered) {
   rapidjson::StringBuffer buf;
   writer_type w{buf};
-  w.StartObject();
-  w.Key("type");
-  w.String("ok");
-  write_id(w, id);
+  start_ok(w, id);
   if (recovered) {
     w.Key("recovered");
     w.Bool(*recovered);
   }
-  w.Key("offset");
-  w.Uint64(offset);
-  w.Key("epoch");
-  w.String(epoch.data(), static_cast<rapidjson::SizeType>(epoch.size()));
+  write_position(w, offset, epoch);
   w.EndObject();
   return make_frame(buf);
 }
@@ -982,23 +987,18 @@ encode_history(std::string_view id, const std::vector<frame_ptr>& publications,
   rapidjson::StringBuffer buf;
   buf.Reserve(size);
   writer_type w{buf};
-  w.StartObject();
-  if (reply) {
-    w.Key("type");
-    w.String("ok");
-    write_id(w, id);
-  }
+  if (reply)
+    start_ok(w, id);
+  else
+    w.StartObject();
   w.Key("publications");
   w.StartArray();
   for (auto& x : publications)
     w.RawValue(x->data(), x->size(), rapidjson::kObjectType);
   w.EndArray();
-  w.Key("offset");
-  w.Uint64(offset);
-  w.Key("epoch");
-  w.String(epoch.data(), static_cast<rapidjson::SizeType>(epoch.size()));
+  write_position(w, offset, epoch);
   w.EndObject();
-  return std::string{buf.GetString(), buf.GetSize()};
+  return take(buf);
 }
 
 frame_ptr encode_ok(std::string_view id) {
@@ -1016,14 +1016,9 @@ frame_ptr encode_connected(std::string_view id, std::string_view client,
                            std::string_view user, int64_t expires) {
   rapidjson::StringBuffer buf;
   writer_type w{buf};
-  w.StartObject();
-  w.Key("type");
-  w.String("ok");
-  write_id(w, id);
-  w.Key("client");
-  w.String(client.data(), static_cast<rapidjson::SizeType>(client.size()));
-  w.Key("user");
-  w.String(user.data(), static_cast<rapidjson::SizeType>(user.size()));
+  start_ok(w, id);
+  write_string(w, "client", client);
+  write_string(w, "user", user);
   w.Key("expires");
   w.Int64(expires);
   w.EndObject();
@@ -1033,10 +1028,7 @@ frame_ptr encode_connected(std::string_view id, std::string_view client,
 frame_ptr encode_refreshed(std::string_view id, int64_t expires) {
   rapidjson::StringBuffer buf;
   writer_type w{buf};
-  w.StartObject();
-  w.Key("type");
-  w.String("ok");
-  write_id(w, id);
+  start_ok(w, id);
   w.Key("expires");
   w.Int64(expires);
   w.EndObject();

@@ -15,6 +15,7 @@
 #include <rapidjson/document.h>
 
 #include "livehub/all.hpp"
+#include "support/json_field.hpp"
 #include "support/served_hub.hpp"
 #include "support/tokens.hpp"
 #include "support/ws_client.hpp"
@@ -25,22 +26,9 @@ using livehub::hub_config;
 
 namespace {
 
-constexpr std::string_view secret = "auth-server-test-secret-0123456789abc";
+using livehub::test::json_field;
 
-std::string field(const std::string& frame, const char* key) {
-  rapidjson::Document doc;
-  doc.Parse(frame.data(), frame.size());
-  if (doc.HasParseError() || !doc.IsObject())
-    return "<not an object>";
-  auto i = doc.FindMember(key);
-  if (i == doc.MemberEnd())
-    return "<missing>";
-  if (i->value.IsString())
-    return i->value.GetString();
-  if (i->value.IsInt64())
-    return std::to_string(i->value.GetInt64());
-  return "<other>";
-}
+constexpr std::string_view secret = "auth-server-test-secret-0123456789abc";
 
 /// Browser-like upgrade options: an Origin (same origin), so the connection
 /// is no trusted publisher even from loopback.
@@ -96,21 +84,21 @@ TEST_CASE("auth server: connect with a token, then subscribe and receive") {
   REQUIRE(alice.status() == 101);
   // Before connect: refused, not executed.
   REQUIRE(alice.send_text(R"({"type":"subscribe","channel":"room:a","id":0})"));
-  CHECK(field(next_text(alice), "code") == "unauthorized");
+  CHECK(json_field(next_text(alice), "code") == "unauthorized");
   REQUIRE(alice.send_text(
     connect_cmd(token_for("alice", R"("channels":["room:*"])"))));
   auto ok = next_text(alice);
-  CHECK(field(ok, "user") == "alice");
+  CHECK(json_field(ok, "user") == "alice");
   REQUIRE(alice.send_text(R"({"type":"subscribe","channel":"room:a","id":2})"));
-  CHECK(field(next_text(alice), "type") == "ok");
+  CHECK(json_field(next_text(alice), "type") == "ok");
   REQUIRE(alice.send_text(R"({"type":"subscribe","channel":"admin","id":3})"));
-  CHECK(field(next_text(alice), "code") == "forbidden");
+  CHECK(json_field(next_text(alice), "code") == "forbidden");
   // The backend (loopback, no Origin: trusted) publishes without connect.
   ws_client backend{h.port};
   REQUIRE(backend.status() == 101);
   REQUIRE(backend.send_text(
     R"({"type":"publish","channel":"room:a","event":"m","data":1,"id":1})"));
-  CHECK(field(next_text(backend), "type") == "ok");
+  CHECK(json_field(next_text(backend), "type") == "ok");
   REQUIRE(backend.send_text(
     R"({"type":"publish","channel":"admin","event":"m","data":2})"));
   CHECK(next_text(alice) == R"({"channel":"room:a","type":"m","data":1})");
@@ -127,7 +115,7 @@ TEST_CASE("auth server: a bad token gets unauthorized and close 4001") {
     ws_client c{h.port, browser(h.port)};
     REQUIRE(c.status() == 101);
     REQUIRE(c.send_text(connect_cmd(jwt)));
-    CHECK(field(next_text(c), "code") == "unauthorized");
+    CHECK(json_field(next_text(c), "code") == "unauthorized");
     CHECK(close_code(c) == 4001);
   }
 }
@@ -144,12 +132,12 @@ TEST_CASE("auth server: RS256 tokens verify with the configured public key") {
     ws_client good{h.port, browser(h.port)};
     REQUIRE(good.send_text(
       connect_cmd(sign("RS256", keys.private_pem, R"({"sub":"carol"})"))));
-    CHECK(field(next_text(good), "user") == "carol");
+    CHECK(json_field(next_text(good), "user") == "carol");
     // The algorithm-confusion token: HS256 keyed with the public key.
     ws_client evil{h.port, browser(h.port)};
     REQUIRE(evil.send_text(
       connect_cmd(sign("HS256", keys.public_pem, R"({"sub":"carol"})"))));
-    CHECK(field(next_text(evil), "code") == "unauthorized");
+    CHECK(json_field(next_text(evil), "code") == "unauthorized");
     CHECK(close_code(evil) == 4001);
   }
   std::filesystem::remove_all(dir);
@@ -164,7 +152,7 @@ TEST_CASE("auth server: connect-timeout and token expiry close the socket") {
   ws_client expiring{h.port, browser(h.port)};
   REQUIRE(expiring.send_text(connect_cmd(
     token_for("dave", R"("exp":)" + std::to_string(unix_now() + 2)))));
-  CHECK(field(next_text(expiring), "user") == "dave");
+  CHECK(json_field(next_text(expiring), "user") == "dave");
   // Connect timeout within a sweep (1 s) after 300 ms.
   CHECK(close_code(silent, 3000ms) == 4001);
   CHECK(close_code(expiring, 5000ms) == 4002);
@@ -199,7 +187,7 @@ TEST_CASE("auth server: max-connections-per-ip answers 429 past the limit") {
   }
   CHECK(admitted);
   auto stats = http_request(h.port, "GET", "/api/stats", {});
-  CHECK(field(stats.body, "rejected_rate") != "0");
+  CHECK(json_field(stats.body, "rejected_rate") != "0");
 }
 
 TEST_CASE("auth server: a flooding client is limited, then closed with "
@@ -212,7 +200,7 @@ TEST_CASE("auth server: a flooding client is limited, then closed with "
     auto start = std::chrono::steady_clock::now();
     REQUIRE(calm.send_text(R"({"type":"ping","id":1})"));
     auto reply = next_text(calm);
-    REQUIRE(field(reply, "type") == "pong");
+    REQUIRE(json_field(reply, "type") == "pong");
     return std::chrono::steady_clock::now() - start;
   };
   std::vector<std::chrono::nanoseconds> before;
@@ -239,10 +227,10 @@ TEST_CASE("auth server: a flooding client is limited, then closed with "
   for (;;) {
     auto msg = flood.receive(3000ms);
     if (msg.kind == ws_kind::text) {
-      auto type = field(msg.data, "type");
+      auto type = json_field(msg.data, "type");
       if (type == "pong")
         ++pongs;
-      else if (field(msg.data, "code") == "rate_limited")
+      else if (json_field(msg.data, "code") == "rate_limited")
         ++limited;
     } else {
       if (msg.kind == ws_kind::close)
@@ -262,7 +250,7 @@ TEST_CASE("auth server: a flooding client is limited, then closed with "
   };
   CHECK(median(during) < median(before) + 20ms);
   auto stats = http_request(h.port, "GET", "/api/stats", {});
-  CHECK(field(stats.body, "rate_limited_disconnects") == "1");
+  CHECK(json_field(stats.body, "rate_limited_disconnects") == "1");
 }
 
 TEST_CASE("application routes: http_handler answers what livehub does not "

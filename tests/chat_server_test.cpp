@@ -20,6 +20,7 @@
 #include <rapidjson/document.h>
 
 #include "room_policy.hpp"
+#include "support/json_field.hpp"
 #include "support/ws_client.hpp"
 
 extern char** environ;
@@ -28,6 +29,8 @@ using namespace std::chrono_literals;
 using namespace livehub::test;
 
 namespace {
+
+using livehub::test::json_field;
 
 /// livehub-chat running on a free port of 127.0.0.1; killed if still alive
 /// when destroyed.
@@ -159,25 +162,6 @@ std::string next_text(ws_client& client) {
   return msg.data;
 }
 
-/// Member `key` of the JSON object `text` as text (a string's value, an
-/// integer's digits, a boolean's word); "<missing>" or "<other>" else.
-std::string field(const std::string& text, const char* key) {
-  rapidjson::Document doc;
-  doc.Parse(text.data(), text.size());
-  if (doc.HasParseError() || !doc.IsObject())
-    return "<not an object>";
-  auto i = doc.FindMember(key);
-  if (i == doc.MemberEnd())
-    return "<missing>";
-  if (i->value.IsString())
-    return i->value.GetString();
-  if (i->value.IsInt64())
-    return std::to_string(i->value.GetInt64());
-  if (i->value.IsBool())
-    return i->value.GetBool() ? "true" : "false";
-  return "<other>";
-}
-
 // -- login mode -------------------------------------------------------------
 
 /// The options of login mode.
@@ -198,10 +182,10 @@ ws_client logged_in(uint16_t port, const std::string& name) {
   REQUIRE(res.status == 200);
   auto client = browser(port);
   REQUIRE(client.send_text(R"({"type":"connect","id":1,"token":")"
-                           + field(res.body, "token") + R"("})"));
+                           + json_field(res.body, "token") + R"("})"));
   auto ok = next_text(client);
-  REQUIRE(field(ok, "type") == "ok");
-  REQUIRE(field(ok, "user") == name);
+  REQUIRE(json_field(ok, "type") == "ok");
+  REQUIRE(json_field(ok, "user") == name);
   return client;
 }
 
@@ -366,24 +350,24 @@ TEST_CASE("livehub-chat in login mode: /api/login gives a token that "
   auto res = login(chat.port(), R"({"name":"alice"})");
   REQUIRE(res.status == 200);
   CHECK(res.headers["content-type"] == "application/json");
-  CHECK(field(res.body, "user") == "alice");
+  CHECK(json_field(res.body, "user") == "alice");
   // Valid for an hour.
   auto now = std::chrono::duration_cast<std::chrono::seconds>(
                before.time_since_epoch())
                .count();
-  auto expires = std::stoll(field(res.body, "expires"));
+  auto expires = std::stoll(json_field(res.body, "expires"));
   CHECK(expires >= now + 3600);
   CHECK(expires <= now + 3600 + 60);
   auto alice = browser(chat.port());
   // No token, no service.
   REQUIRE(alice.send_text(subscribe("room:lobby", 1)));
-  CHECK(field(next_text(alice), "code") == "unauthorized");
+  CHECK(json_field(next_text(alice), "code") == "unauthorized");
   REQUIRE(alice.send_text(R"({"type":"connect","id":2,"token":")"
-                          + field(res.body, "token") + R"("})"));
+                          + json_field(res.body, "token") + R"("})"));
   auto ok = next_text(alice);
-  CHECK(field(ok, "type") == "ok");
-  CHECK(field(ok, "user") == "alice");
-  CHECK(field(ok, "expires") == std::to_string(expires));
+  CHECK(json_field(ok, "type") == "ok");
+  CHECK(json_field(ok, "user") == "alice");
+  CHECK(json_field(ok, "expires") == std::to_string(expires));
   // Every room is open to her, under her own name.
   auto bob = logged_in(chat.port(), "bob");
   for (auto* c : {&alice, &bob}) {
@@ -395,7 +379,7 @@ TEST_CASE("livehub-chat in login mode: /api/login gives a token that "
   CHECK(next_text(alice) == said("room:lobby", "alice", "hi all"));
   // Anything else stays closed to browsers.
   REQUIRE(alice.send_text(subscribe("news", 4)));
-  CHECK(field(next_text(alice), "code") == "forbidden");
+  CHECK(json_field(next_text(alice), "code") == "forbidden");
 }
 
 TEST_CASE("livehub-chat in login mode: bad login input gets 400 with a "
@@ -409,8 +393,8 @@ TEST_CASE("livehub-chat in login mode: bad login input gets 400 with a "
     INFO("body: " << body);
     auto res = login(chat.port(), body);
     CHECK(res.status == 400);
-    CHECK(field(res.body, "code") == "bad_command");
-    CHECK(field(res.body, "error").size() > 10);
+    CHECK(json_field(res.body, "code") == "bad_command");
+    CHECK(json_field(res.body, "error").size() > 10);
   }
   CHECK(login(chat.port(), R"({"name":"a_B-9"})").status == 200);
   CHECK(
@@ -436,10 +420,10 @@ TEST_CASE("livehub-chat in login mode: a private room is open to its two "
   // Carol may neither read nor write it.
   REQUIRE(carol.send_text(subscribe(dm, 1)));
   auto refused = next_text(carol);
-  CHECK(field(refused, "code") == "forbidden");
-  CHECK(field(refused, "id") == "1");
+  CHECK(json_field(refused, "code") == "forbidden");
+  CHECK(json_field(refused, "id") == "1");
   REQUIRE(carol.send_text(say(dm, "carol", "let me in", 2)));
-  CHECK(field(next_text(carol), "code") == "forbidden");
+  CHECK(json_field(next_text(carol), "code") == "forbidden");
   // What alice says there reaches bob (and alice), not carol.
   REQUIRE(alice.send_text(say(dm, "alice", "just us")));
   CHECK(next_text(alice) == said(dm, "alice", "just us"));
@@ -450,7 +434,7 @@ TEST_CASE("livehub-chat in login mode: a private room is open to its two "
   // The same pair in the other order is no private room: one channel per
   // pair.
   REQUIRE(bob.send_text(subscribe("dm:bob+alice", 3)));
-  CHECK(field(next_text(bob), "code") == "forbidden");
+  CHECK(json_field(next_text(bob), "code") == "forbidden");
   // Carol's own private room with alice is hers to open.
   REQUIRE(carol.send_text(subscribe("dm:alice+carol", 4)));
   CHECK(next_text(carol) == R"({"type":"ok","id":4})");
@@ -474,8 +458,9 @@ TEST_CASE("livehub-chat in login mode: nobody writes under another user's "
     INFO("channel: " << channel);
     REQUIRE(bob.send_text(say(channel, "alice", "I owe bob 100", 3)));
     auto err = next_text(bob);
-    CHECK(field(err, "code") == "bad_command");
-    CHECK(field(err, "message") == R"("name" must be your user name, "bob")");
+    CHECK(json_field(err, "code") == "bad_command");
+    CHECK(json_field(err, "message")
+          == R"("name" must be your user name, "bob")");
   }
   // Alice got none of it.
   CHECK(alice.receive(200ms).kind == ws_kind::timeout);

@@ -3,6 +3,7 @@
 // (enforced by the keepalive sweep), the order of channel authorization,
 // the application's authorizer, and the command and publication buckets.
 #include "actor_fixture.hpp"
+#include "support/json_field.hpp"
 
 #include <chrono>
 
@@ -16,26 +17,9 @@ using livehub::test::actor_fixture;
 
 namespace {
 
-constexpr std::string_view secret = "identity-test-secret-0123456789abcdef";
+using livehub::test::json_field;
 
-/// A frame's field as JSON-ish text: strings without quotes, numbers as
-/// digits, "<missing>" when absent.
-std::string field(const std::string& frame, const char* key) {
-  rapidjson::Document doc;
-  doc.Parse(frame.data(), frame.size());
-  if (doc.HasParseError() || !doc.IsObject())
-    return "<not an object>";
-  auto i = doc.FindMember(key);
-  if (i == doc.MemberEnd())
-    return "<missing>";
-  if (i->value.IsString())
-    return i->value.GetString();
-  if (i->value.IsInt64())
-    return std::to_string(i->value.GetInt64());
-  if (i->value.IsNull())
-    return "null";
-  return "<other>";
-}
+constexpr std::string_view secret = "identity-test-secret-0123456789abcdef";
 
 std::string token_for(std::string_view user, std::string_view extra = {},
                       std::string_view key = secret) {
@@ -84,7 +68,7 @@ struct identity_fixture : actor_fixture {
     say(conn, connect_cmd(jwt));
     auto frames = conn.out->take();
     REQUIRE(frames.size() == 1);
-    REQUIRE_MESSAGE(field(frames[0], "type") == "ok", frames[0]);
+    REQUIRE_MESSAGE(json_field(frames[0], "type") == "ok", frames[0]);
     return conn;
   }
 };
@@ -98,9 +82,9 @@ TEST_CASE_FIXTURE(identity_fixture,
   say(conn, R"({"type":"ping","id":2})");
   auto frames = conn.out->take();
   REQUIRE(frames.size() == 2);
-  CHECK(field(frames[0], "code") == "unauthorized");
-  CHECK(field(frames[0], "id") == "1");
-  CHECK(field(frames[1], "code") == "unauthorized");
+  CHECK(json_field(frames[0], "code") == "unauthorized");
+  CHECK(json_field(frames[0], "id") == "1");
+  CHECK(json_field(frames[1], "code") == "unauthorized");
   CHECK(stats().subscriptions == 0);
   CHECK(!conn.out->close_code);
 }
@@ -113,24 +97,24 @@ TEST_CASE_FIXTURE(identity_fixture,
       connect_cmd(token_for("alice", R"("exp":)" + std::to_string(exp)), 7));
   auto frames = conn.out->take();
   REQUIRE(frames.size() == 1);
-  CHECK(field(frames[0], "type") == "ok");
-  CHECK(field(frames[0], "id") == "7");
-  CHECK(field(frames[0], "user") == "alice");
-  CHECK(field(frames[0], "expires") == std::to_string(exp));
-  auto client = field(frames[0], "client");
+  CHECK(json_field(frames[0], "type") == "ok");
+  CHECK(json_field(frames[0], "id") == "7");
+  CHECK(json_field(frames[0], "user") == "alice");
+  CHECK(json_field(frames[0], "expires") == std::to_string(exp));
+  auto client = json_field(frames[0], "client");
   CHECK(client.size() > 16);
   // Another connection gets another client id.
   auto other = connect();
   say(other, connect_cmd(token_for("alice")));
   auto reply = other.out->take();
   REQUIRE(reply.size() == 1);
-  CHECK(field(reply[0], "client") != client);
-  CHECK(field(reply[0], "expires") == "0");
+  CHECK(json_field(reply[0], "client") != client);
+  CHECK(json_field(reply[0], "expires") == "0");
   // A second connect is an error, and changes nothing.
   say(conn, connect_cmd(token_for("mallory"), 8));
   frames = conn.out->take();
   REQUIRE(frames.size() == 1);
-  CHECK(field(frames[0], "code") == "bad_command");
+  CHECK(json_field(frames[0], "code") == "bad_command");
 }
 
 TEST_CASE_FIXTURE(identity_fixture,
@@ -146,7 +130,7 @@ TEST_CASE_FIXTURE(identity_fixture,
     say(conn, connect_cmd(jwt));
     auto frames = conn.out->take();
     REQUIRE(frames.size() == 1);
-    CHECK(field(frames[0], "code") == "unauthorized");
+    CHECK(json_field(frames[0], "code") == "unauthorized");
     CHECK(conn.out->close_code == 4001);
     CHECK(conn.out->close_reason == "unauthorized");
     // What still arrives is not executed.
@@ -191,8 +175,8 @@ TEST_CASE_FIXTURE(identity_fixture,
         + "\"}");
   auto frames = refreshed.out->take();
   REQUIRE(frames.size() == 1);
-  CHECK(field(frames[0], "type") == "ok");
-  CHECK(field(frames[0], "expires") == std::to_string(now + 60));
+  CHECK(json_field(frames[0], "type") == "ok");
+  CHECK(json_field(frames[0], "expires") == std::to_string(now + 60));
   // exp + leeway (1 s) after connect, within a sweep or so.
   advance(4s);
   CHECK(lapsing.out->close_code == 4002);
@@ -208,8 +192,8 @@ TEST_CASE_FIXTURE(identity_fixture,
       R"({"type":"refresh","id":2,"token":")" + token_for("mallory") + "\"}");
   auto frames = conn.out->take();
   REQUIRE(frames.size() == 1);
-  CHECK(field(frames[0], "code") == "unauthorized");
-  CHECK(field(frames[0], "message") == "the token is for another user");
+  CHECK(json_field(frames[0], "code") == "unauthorized");
+  CHECK(json_field(frames[0], "message") == "the token is for another user");
   CHECK(conn.out->close_code == 4001);
   // Refresh without a token is a bad command, refresh before connect
   // unauthorized.
@@ -219,8 +203,8 @@ TEST_CASE_FIXTURE(identity_fixture,
       R"({"type":"refresh","id":4,"token":")" + token_for("alice") + "\"}");
   frames = early.out->take();
   REQUIRE(frames.size() == 2);
-  CHECK(field(frames[0], "code") == "bad_command");
-  CHECK(field(frames[1], "code") == "unauthorized");
+  CHECK(json_field(frames[0], "code") == "bad_command");
+  CHECK(json_field(frames[1], "code") == "unauthorized");
 }
 
 TEST_CASE_FIXTURE(identity_fixture,
@@ -246,16 +230,16 @@ TEST_CASE_FIXTURE(identity_fixture,
   auto frames = conn.out->take();
   REQUIRE(frames.size() == 6);
   for (int i = 0; i < 3; ++i)
-    CHECK_MESSAGE(field(frames[i], "type") == "ok", frames[i]);
+    CHECK_MESSAGE(json_field(frames[i], "type") == "ok", frames[i]);
   for (int i = 3; i < 6; ++i)
-    CHECK_MESSAGE(field(frames[i], "code") == "forbidden", frames[i]);
+    CHECK_MESSAGE(json_field(frames[i], "code") == "forbidden", frames[i]);
   CHECK(stats().subscriptions == 3);
   // A forbidden channel's publications do not arrive.
   publish("other", "e", "1");
   publish("room:a", "e", "2");
   frames = conn.out->take();
   REQUIRE(frames.size() == 1);
-  CHECK(field(frames[0], "channel") == "room:a");
+  CHECK(json_field(frames[0], "channel") == "room:a");
 }
 
 TEST_CASE_FIXTURE(identity_fixture,
@@ -274,10 +258,10 @@ TEST_CASE_FIXTURE(identity_fixture,
           + "\"}");
   auto frames = conn.out->take();
   REQUIRE(frames.size() == 4);
-  CHECK(field(frames[0], "type") == "ok");
-  CHECK(field(frames[1], "type") == "ok");
-  CHECK(field(frames[2], "code") == "forbidden");
-  CHECK(field(frames[3], "code") == "forbidden");
+  CHECK(json_field(frames[0], "type") == "ok");
+  CHECK(json_field(frames[1], "type") == "ok");
+  CHECK(json_field(frames[2], "code") == "forbidden");
+  CHECK(json_field(frames[3], "code") == "forbidden");
   CHECK(checked == std::vector<std::string>{"alice@open:1", "alice@mine:1"});
 }
 
@@ -292,12 +276,12 @@ TEST_CASE_FIXTURE(identity_fixture,
   say(conn, R"({"type":"publish","channel":"vip:lounge","event":"e","id":4})");
   auto frames = conn.out->take();
   REQUIRE(frames.size() == 5);
-  CHECK(field(frames[0], "type") == "ok");
-  CHECK(field(frames[1], "type") == "ok");
-  CHECK(field(frames[2], "code") == "forbidden");
+  CHECK(json_field(frames[0], "type") == "ok");
+  CHECK(json_field(frames[1], "type") == "ok");
+  CHECK(json_field(frames[2], "code") == "forbidden");
   // Its own publication on vip:lounge, then the publish's ok.
-  CHECK(field(frames[3], "channel") == "vip:lounge");
-  CHECK(field(frames[4], "type") == "ok");
+  CHECK(json_field(frames[3], "channel") == "vip:lounge");
+  CHECK(json_field(frames[4], "type") == "ok");
   // Asked only where nothing else decided, with the identity.
   CHECK(log->questions
         == std::vector<std::string>{"alice subscribe vip:lounge",
@@ -320,8 +304,8 @@ TEST_CASE_FIXTURE(identity_fixture,
   run();
   auto frames = conn.out->take();
   REQUIRE(frames.size() == 2);
-  CHECK(field(frames[0], "code") == "forbidden");
-  CHECK(field(frames[1], "type") == "pong");
+  CHECK(json_field(frames[0], "code") == "forbidden");
+  CHECK(json_field(frames[1], "type") == "pong");
   CHECK(stats().subscriptions == 0);
   self->send_exit(cfg.authorizer, caf::exit_reason::user_shutdown);
 }
@@ -334,22 +318,22 @@ TEST_CASE_FIXTURE(actor_fixture,
   say(conn, R"({"type":"connect","id":2,"info":{"name":"Ann"}})");
   auto frames = conn.out->take();
   REQUIRE(frames.size() == 2);
-  CHECK(field(frames[0], "type") == "ok");
-  CHECK(field(frames[1], "user") == "");
-  CHECK(field(frames[1], "expires") == "0");
-  CHECK(field(frames[1], "client") != "<missing>");
+  CHECK(json_field(frames[0], "type") == "ok");
+  CHECK(json_field(frames[1], "user") == "");
+  CHECK(json_field(frames[1], "expires") == "0");
+  CHECK(json_field(frames[1], "client") != "<missing>");
   // Too much info is refused.
   auto other = connect();
   say(other,
       R"({"type":"connect","id":3,"info":")" + std::string(1100, 'x') + "\"}");
   frames = other.out->take();
   REQUIRE(frames.size() == 1);
-  CHECK(field(frames[0], "code") == "bad_command");
+  CHECK(json_field(frames[0], "code") == "bad_command");
   // Without a key, refresh is a bad command; nothing closes.
   say(conn, R"({"type":"refresh","id":4,"token":"x.y.z"})");
   frames = conn.out->take();
   REQUIRE(frames.size() == 1);
-  CHECK(field(frames[0], "code") == "bad_command");
+  CHECK(json_field(frames[0], "code") == "bad_command");
   advance(15s);
   CHECK(!conn.out->close_code);
 }
@@ -365,8 +349,8 @@ TEST_CASE_FIXTURE(actor_fixture,
   say(conn, R"({"type":"subscribe","channel":"plain","id":2})");
   auto frames = conn.out->take();
   REQUIRE(frames.size() == 2);
-  CHECK(field(frames[0], "type") == "ok");
-  CHECK(field(frames[1], "code") == "forbidden");
+  CHECK(json_field(frames[0], "type") == "ok");
+  CHECK(json_field(frames[1], "code") == "forbidden");
   CHECK(log->questions
         == std::vector<std::string>{" subscribe vip:1", " subscribe plain"});
   self->send_exit(cfg.authorizer, caf::exit_reason::user_shutdown);
@@ -383,10 +367,10 @@ TEST_CASE_FIXTURE(actor_fixture,
   auto frames = conn.out->take();
   REQUIRE(frames.size() == 25);
   for (int i = 0; i < 20; ++i)
-    CHECK(field(frames[i], "type") == "pong");
+    CHECK(json_field(frames[i], "type") == "pong");
   for (int i = 20; i < 25; ++i) {
-    CHECK(field(frames[i], "code") == "rate_limited");
-    CHECK(field(frames[i], "id") == std::to_string(i));
+    CHECK(json_field(frames[i], "code") == "rate_limited");
+    CHECK(json_field(frames[i], "id") == std::to_string(i));
   }
   // The bucket refills at the rate.
   sched.advance_time(1s);
@@ -423,7 +407,7 @@ TEST_CASE_FIXTURE(actor_fixture,
   REQUIRE(frames.size() == 8);
   CHECK(std::count(frames.begin(), frames.end(), R"({"type":"ok","id":1})")
         == 6);
-  CHECK(field(frames[7], "code") == "rate_limited");
+  CHECK(json_field(frames[7], "code") == "rate_limited");
   // Other commands still run.
   say(conn, R"({"type":"ping"})");
   CHECK(conn.out->take() == std::vector<std::string>{R"({"type":"pong"})"});

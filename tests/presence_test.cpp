@@ -2,6 +2,7 @@
 // connections subscribe, unsubscribe and go away, the presence and
 // presence_stats commands, and the C++ request.
 #include "actor_fixture.hpp"
+#include "support/json_field.hpp"
 
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
@@ -12,22 +13,7 @@ using livehub::test::actor_fixture;
 
 namespace {
 
-std::string field(const std::string& frame, const char* key) {
-  rapidjson::Document doc;
-  doc.Parse(frame.data(), frame.size());
-  REQUIRE_MESSAGE((!doc.HasParseError() && doc.IsObject()), frame);
-  auto i = doc.FindMember(key);
-  if (i == doc.MemberEnd())
-    return "<missing>";
-  if (i->value.IsString())
-    return i->value.GetString();
-  if (i->value.IsUint64())
-    return std::to_string(i->value.GetUint64());
-  rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w{buf};
-  i->value.Accept(w);
-  return buf.GetString();
-}
+using livehub::test::json_field;
 
 struct presence_fixture : actor_fixture {
   presence_fixture() {
@@ -47,7 +33,7 @@ struct presence_fixture : actor_fixture {
     say(c, R"({"type":"connect","id":0,"info":)" + info + "}");
     auto frames = c.out->take();
     REQUIRE(frames.size() == 1);
-    return {c, field(frames[0], "client")};
+    return {c, json_field(frames[0], "client")};
   }
 };
 
@@ -66,13 +52,13 @@ TEST_CASE_FIXTURE(presence_fixture,
         == R"({"channel":"lobby:1","type":"join","data":{"client":")" + ann_id
           + R"(","user":"","info":{"name":"Ann"}}})");
   say(bob, R"({"type":"subscribe","channel":"lobby:1"})");
-  CHECK(field(ann.out->take().at(0), "type") == "join");
-  CHECK(field(bob.out->take().at(0), "type") == "join");
+  CHECK(json_field(ann.out->take().at(0), "type") == "join");
+  CHECK(json_field(bob.out->take().at(0), "type") == "join");
   say(ann, R"({"type":"presence","channel":"lobby:1","id":2})");
   say(ann, R"({"type":"presence_stats","channel":"lobby:1","id":3})");
   frames = ann.out->take();
   REQUIRE(frames.size() == 2);
-  auto clients = field(frames[0], "clients");
+  auto clients = json_field(frames[0], "clients");
   CHECK(clients.find(ann_id) != std::string::npos);
   CHECK(clients.find(bob_id) != std::string::npos);
   CHECK(frames[1] == R"({"type":"ok","id":3,"clients":2,"users":2})");
@@ -86,7 +72,7 @@ TEST_CASE_FIXTURE(presence_fixture,
   say(ann, R"({"type":"presence","channel":"lobby:1","id":4})");
   frames = ann.out->take();
   REQUIRE(frames.size() == 1);
-  CHECK(field(frames[0], "clients").find(bob_id) == std::string::npos);
+  CHECK(json_field(frames[0], "clients").find(bob_id) == std::string::npos);
   // Unsubscribing leaves too (nobody left to tell); the C++ request agrees.
   say(ann, R"({"type":"unsubscribe","channel":"lobby:1","id":5})");
   self->send(hub, presence_atom::value, std::string{"lobby:1"});
@@ -108,20 +94,20 @@ TEST_CASE_FIXTURE(presence_fixture,
   say(c, R"({"type":"subscribe","channel":"lobby:2","id":1})");
   auto frames = c.out->take();
   REQUIRE(frames.size() == 2);
-  auto data = field(frames[1], "data");
+  auto data = json_field(frames[1], "data");
   CHECK(data.find(R"("client":"")") == std::string::npos);
   // Its later connect keeps that client id.
   say(c, R"({"type":"connect","id":2})");
   frames = c.out->take();
   REQUIRE(frames.size() == 1);
-  CHECK(data.find(field(frames[0], "client")) != std::string::npos);
+  CHECK(data.find(json_field(frames[0], "client")) != std::string::npos);
   say(c, R"({"type":"publish","channel":"lobby:2","event":"join","id":3})");
   say(c, R"({"type":"publish","channel":"lobby:2","event":"leave","id":4})");
   say(c, R"({"type":"presence","channel":"other","id":5})");
   frames = c.out->take();
   REQUIRE(frames.size() == 3);
   for (auto& f : frames)
-    CHECK(field(f, "code") == "bad_command");
+    CHECK(json_field(f, "code") == "bad_command");
 }
 
 TEST_CASE_FIXTURE(presence_fixture,
