@@ -2,7 +2,10 @@
 // root, connect to /ws, join rooms (channels "room:<name>", on which clients
 // may publish) and receive what others say; everything else is
 // server-publish only (POST /api/publish or a trusted publisher connection).
-// Room messages are checked (room_policy.hpp): {"name":N,"text":T}.
+// Room messages are checked (room_policy.hpp): {"name":N,"text":T}. Rooms
+// are history channels (a page that reconnects recovers what it missed) and
+// presence channels (who is in the room), unless
+// --livehub.history-channels / --livehub.presence-channels say otherwise.
 //
 // Two modes, which the page learns from GET /api/chat (login.hpp):
 // - open (default): no tokens, anyone picks any name, as in livehub 1;
@@ -40,6 +43,13 @@ void adjust(const caf::actor_system_config& cfg, livehub::hub_config& hub) {
   // Rooms open to clients (with tokens, the token's claims open them too).
   if (!caf::get_if<std::vector<std::string>>(&cfg, "livehub.client-publish"))
     hub.client_publish = {"room:*"};
+  // Rooms keep their recent messages, so that a page that lost its
+  // connection for a moment gets what it missed (subscribe with since), and
+  // know who is in them (presence, with the name each page connected with).
+  if (!caf::get_if<std::vector<std::string>>(&cfg, "livehub.history-channels"))
+    hub.history_channels = {"room:*", "dm:*"};
+  if (!caf::get_if<std::vector<std::string>>(&cfg, "livehub.presence-channels"))
+    hub.presence_channels = {"room:*", "dm:*"};
   // What browsers publish to rooms must be a chat message, under the
   // sender's own name where it has one; say why not.
   hub.client_publish_check = [](const livehub::publication& x,
