@@ -1,7 +1,9 @@
 /**
  * livehub-client: a framework-free client for the livehub WebSocket protocol
  * (see docs/protocol.md), with tokens (`connect` / `refresh`) when given
- * one. No runtime dependencies.
+ * one, recovery of what a history channel published while the client was
+ * away (offsets, epochs, `since`, gaps), and presence. No runtime
+ * dependencies.
  *
  * ```js
  * import { createLiveClient } from 'livehub-client';
@@ -35,8 +37,30 @@ import { CloseCodes, ErrorCodes, closedError, liveError } from './errors.js';
  * @typedef {{client: string, user: string, expires: number}} Identity  The `ok` of `connect` (and `expires` of the last `refresh`); `expires` in unix seconds, 0 for never.
  * @typedef {(identity: Identity) => void} IdentityListener
  *
- * @typedef {{channel: string, type: string}} PublicationMeta
+ * @typedef {{channel: string, type: string, offset?: number}} PublicationMeta  `offset` on history channels.
  * @typedef {(data: any, meta: PublicationMeta) => void} ChannelHandler
+ *
+ * @typedef {object} RecoveryEvent  A channel subscribed again, after a reconnect or a gap.
+ * @property {string} channel
+ * @property {boolean} recovered  true: every publication missed was delivered (before this event), in order; false: some may be missing (reload the channel's state).
+ * @property {number|null} offset  the channel's offset now (null: no history channel)
+ * @property {string|null} epoch  the channel's epoch now (null: no history channel)
+ * @property {'reconnect'|'gap'} reason  a new connection, or a gap frame (the connection fell behind)
+ * @typedef {(event: RecoveryEvent) => void} RecoveryListener
+ *
+ * @typedef {{client: string, user: string, info: any}} PresenceMember  One connection subscribed to a presence channel.
+ * @typedef {PresenceMember & {type: 'join'|'leave', channel: string}} PresenceEvent
+ * @typedef {(event: PresenceEvent) => void} PresenceListener
+ * @typedef {(members: PresenceMember[]) => void} PresenceWatcher
+ *
+ * @typedef {object} Subscription  What the client knows of a wanted channel.
+ * @property {string} channel
+ * @property {boolean} subscribed  confirmed by the server on the current connection
+ * @property {number|null} offset  the last offset delivered, or the subscription's position (null: no history channel)
+ * @property {string|null} epoch
+ * @property {boolean|null} recovered  the outcome of the last recovery (null: none yet)
+ *
+ * @typedef {{publications: object[], offset: number, epoch: string}} HistoryPage  Publications oldest first, each a publication frame (`channel`, `type`, `data`, `offset`).
  * @typedef {(state: LiveState, previous: LiveState) => void} StateListener
  * @typedef {(error: import('./errors.js').LiveError) => void} ErrorListener
  */
@@ -66,6 +90,9 @@ const RATE_LIMITED_MIN_DELAY = 1000;
 
 /** setTimeout fires at once for delays over 2^31 - 1 ms (24.8 days); longer waits go in steps. */
 const MAX_TIMER_DELAY = 2 ** 31 - 1;
+
+/** The `limit` of history() without one: "all", since the server gives at most its history-size. */
+const MAX_HISTORY_LIMIT = 2 ** 31 - 1;
 
 const noop = () => {};
 
@@ -114,10 +141,16 @@ export class LiveClient {
     this._nextId = 1;
     /** id -> request record; insertion order is send order. */
     this._requests = new Map();
-    /** channel -> {confirmed, waiter}; the channels this client wants. */
+    /** channel -> entry (see newEntry); the channels this client wants. */
     this._channels = new Map();
     /** channel -> Set of handlers. */
     this._handlers = new Map();
+    /** channel -> Set of recovery listeners ('*': every channel). */
+    this._recoveryListeners = new Map();
+    /** channel -> Set of presence listeners ('*': every channel). */
+    this._presenceListeners = new Map();
+    /** channel -> presence tracker (see watchPresence). */
+    this._presence = new Map();
     this._stateListeners = new Set();
     this._errorListeners = new Set();
     this._connectListeners = new Set();
@@ -148,6 +181,25 @@ export class LiveClient {
   /** @returns {string[]} the channels currently subscribed (or to be subscribed on open). */
   get subscriptions() {
     return [...this._channels.keys()];
+  }
+
+  /**
+   * What the client knows of a wanted channel: whether it is subscribed on
+   * the current connection, its position (history channels), and the
+   * outcome of its last recovery.
+   * @param {string} channel
+   * @returns {Subscription|null} null for a channel not wanted
+   */
+  subscription(channel) {
+    const entry = this._channels.get(channel);
+    if (!entry) return null;
+    return {
+      channel,
+      subscribed: entry.confirmed,
+      offset: entry.position?.offset ?? null,
+      epoch: entry.position?.epoch ?? null,
+      recovered: entry.recovered,
+    };
   }
 
   // ---------------------------------------------------------------- events
@@ -222,6 +274,65 @@ export class LiveClient {
     if (set && set.delete(handler) && set.size === 0) this._handlers.delete(channel);
   }
 
+  /**
+   * Calls `fn({channel, recovered, offset, epoch, reason})` each time
+   * `channel` is subscribed again: after a reconnect (`reason` `'reconnect'`)
+   * and after a gap frame (`'gap'`). On a history channel the client asks
+   * for what it missed (`since`), and `recovered` says whether it all came:
+   * the missed publications were delivered to the channel's handlers, in
+   * order, before this call. `recovered: false` means some may be missing
+   * (the history was too short, or the server restarted): reload the
+   * channel's state. A channel without history is always `recovered: false`
+   * after a reconnect. `'*'` hears every channel.
+   * @param {string} channel
+   * @param {RecoveryListener} fn
+   * @returns {() => void} removes the listener
+   */
+  onRecovery(channel, fn) {
+    return addListener(this._recoveryListeners, channel, fn);
+  }
+
+  /**
+   * Calls `fn({type, channel, client, user, info})` when a connection joins
+   * (`type` `'join'`) or leaves (`'leave'`) presence channel `channel`, this
+   * one included (its own join comes just after its subscribe's `ok`). The
+   * events reach the channel's handlers too, as publications of type `join`
+   * and `leave`. `'*'` hears every channel. Does not subscribe.
+   * @param {string} channel
+   * @param {PresenceListener} fn
+   * @returns {() => void} removes the listener
+   */
+  onPresence(channel, fn) {
+    return addListener(this._presenceListeners, channel, fn);
+  }
+
+  /**
+   * Keeps the member list of presence channel `channel` and calls
+   * `fn(members)` with all of it (an array of `{client, user, info}`) at once
+   * and after every change. The list is asked for (the `presence` command)
+   * each time the channel's subscription is confirmed, on every connection,
+   * and kept up to date with join and leave events. Does not subscribe;
+   * while not subscribed the list keeps its last state (empty after
+   * unsubscribe).
+   * @param {string} channel
+   * @param {PresenceWatcher} fn
+   * @returns {() => void} stops watching
+   */
+  watchPresence(channel, fn) {
+    let tracker = this._presence.get(channel);
+    if (!tracker) {
+      tracker = { members: new Map(), watchers: new Set(), events: null, fetches: 0 };
+      this._presence.set(channel, tracker);
+      if (this._channels.get(channel)?.confirmed) this._fetchPresence(channel, tracker);
+    }
+    tracker.watchers.add(fn);
+    callSafely(fn, [...tracker.members.values()]);
+    return () => {
+      if (!tracker.watchers.delete(fn) || tracker.watchers.size > 0) return;
+      if (this._presence.get(channel) === tracker) this._presence.delete(channel);
+    };
+  }
+
   // ------------------------------------------------------------- commands
 
   /**
@@ -245,7 +356,7 @@ export class LiveClient {
     let entry = this._channels.get(channel);
     if (entry?.confirmed) return Promise.resolve();
     if (!entry) {
-      entry = { confirmed: false, waiter: null };
+      entry = newEntry();
       this._channels.set(channel, entry);
       if (this._state === 'open') this._subscribeOnWire(channel, entry);
     }
@@ -268,6 +379,12 @@ export class LiveClient {
     if (entry.waiter) {
       entry.waiter.reject(liveError(ErrorCodes.CANCELLED, `subscription to ${channel} cancelled`, { channel }));
     }
+    const tracker = this._presence.get(channel);
+    if (tracker) {
+      tracker.fetches += 1; // a reply still under way is stale
+      tracker.events = null;
+      this._setMembers(tracker, new Map());
+    }
     if (this._state !== 'open') return Promise.resolve();
     const done = this._enqueue({ type: 'unsubscribe', channel }, this._opts.requestTimeout).then(
       noop,
@@ -289,6 +406,43 @@ export class LiveClient {
    */
   publish(channel, event, data) {
     return this.request({ type: 'publish', channel, event, data: data === undefined ? null : data });
+  }
+
+  /**
+   * The last `limit` publications of history channel `channel` (the
+   * `history` command; the server gives at most its `history-size`).
+   * @param {string} channel
+   * @param {{limit?: number}} [options] without `limit`, as many as the server keeps
+   * @returns {Promise<HistoryPage>} `publications` oldest first, and the channel's `offset` and `epoch`
+   */
+  history(channel, { limit } = {}) {
+    const command = { type: 'history', channel, limit: limit ?? MAX_HISTORY_LIMIT };
+    return this.request(command).then((reply) => ({
+      publications: Array.isArray(reply.publications) ? reply.publications : [],
+      offset: reply.offset,
+      epoch: reply.epoch,
+    }));
+  }
+
+  /**
+   * Who is subscribed to presence channel `channel` (the `presence` command).
+   * @param {string} channel
+   * @returns {Promise<PresenceMember[]>} one entry per connection
+   */
+  presence(channel) {
+    return this.request({ type: 'presence', channel }).then((reply) =>
+      (Array.isArray(reply.clients) ? reply.clients : []).map(presenceMember).filter(Boolean),
+    );
+  }
+
+  /**
+   * How many connections and users are subscribed to presence channel
+   * `channel` (the `presence_stats` command).
+   * @param {string} channel
+   * @returns {Promise<{clients: number, users: number}>}
+   */
+  presenceStats(channel) {
+    return this.request({ type: 'presence_stats', channel }).then(({ clients, users }) => ({ clients, users }));
   }
 
   /**
@@ -468,7 +622,7 @@ export class LiveClient {
     }
     // Sent before the state listeners run, so that a listener subscribing
     // on 'open' does not get its channel subscribed twice.
-    for (const [channel, entry] of this._channels) this._subscribeOnWire(channel, entry, true);
+    for (const [channel, entry] of this._channels) this._subscribeOnWire(channel, entry, { now: true });
     for (const record of this._requests.values()) {
       if (!record.sent) this._transmit(record);
     }
@@ -512,7 +666,7 @@ export class LiveClient {
    * calls for, or stops.
    */
   _retry(code, reason, error) {
-    for (const entry of this._channels.values()) entry.confirmed = false;
+    for (const entry of this._channels.values()) lost(entry);
     const streak = this._closeStreak;
     this._closeStreak = { code, count: streak.code === code ? streak.count + 1 : 1 };
     if (code === CloseCodes.UNAUTHORIZED) {
@@ -580,7 +734,7 @@ export class LiveClient {
     this._tokenWait = null;
     this._dropSocket();
     this._identity = null;
-    for (const entry of this._channels.values()) entry.confirmed = false;
+    for (const entry of this._channels.values()) lost(entry);
     this._setState('unauthorized');
     for (const record of [...this._requests.values()]) this._settle(record, null, error);
     for (const entry of [...this._channels.values()]) entry.waiter?.reject(error);
@@ -715,12 +869,15 @@ export class LiveClient {
    * Registers a request and sends it now if open.
    * @param {object} command
    * @param {number|null} timeout ms, or null for none
-   * @param {{now?: boolean, ownErrors?: boolean}} [how] `now`: send even
-   *   though the state is not `open` yet (connect, and what `_ready` sends);
-   *   `ownErrors`: the caller reports this command's errors itself
+   * @param {{now?: boolean, ownErrors?: boolean, onOk?: (reply: object) => void}} [how]
+   *   `now`: send even though the state is not `open` yet (connect, and
+   *   what `_ready` sends); `ownErrors`: the caller reports this command's
+   *   errors itself; `onOk`: called with the `ok` reply at once, before the
+   *   next frame is read (a promise's callbacks may run only after the
+   *   frames that came in the same network read)
    * @returns {Promise<object>}
    */
-  _enqueue(command, timeout, { now = false, ownErrors = false } = {}) {
+  _enqueue(command, timeout, { now = false, ownErrors = false, onOk = null } = {}) {
     const id = this._nextId++;
     let text;
     try {
@@ -729,7 +886,7 @@ export class LiveClient {
       return Promise.reject(err);
     }
     return new Promise((resolve, reject) => {
-      const record = { id, text, resolve, reject, sent: false, timer: null, ownErrors };
+      const record = { id, text, resolve, reject, sent: false, timer: null, ownErrors, onOk };
       if (timeout != null && Number.isFinite(timeout)) {
         record.timer = setTimeout(() => {
           this._settle(record, null, liveError(ErrorCodes.TIMEOUT, `no reply to ${command.type} within ${timeout} ms`, { id }));
@@ -754,30 +911,154 @@ export class LiveClient {
     if (this._requests.get(record.id) !== record) return;
     this._requests.delete(record.id);
     clearTimeout(record.timer);
-    if (error) record.reject(error);
-    else record.resolve(reply);
+    if (error) {
+      record.reject(error);
+      return;
+    }
+    record.onOk?.(reply);
+    record.resolve(reply);
   }
 
-  /** Sends `subscribe` for a wanted channel and settles its waiter with the reply. */
-  _subscribeOnWire(channel, entry, now = false) {
-    this._enqueue({ type: 'subscribe', channel }, null, { now, ownErrors: true }).then(
-      () => {
-        if (this._channels.get(channel) !== entry) return; // unsubscribed meanwhile
-        entry.confirmed = true;
-        entry.waiter?.resolve();
-      },
+  /**
+   * Sends `subscribe` for a wanted channel and settles its waiter with the
+   * reply. `reason` says why a channel confirmed before is subscribed again:
+   * `'reconnect'` (a new connection) or `'gap'` (this connection fell behind
+   * on it); a history channel then asks for what it missed, with `since`.
+   */
+  _subscribeOnWire(channel, entry, { now = false, reason = entry.everConfirmed ? 'reconnect' : null } = {}) {
+    const since = reason && entry.position ? { offset: entry.position.offset, epoch: entry.position.epoch } : undefined;
+    entry.pending += 1;
+    // The reply is handled as it arrives: the frames after it (live
+    // publications, a gap) must find the position it sets.
+    const onOk = (reply) => {
+      entry.pending -= 1;
+      if (this._channels.get(channel) !== entry) return; // unsubscribed meanwhile
+      this._subscribed(channel, entry, reply, reason, since !== undefined);
+    };
+    this._enqueue({ type: 'subscribe', channel, ...(since && { since }) }, null, { now, ownErrors: true, onOk }).then(
+      noop,
       (err) => {
+        entry.pending -= 1;
         if (err.code === ErrorCodes.CLOSED) return; // subscribed again after the reconnect
         if (this._channels.get(channel) !== entry) return;
         if (this._state === 'unauthorized') return; // waiter rejected; subscribed again after connect()
+        err.channel = channel;
+        // After a gap the server still has the subscription (lagging): the
+        // next connection tries again.
+        if (reason === 'gap') {
+          this._emitError(err);
+          return;
+        }
         // `unauthorized` is about the connection, not the channel: it stays
         // wanted, for the connection that connect() makes later.
         if (err.code !== UNAUTHORIZED) this._channels.delete(channel);
-        err.channel = channel;
         this._emitError(err);
         entry.waiter?.reject(err);
       },
     );
+  }
+
+  /**
+   * The server confirmed a subscribe: keeps the channel's position (history
+   * channels answer with `offset` and `epoch`), tells the recovery listeners
+   * how a recovery went, and asks for the presence list where it is watched.
+   */
+  _subscribed(channel, entry, reply, reason, withSince) {
+    const offset = validOffset(reply.offset);
+    const epoch = typeof reply.epoch === 'string' ? reply.epoch : undefined;
+    const recovered = reason ? withSince && reply.recovered === true : null;
+    if (offset === undefined || epoch === undefined) {
+      entry.position = null; // no history channel
+    } else if (!(recovered && entry.position?.epoch === epoch)) {
+      // A fresh position (first subscribe, or nothing recovered): live
+      // publications go on from `offset`. After a recovery the position
+      // stays the last offset delivered, which the replayed publications
+      // advanced: a replay cut short by a gap ends before `offset`, and the
+      // gap frame that follows recovers from there.
+      entry.position = { offset, epoch };
+    }
+    entry.confirmed = true;
+    entry.everConfirmed = true;
+    if (reason) entry.recovered = recovered;
+    entry.waiter?.resolve();
+    if (reason) this._emitRecovery({ channel, recovered, offset: offset ?? null, epoch: epoch ?? null, reason });
+    if (this._channels.get(channel) !== entry || this._state !== 'open') return; // a listener changed things
+    const tracker = this._presence.get(channel);
+    if (tracker) this._fetchPresence(channel, tracker);
+    if (entry.gapPending && entry.pending === 0) {
+      entry.gapPending = false;
+      this._subscribeOnWire(channel, entry, { reason: 'gap' });
+    }
+  }
+
+  /**
+   * A gap frame: this connection fell behind on a history channel, and the
+   * server sends nothing more of it until the client subscribes again with
+   * `since`. Done at once, or after the reply of a subscribe under way.
+   */
+  _gap(frame) {
+    const entry = this._channels.get(frame.channel);
+    if (!entry) return; // unsubscribed meanwhile
+    const offset = validOffset(frame.offset);
+    if (!entry.position && offset !== undefined && typeof frame.epoch === 'string') {
+      entry.position = { offset, epoch: frame.epoch };
+    }
+    if (entry.pending > 0) entry.gapPending = true;
+    else this._subscribeOnWire(frame.channel, entry, { reason: 'gap' });
+  }
+
+  /**
+   * Asks for the member list of a watched presence channel. Join and leave
+   * events that arrive while the request is under way may be newer than the
+   * list it brings, so they are applied to it again, in order (an event
+   * already in the list changes nothing).
+   */
+  _fetchPresence(channel, tracker) {
+    const fetch = ++tracker.fetches;
+    tracker.events = [];
+    const onOk = (reply) => {
+      if (this._presence.get(channel) !== tracker || tracker.fetches !== fetch) return;
+      const members = new Map();
+      for (const m of Array.isArray(reply.clients) ? reply.clients : []) {
+        const member = presenceMember(m);
+        if (member) members.set(member.client, member);
+      }
+      for (const event of tracker.events) applyPresence(members, event);
+      tracker.events = null;
+      this._setMembers(tracker, members);
+    };
+    this._enqueue({ type: 'presence', channel }, this._opts.requestTimeout, { ownErrors: true, onOk }).then(
+      noop,
+      (err) => {
+        if (tracker.fetches !== fetch) return;
+        tracker.events = null;
+        if (err.code === ErrorCodes.CLOSED || this._presence.get(channel) !== tracker) return;
+        err.channel = channel;
+        this._emitError(err);
+      },
+    );
+  }
+
+  _setMembers(tracker, members) {
+    tracker.members = members;
+    const list = [...members.values()];
+    for (const fn of [...tracker.watchers]) callSafely(fn, list);
+  }
+
+  /** A join or leave publication: the watched list, then the listeners. */
+  _presenceEvent(event) {
+    const tracker = this._presence.get(event.channel);
+    if (tracker) {
+      tracker.events?.push(event);
+      const members = new Map(tracker.members);
+      applyPresence(members, event);
+      this._setMembers(tracker, members);
+    }
+    emitTo(this._presenceListeners, event.channel, event);
+  }
+
+  _emitRecovery(event) {
+    emitTo(this._recoveryListeners, event.channel, event);
   }
 
   /** The pending promise of a channel's subscribe(), with its own timeout. */
@@ -823,7 +1104,8 @@ export class LiveClient {
       this._emitError(liveError(ErrorCodes.BAD_FRAME, `received a frame that is not a JSON object: ${raw.slice(0, 100)}`));
       return;
     }
-    if (typeof frame.channel === 'string') this._dispatch(frame);
+    if (frame.type === 'gap' && typeof frame.channel === 'string' && !('data' in frame)) this._gap(frame);
+    else if (typeof frame.channel === 'string') this._dispatch(frame);
     else if (REPLY_TYPES.has(frame.type)) this._reply(frame);
     // anything else: a frame type of a later protocol version; ignored
   }
@@ -848,6 +1130,17 @@ export class LiveClient {
   _dispatch(frame) {
     const { channel, type, data } = frame;
     const meta = { channel, type };
+    const offset = validOffset(frame.offset);
+    if (offset !== undefined) {
+      meta.offset = offset;
+      const position = this._channels.get(channel)?.position;
+      if (position) {
+        // Never an offset twice, never one out of order (the server sends
+        // none; this guards against a replay overlapping what came live).
+        if (offset <= position.offset) return;
+        position.offset = offset;
+      }
+    }
     const handlers = [...(this._handlers.get(channel) ?? [])];
     if (channel !== '*') handlers.push(...(this._handlers.get('*') ?? []));
     for (const handler of handlers) {
@@ -857,7 +1150,66 @@ export class LiveClient {
         this._emitError(liveError(ErrorCodes.HANDLER_ERROR, `handler for ${channel} threw: ${cause?.message ?? cause}`, { cause, channel }));
       }
     }
+    if (type === 'join' || type === 'leave') {
+      const member = presenceMember(data);
+      if (member) this._presenceEvent({ type, channel, ...member });
+    }
   }
+}
+
+/**
+ * The client's record of a wanted channel.
+ * - `confirmed`: subscribed on the current connection;
+ * - `everConfirmed`: subscribed on some connection, so that a new one
+ *   subscribes it again as a recovery;
+ * - `waiter`: the pending promise of subscribe();
+ * - `position`: `{offset, epoch}` of a history channel, the last offset
+ *   delivered; null for other channels;
+ * - `recovered`: the outcome of the last recovery, null before one;
+ * - `pending`: subscribes of it under way; `gapPending`: a gap frame came
+ *   meanwhile, to recover from once they are answered.
+ */
+function newEntry() {
+  return { confirmed: false, everConfirmed: false, waiter: null, position: null, recovered: null, pending: 0, gapPending: false };
+}
+
+/** The connection of `entry` is gone, and with it the server's subscription. */
+function lost(entry) {
+  entry.confirmed = false;
+  entry.gapPending = false;
+}
+
+/** A stream offset (a safe integer from 0), or undefined. */
+function validOffset(value) {
+  return Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+}
+
+/** `{client, user, info}` from a presence entry or a join/leave's data, or null when it is none. */
+function presenceMember(value) {
+  if (value === null || typeof value !== 'object' || typeof value.client !== 'string') return null;
+  return { client: value.client, user: typeof value.user === 'string' ? value.user : '', info: value.info ?? null };
+}
+
+function applyPresence(members, { type, client, user, info }) {
+  if (type === 'join') members.set(client, { client, user, info });
+  else members.delete(client);
+}
+
+/** Adds `fn` to the listeners of `channel` in `map`; returns its removal. */
+function addListener(map, channel, fn) {
+  let set = map.get(channel);
+  if (!set) map.set(channel, (set = new Set()));
+  set.add(fn);
+  return () => {
+    if (set.delete(fn) && set.size === 0 && map.get(channel) === set) map.delete(channel);
+  };
+}
+
+/** Calls the listeners of `channel`, then those of `'*'`. */
+function emitTo(map, channel, event) {
+  const listeners = [...(map.get(channel) ?? [])];
+  if (channel !== '*') listeners.push(...(map.get('*') ?? []));
+  for (const fn of listeners) callSafely(fn, event);
 }
 
 /** An Error for a server `error` frame. */

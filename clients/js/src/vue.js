@@ -6,7 +6,10 @@
  * `disconnect`), and `on(channel, handler)` subscribes by itself as the
  * seed's did. With the client's `token` / `getToken` / `info` options it also
  * shows who the connection is (`user`, `clientId`, `expires`) and whether the
- * server refused it (`unauthorized`). Components using the same URL share one {@link LiveClient};
+ * server refused it (`unauthorized`). History channels: `onRecovery` and the
+ * `recovery` ref say whether what was missed came back; `history()`.
+ * Presence channels: `usePresence(channel)` gives the members as a ref.
+ * Components using the same URL share one {@link LiveClient};
  * what a component registered is released when its effect scope ends.
  * @module livehub-client/vue
  */
@@ -19,6 +22,8 @@ import { closedError } from './errors.js';
  * @typedef {import('./client.js').LiveClient} LiveClient
  * @typedef {import('./client.js').LiveClientOptions} LiveClientOptions
  * @typedef {import('./client.js').ChannelHandler} ChannelHandler
+ * @typedef {import('./client.js').RecoveryEvent} RecoveryEvent
+ * @typedef {import('./client.js').PresenceMember} PresenceMember
  *
  * @typedef {object} Shared  One client and the users sharing it.
  * @property {LiveClient} client
@@ -67,13 +72,21 @@ function inert() {
     user: ref(null),
     clientId: ref(null),
     expires: ref(null),
+    recovery: ref(null),
     subscribe: () => Promise.resolve(),
     unsubscribe: () => Promise.resolve(),
     on: () => () => {},
     off: () => {},
+    onRecovery: () => () => {},
+    onPresence: () => () => {},
+    usePresence: () => ({ members: ref([]), stop: () => {} }),
+    subscription: () => null,
     publish: refuse,
     request: refuse,
     ping: refuse,
+    history: refuse,
+    presence: refuse,
+    presenceStats: refuse,
     connect: () => {},
     disconnect: () => {},
   };
@@ -92,13 +105,22 @@ function inert() {
  *   (the server refused the token: no reconnecting until `connect()`);
  * - `user`, `clientId`, `expires`: `Ref`s of the client's properties of
  *   the same names (null until a `connect` succeeded);
+ * - `recovery`: `Ref<RecoveryEvent|null>`, the last recovery of any channel
+ *   of the shared client (see the client's onRecovery);
  * - `subscribe(channel)` / `unsubscribe(channel)`: this user's interest in a
  *   channel; the shared client unsubscribes only when no user wants it;
  * - `on(channel, handler)`: registers `handler(data, {channel, type})` and,
  *   for a channel other than `'*'`, subscribes to it; returns a function
  *   that undoes it. `off(channel, handler)`: removes it, and releases the
  *   channel when it was subscribed only because of this user's handlers;
- * - `publish`, `request`, `ping`: as on the client;
+ * - `onRecovery(channel, fn)`, `onPresence(channel, fn)`: as on the client,
+ *   released with this user;
+ * - `usePresence(channel)`: subscribes to a presence channel and returns
+ *   `{members, stop}`, `members` a `Ref<PresenceMember[]>` kept up to date
+ *   (see the client's watchPresence); `stop()` releases it;
+ * - `subscription(channel)`: as on the client (not reactive);
+ * - `publish`, `request`, `ping`, `history`, `presence`, `presenceStats`:
+ *   as on the client;
  * - `connect(auth?)`: the client's connect(), to try again once
  *   `unauthorized` (e.g. after a login); it serves every user of the URL;
  * - `disconnect()`: releases everything this user registered, closing the
@@ -123,6 +145,7 @@ export function useLiveUpdate(url, options = {}) {
   const user = ref(client.user);
   const clientId = ref(client.clientId);
   const expires = ref(client.expires);
+  const recovery = ref(null);
   let released = false;
 
   /** Copies the client's identity: set before the state becomes `open`, cleared on `unauthorized`, and changed by a refresh. */
@@ -143,11 +166,23 @@ export function useLiveUpdate(url, options = {}) {
     error.value = err;
   });
   const stopRefresh = client.onRefresh(syncIdentity);
+  /** Removals of what this user registered on the client (recovery and presence listeners, presence watchers), run by disconnect(). */
+  const listeners = new Set();
+  listen(client.onRecovery('*', (event) => (recovery.value = event)));
+
+  /** Keeps `remove` for disconnect(); returns a removal that also forgets it. */
+  function listen(remove) {
+    listeners.add(remove);
+    return () => {
+      if (listeners.delete(remove)) remove();
+    };
+  }
 
   /**
    * This user's interest per channel: `explicit` (subscribe() called),
-   * `auto` (has handlers on it), `counted` (counted in shared.wants).
-   * @type {Map<string, {explicit: boolean, auto: boolean, counted: boolean}>}
+   * `auto` (has handlers on it), `watching` (usePresence() calls on it),
+   * `counted` (counted in shared.wants).
+   * @type {Map<string, {explicit: boolean, auto: boolean, watching: number, counted: boolean}>}
    */
   const claims = new Map();
   /** channel -> (user handler -> wrapper registered on the client) @type {Map<string, Map<Function, Function>>} */
@@ -155,14 +190,14 @@ export function useLiveUpdate(url, options = {}) {
 
   function claimOf(channel) {
     let claim = claims.get(channel);
-    if (!claim) claims.set(channel, (claim = { explicit: false, auto: false, counted: false }));
+    if (!claim) claims.set(channel, (claim = { explicit: false, auto: false, watching: 0, counted: false }));
     return claim;
   }
 
   /** Brings the shared count in line with this user's claim. */
   function sync(channel) {
     const claim = claims.get(channel);
-    const wanted = Boolean(claim && (claim.explicit || claim.auto));
+    const wanted = Boolean(claim && (claim.explicit || claim.auto || claim.watching > 0));
     if (!wanted) claims.delete(channel);
     if (wanted === Boolean(claim?.counted)) return wanted ? client.subscribe(channel) : Promise.resolve();
     claim.counted = wanted;
@@ -192,7 +227,8 @@ export function useLiveUpdate(url, options = {}) {
 
   /**
    * Drops this user's interest in `channel` (also the one its handlers
-   * created); handlers stay registered.
+   * created); handlers stay registered, and so does a usePresence() of it,
+   * with its interest.
    * @param {string} channel
    * @returns {Promise<void>}
    */
@@ -245,6 +281,54 @@ export function useLiveUpdate(url, options = {}) {
     }
   }
 
+  /**
+   * @param {string} channel
+   * @param {import('./client.js').RecoveryListener} fn
+   * @returns {() => void} removes the listener
+   */
+  function onRecovery(channel, fn) {
+    if (released) return () => {};
+    return listen(client.onRecovery(channel, fn));
+  }
+
+  /**
+   * @param {string} channel
+   * @param {import('./client.js').PresenceListener} fn
+   * @returns {() => void} removes the listener
+   */
+  function onPresence(channel, fn) {
+    if (released) return () => {};
+    return listen(client.onPresence(channel, fn));
+  }
+
+  /**
+   * Subscribes to presence channel `channel` and keeps its members in a ref.
+   * @param {string} channel
+   * @returns {{members: import('vue').Ref<PresenceMember[]>, stop: () => void}}
+   */
+  function usePresence(channel) {
+    const members = ref([]);
+    if (released) return { members, stop: () => {} };
+    const unwatch = listen(client.watchPresence(channel, (list) => (members.value = list)));
+    claimOf(channel).watching += 1;
+    sync(channel);
+    let stopped = false;
+    const stop = () => {
+      if (stopped) return;
+      stopped = true;
+      unwatch();
+      if (released || !claims.has(channel)) return;
+      claims.get(channel).watching -= 1;
+      sync(channel);
+    };
+    return { members, stop };
+  }
+
+  /** @type {LiveClient['subscription']} */
+  function subscription(channel) {
+    return released ? null : client.subscription(channel);
+  }
+
   /** @type {LiveClient['publish']} */
   function publish(channel, event, data) {
     if (released) return Promise.reject(closedError('useLiveUpdate: disconnected'));
@@ -263,6 +347,24 @@ export function useLiveUpdate(url, options = {}) {
     return client.ping();
   }
 
+  /** @type {LiveClient['history']} */
+  function history(channel, options) {
+    if (released) return Promise.reject(closedError('useLiveUpdate: disconnected'));
+    return client.history(channel, options);
+  }
+
+  /** @type {LiveClient['presence']} */
+  function presence(channel) {
+    if (released) return Promise.reject(closedError('useLiveUpdate: disconnected'));
+    return client.presence(channel);
+  }
+
+  /** @type {LiveClient['presenceStats']} */
+  function presenceStats(channel) {
+    if (released) return Promise.reject(closedError('useLiveUpdate: disconnected'));
+    return client.presenceStats(channel);
+  }
+
   /** @type {LiveClient['connect']} */
   function connect(auth) {
     if (!released) client.connect(auth);
@@ -275,9 +377,12 @@ export function useLiveUpdate(url, options = {}) {
       for (const wrapper of mine.values()) client.off(channel, wrapper);
     }
     handlers.clear();
+    for (const remove of [...listeners]) remove();
+    listeners.clear();
     for (const [channel, claim] of [...claims]) {
       claim.explicit = false;
       claim.auto = false;
+      claim.watching = 0;
       sync(channel);
     }
     released = true;
@@ -300,13 +405,21 @@ export function useLiveUpdate(url, options = {}) {
     user,
     clientId,
     expires,
+    recovery,
     subscribe,
     unsubscribe,
     on,
     off,
+    onRecovery,
+    onPresence,
+    usePresence,
+    subscription,
     publish,
     request,
     ping,
+    history,
+    presence,
+    presenceStats,
     connect,
     disconnect,
   };

@@ -1,4 +1,6 @@
-// Integration test against the real livehub-chat server binary.
+// Integration test against the real livehub-chat server binary: round trips,
+// errors, reconnects, and the chat's history and presence rooms (recovery
+// through a TCP proxy that cuts or stalls one client's connection).
 //
 // Binary: $LIVEHUB_CHAT_BIN, else ../../build/release/examples/livehub-chat
 // relative to clients/js. A missing binary FAILS this file; set
@@ -10,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createLiveClient } from '../src/index.js';
+import { startTcpProxy } from './tcp-proxy.js';
 
 const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = process.env.LIVEHUB_CHAT_BIN
@@ -21,16 +24,18 @@ const SKIP = process.env.LIVEHUB_SKIP_SERVER_TESTS === '1';
 const servers = new Set();
 /** Every client created here, closed in afterAll. */
 const clients = new Set();
+/** Every proxy started here, closed in afterAll. */
+const proxies = new Set();
 
 /**
- * Starts livehub-chat on 127.0.0.1 and resolves with {proc, port} once it
- * printed `listening on HOST:PORT`. Retries briefly when a fixed port is
- * still held by the previous process.
+ * Starts livehub-chat on 127.0.0.1 (with further command line `args`) and
+ * resolves with {proc, port} once it printed `listening on HOST:PORT`.
+ * Retries briefly when a fixed port is still held by the previous process.
  */
-async function startServer(port = 0, { attempts = 20 } = {}) {
+async function startServer(port = 0, { attempts = 20, args = [] } = {}) {
   for (let i = 1; ; i++) {
     try {
-      return await startServerOnce(port);
+      return await startServerOnce(port, args);
     } catch (err) {
       if (port === 0 || i >= attempts) throw err;
       await sleep(250);
@@ -38,9 +43,9 @@ async function startServer(port = 0, { attempts = 20 } = {}) {
   }
 }
 
-function startServerOnce(port) {
+function startServerOnce(port, args) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(BIN, [`--livehub.port=${port}`, '--livehub.host=127.0.0.1'], {
+    const proc = spawn(BIN, [`--livehub.port=${port}`, '--livehub.host=127.0.0.1', ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     servers.add(proc);
@@ -94,15 +99,43 @@ function within(promise, ms, what) {
   ]).finally(() => clearTimeout(timer));
 }
 
-function connect(port) {
+function connect(port, options = {}) {
   const client = createLiveClient(`ws://127.0.0.1:${port}/ws`, {
     WebSocket,
     reconnectDelay: 100,
     maxReconnectDelay: 400,
     requestTimeout: 5000,
+    ...options,
   });
   clients.add(client);
   return client;
+}
+
+async function proxyTo(port) {
+  const proxy = await startTcpProxy(port);
+  proxies.add(proxy);
+  return proxy;
+}
+
+/** Resolves once `check()` is true, checking every 20 ms. */
+async function until(check, what, ms = 10000) {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** Records the texts a client receives on `channel`, and its recoveries there. */
+function recorder(client, channel) {
+  const log = { texts: [], offsets: [], recoveries: [] };
+  client.on(channel, (data, meta) => {
+    if (meta.type !== 'message') return;
+    log.texts.push(data.text);
+    log.offsets.push(meta.offset);
+  });
+  client.onRecovery(channel, (event) => log.recoveries.push(event));
+  return log;
 }
 
 function waitForState(client, state, ms = 10000) {
@@ -153,6 +186,7 @@ describe.skipIf(SKIP)('against livehub-chat', { timeout: 30000 }, () => {
 
   afterAll(async () => {
     for (const client of clients) client.close();
+    await Promise.all([...proxies].map((proxy) => proxy.close()));
     await Promise.all([...servers].map(stopServer));
   }, 20000);
 
@@ -165,7 +199,7 @@ describe.skipIf(SKIP)('against livehub-chat', { timeout: 30000 }, () => {
     expect(reply).toMatchObject({ type: 'ok' });
     const { data, meta } = await received;
     expect(data).toEqual({ name: 'Ada', text: 'hi' });
-    expect(meta).toEqual({ channel: 'room:test', type: 'message' });
+    expect(meta).toMatchObject({ channel: 'room:test', type: 'message' }); // and an offset: rooms are history channels
   });
 
   it('delivers POST /api/publish to a subscriber, and "*" to everyone', async () => {
@@ -199,8 +233,11 @@ describe.skipIf(SKIP)('against livehub-chat', { timeout: 30000 }, () => {
   it('reconnects and resubscribes by itself after a server restart on the same port', async () => {
     const client = connect(server.port);
     const publisher = connect(server.port);
+    const recoveries = [];
+    client.onRecovery('*', ({ channel, recovered }) => recoveries.push(`${channel} ${recovered}`));
     await client.subscribe('news');
     await client.subscribe('room:test');
+    await publisher.publish('room:test', 'message', { name: 'Ada', text: 'before' });
     await publisher.ping();
     const port = server.port;
 
@@ -212,6 +249,11 @@ describe.skipIf(SKIP)('against livehub-chat', { timeout: 30000 }, () => {
     expect(server.port).toBe(port);
     await waitForState(client, 'open');
     await client.ping(); // the resubscriptions went first; the pong says they took effect
+    // The new server has no history: the room's stream starts again, and
+    // nothing could be recovered (nor on news, which keeps none).
+    await until(() => recoveries.length === 2, 'two recoveries');
+    expect(recoveries.sort()).toEqual(['news false', 'room:test false']);
+    expect(client.subscription('room:test')).toMatchObject({ offset: 0, recovered: false });
 
     const news = nextPublication(client, 'news');
     const res = await httpPublish(port, { channel: 'news', type: 'headline', data: { t: 2 } });
@@ -222,4 +264,106 @@ describe.skipIf(SKIP)('against livehub-chat', { timeout: 30000 }, () => {
     await publisher.publish('room:test', 'message', { name: 'Ada', text: 'back' });
     expect((await room).data).toEqual({ name: 'Ada', text: 'back' });
   });
+
+  it('recovers what a room got while its connection was cut (a TCP proxy drops it), in order and once each', async () => {
+    const proxy = await proxyTo(server.port);
+    const reader = connect(proxy.port);
+    const writer = connect(server.port);
+    const log = recorder(reader, 'room:recover');
+    await reader.subscribe('room:recover');
+    await writer.publish('room:recover', 'message', { name: 'Bob', text: 'one' });
+    await until(() => log.texts.length === 1, 'the first message');
+
+    proxy.cut(); // the reader's connection alone is gone, and stays gone for now
+    await waitForState(reader, 'reconnecting');
+    for (const text of ['two', 'three', 'four']) await writer.publish('room:recover', 'message', { name: 'Bob', text });
+    expect(log.texts).toEqual(['one']);
+
+    proxy.restore();
+    await waitForState(reader, 'open');
+    await until(() => log.recoveries.length === 1, 'the recovery');
+    expect(log.recoveries[0]).toMatchObject({ channel: 'room:recover', recovered: true, reason: 'reconnect' });
+    expect(log.texts).toEqual(['one', 'two', 'three', 'four']); // delivered before the recovery was reported
+    await writer.publish('room:recover', 'message', { name: 'Bob', text: 'five' });
+    await until(() => log.texts.length === 5, 'the live message after the recovery');
+    expect(log.texts).toEqual(['one', 'two', 'three', 'four', 'five']);
+    const first = log.offsets[0];
+    expect(log.offsets).toEqual([first, first + 1, first + 2, first + 3, first + 4]);
+    expect(reader.subscription('room:recover')).toMatchObject({ subscribed: true, recovered: true, offset: first + 4 });
+  });
+
+  it('reads a room\'s history, oldest first, with offsets that match the subscription', async () => {
+    const client = connect(server.port);
+    await client.subscribe('room:history');
+    const start = client.subscription('room:history').offset;
+    for (const text of ['a', 'b', 'c']) await client.publish('room:history', 'message', { name: 'Ada', text });
+    await client.ping();
+    const page = await client.history('room:history', { limit: 2 });
+    expect(page.publications.map((p) => [p.data.text, p.offset])).toEqual([
+      ['b', start + 2],
+      ['c', start + 3],
+    ]);
+    expect(page.offset).toBe(start + 3);
+    expect(page.epoch).toBe(client.subscription('room:history').epoch);
+    expect((await client.history('room:history')).publications.map((p) => p.data.text)).toEqual(['a', 'b', 'c']);
+    await expect(client.history('news')).rejects.toMatchObject({ code: 'bad_command' });
+  });
+
+  it('shows who is in a room: the list, joins and leaves with the info each connected with, and the stats', async () => {
+    const ada = connect(server.port, { info: { name: 'Ada' } });
+    const bob = connect(server.port, { info: { name: 'Bob' } });
+    let members = [];
+    ada.watchPresence('room:presence', (list) => (members = list));
+    const events = [];
+    ada.onPresence('room:presence', ({ type, info }) => events.push(`${type} ${info?.name}`));
+    await ada.subscribe('room:presence');
+    await until(() => members.length === 1, 'Ada in her own list');
+    expect(members).toEqual([{ client: ada.clientId, user: '', info: { name: 'Ada' } }]);
+
+    await bob.subscribe('room:presence');
+    await until(() => members.length === 2, 'Bob in the list');
+    expect(members.map((m) => m.info.name).sort()).toEqual(['Ada', 'Bob']);
+    expect((await bob.presence('room:presence')).map((m) => m.client).sort()).toEqual([ada.clientId, bob.clientId].sort());
+    expect(await bob.presenceStats('room:presence')).toEqual({ clients: 2, users: 2 });
+
+    bob.close();
+    await until(() => members.length === 1, 'Bob gone from the list');
+    expect(members[0].info).toEqual({ name: 'Ada' });
+    expect(events).toEqual(['join Ada', 'join Bob', 'leave Bob']);
+    await expect(ada.presence('news')).rejects.toMatchObject({ code: 'bad_command' });
+  });
+
+  it('recovers by itself from a gap: a stalled reader is not disconnected, and ends with every publication', async () => {
+    // A server of its own: a tiny send queue, and a history channel that
+    // takes big publications from a trusted publisher.
+    const own = await startServer(0, {
+      args: ['--livehub.send-queue-limit=4', '--livehub.history-channels=["stream:*"]', '--livehub.history-size=200'],
+    });
+    const proxy = await proxyTo(own.port);
+    const reader = connect(proxy.port);
+    const writer = connect(own.port);
+    const received = [];
+    reader.on('stream:big', (data) => received.push(data.n));
+    const recoveries = [];
+    reader.onRecovery('stream:big', (event) => recoveries.push(event));
+    await reader.subscribe('stream:big');
+    const states = [];
+    reader.onStateChange((state) => states.push(state));
+
+    // 60 publications of 400 KB (24 MB): more than the kernel buffers on
+    // loopback hold while the proxy reads nothing from the server.
+    proxy.pause();
+    const filler = 'x'.repeat(400 * 1024);
+    const count = 60;
+    for (let n = 1; n <= count; n++) await writer.publish('stream:big', 'chunk', { n, filler });
+    await writer.ping();
+    proxy.resume();
+
+    await until(() => received.length === count, `all ${count} publications (got ${received.length})`, 20000);
+    expect(received).toEqual(Array.from({ length: count }, (_, i) => i + 1));
+    expect(recoveries.length).toBeGreaterThan(0);
+    expect(recoveries.every((e) => e.reason === 'gap' && e.recovered)).toBe(true);
+    expect(states).toEqual([]); // never disconnected
+    await stopServer(own.proc);
+  }, 60000);
 });

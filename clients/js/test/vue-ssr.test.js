@@ -22,6 +22,9 @@ it('does not connect during server-side rendering (no window, no WebSocket optio
     await expect(live.subscribe('news')).resolves.toBeUndefined();
     expect(typeof live.on('news', () => {})).toBe('function');
     await expect(live.publish('room:a', 'message', {})).rejects.toMatchObject({ code: 'closed' });
+    await expect(live.history('room:a')).rejects.toMatchObject({ code: 'closed' });
+    expect(live.usePresence('room:a').members.value).toEqual([]);
+    expect(live.recovery.value).toBeNull();
     scope.stop();
   } finally {
     globalThis.WebSocket = saved;

@@ -290,3 +290,76 @@ describe('useLiveUpdate', () => {
     expect(WS.last.closedWith).toBe(1000);
   });
 });
+
+describe('useLiveUpdate: history and presence', () => {
+  const ADA = { client: 'n-1', user: '', info: { name: 'Ada' } };
+  const BOB = { client: 'n-2', user: '', info: { name: 'Bob' } };
+
+  function lastSent(sock, type) {
+    return sock.commands.filter((m) => m.type === type).at(-1);
+  }
+
+  it('shows each recovery in the recovery ref and tells onRecovery listeners, until disconnect', async () => {
+    vi.useFakeTimers();
+    try {
+      WS = makeFakeWebSocket(); // replies by hand, with positions
+      const { live } = mount();
+      const heard = [];
+      live.onRecovery('room:a', (e) => heard.push(e.recovered));
+      live.on('room:a', () => {});
+      WS.last.open();
+      WS.last.ok(lastSent(WS.last, 'subscribe').id, { offset: 4, epoch: 'e1' });
+      expect(live.subscription('room:a')).toMatchObject({ offset: 4, epoch: 'e1', recovered: null });
+      expect(live.recovery.value).toBeNull();
+      WS.last.drop();
+      vi.advanceTimersByTime(1000);
+      WS.last.open();
+      const again = lastSent(WS.last, 'subscribe');
+      expect(again.since).toEqual({ offset: 4, epoch: 'e1' });
+      WS.last.ok(again.id, { recovered: true, offset: 4, epoch: 'e1' });
+      expect(live.recovery.value).toEqual({ channel: 'room:a', recovered: true, offset: 4, epoch: 'e1', reason: 'reconnect' });
+      expect(heard).toEqual([true]);
+      live.disconnect();
+      expect(live.subscription('room:a')).toBeNull();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('usePresence subscribes and keeps the members in a ref; stop() releases the channel', async () => {
+    WS = makeFakeWebSocket();
+    const { live } = mount();
+    WS.last.open();
+    const { members, stop } = live.usePresence('room:a');
+    expect(members.value).toEqual([]);
+    expect(sentOn(WS.last)).toEqual(['subscribe:room:a']);
+    WS.last.ok(lastSent(WS.last, 'subscribe').id);
+    WS.last.ok(lastSent(WS.last, 'presence').id, { clients: [ADA] });
+    expect(members.value).toEqual([ADA]);
+    WS.last.receive({ channel: 'room:a', type: 'join', data: BOB });
+    expect(members.value.map((m) => m.info.name)).toEqual(['Ada', 'Bob']);
+    await live.unsubscribe('room:a'); // the presence still wants it
+    expect(sentOn(WS.last)).toEqual(['subscribe:room:a', 'presence:room:a']);
+    stop();
+    await flush();
+    expect(sentOn(WS.last)).toEqual(['subscribe:room:a', 'presence:room:a', 'unsubscribe:room:a']);
+    WS.last.receive({ channel: 'room:a', type: 'leave', data: BOB });
+    expect(members.value.map((m) => m.info.name)).toEqual(['Ada', 'Bob']); // no longer watched
+  });
+
+  it('passes history, presence and presenceStats through, and releases presence with the scope', async () => {
+    const { scope, live } = mount(); // auto-replies ok
+    WS.last.open();
+    await expect(live.history('room:a', { limit: 5 })).resolves.toEqual({ publications: [], offset: undefined, epoch: undefined });
+    await expect(live.presence('room:a')).resolves.toEqual([]);
+    await expect(live.presenceStats('room:a')).resolves.toEqual({ clients: undefined, users: undefined });
+    const { members } = live.usePresence('room:b');
+    const events = [];
+    live.onPresence('room:b', (e) => events.push(e.type));
+    await flush();
+    scope.stop();
+    expect(WS.last.closedWith).toBe(1000);
+    expect(members.value).toEqual([]);
+    expect(events).toEqual([]);
+  });
+});
