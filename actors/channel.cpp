@@ -51,6 +51,34 @@ void channel_state::announce(const char* type, const identity& who) {
   fanout->deliver(pub, *counters);
 }
 
+bool channel_state::add(channel_actor::pointer self, connection_ref& ref,
+                        bool lagging) {
+  auto who = ref.address();
+  if (index.count(who) > 0)
+    return false;
+  self->monitor(ref.client);
+  // Only this actor changes the lists: their size cannot move between
+  // reading it here and adding under the lock.
+  index.emplace(who, fanout->connection_count.load());
+  fanout->add(
+    livehub::fanout::connection_entry{who, std::move(ref.out), lagging});
+  hub_counters::add(counters->subscriptions);
+  if (index.size() == 1)
+    hub_counters::add(counters->channels);
+  return true;
+}
+
+void channel_state::add(channel_actor::pointer self, subscriber_actor who) {
+  if (index.count(who.address()) > 0)
+    return;
+  self->monitor(who);
+  index.emplace(who.address(), fanout->actors.size());
+  fanout->add(std::move(who));
+  hub_counters::add(counters->actor_subscriptions);
+  if (index.size() == 1)
+    hub_counters::add(counters->channels);
+}
+
 void channel_state::report_if_idle(channel_actor::pointer self) {
   if (index.empty())
     self->send(hub, idle_atom::value, topic, subscribes_seen);
@@ -70,30 +98,15 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
     if (self->state.remove(msg.source))
       self->state.report_if_idle(self);
   });
-  auto added = [self] {
-    auto& st = self->state;
-    if (st.index.size() == 1)
-      hub_counters::add(st.counters->channels);
-  };
   return {
-    [self, added](caf::subscribe_atom, connection_ref& ref) {
+    [self](caf::subscribe_atom, connection_ref& ref) {
       auto& st = self->state;
       ++st.subscribes_seen;
-      auto who = ref.address();
-      if (st.index.count(who) == 0) {
-        self->monitor(ref.client);
-        // Only this actor changes the lists: their size cannot move between
-        // reading it here and adding under the lock.
-        st.index.emplace(who, st.fanout->connection_count.load());
-        st.fanout->add(
-          livehub::fanout::connection_entry{who, std::move(ref.out)});
-        hub_counters::add(st.counters->subscriptions);
-        added();
-      }
+      st.add(self, ref, false);
       return caf::ok_atom::value;
     },
-    [self, added](caf::subscribe_atom, connection_ref& ref,
-                  subscribe_request& req, history_ptr& history) {
+    [self](caf::subscribe_atom, connection_ref& ref, subscribe_request& req,
+           history_ptr& history) {
       auto& st = self->state;
       ++st.subscribes_seen;
       auto who = ref.address();
@@ -110,14 +123,7 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
       if (!history) {
         if (!req.id.empty())
           out->send_reply(codec::encode_ok(req.id));
-        if (st.index.count(who) == 0) {
-          self->monitor(ref.client);
-          st.index.emplace(who, st.fanout->connection_count.load());
-          st.fanout->add(
-            livehub::fanout::connection_entry{who, std::move(ref.out)});
-          hub_counters::add(st.counters->subscriptions);
-          added();
-        }
+        st.add(self, ref, false);
         announce_join();
         return caf::ok_atom::value;
       }
@@ -150,14 +156,7 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
       if (!req.id.empty())
         out->send_reply(codec::encode_position(req.id, history->last_offset(),
                                                history->epoch(), recovered));
-      if (st.index.count(who) == 0) {
-        self->monitor(ref.client);
-        st.index.emplace(who, st.fanout->connection_count.load());
-        st.fanout->add(
-          livehub::fanout::connection_entry{who, std::move(ref.out), lagging});
-        hub_counters::add(st.counters->subscriptions);
-        added();
-      } else if (req.recover && !lagging) {
+      if (!st.add(self, ref, lagging) && req.recover && !lagging) {
         // Recovered: this connection gets live publications again.
         out->drop_gap(st.topic);
         st.fanout->resume(who);
@@ -166,8 +165,8 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
       announce_join();
       return caf::ok_atom::value;
     },
-    [self, added](caf::subscribe_atom, subscriber_actor& who,
-                  stream_position& since, history_ptr& history) {
+    [self](caf::subscribe_atom, subscriber_actor& who, stream_position& since,
+           history_ptr& history) {
       auto& st = self->state;
       ++st.subscribes_seen;
       std::unique_lock<std::mutex> guard{history->mtx};
@@ -177,25 +176,13 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
       auto page = read_page(*history,
                             missed ? *missed : std::vector<frame_ptr>{});
       page.recovered = missed.has_value();
-      if (st.index.count(who.address()) == 0) {
-        self->monitor(who);
-        st.index.emplace(who.address(), st.fanout->actors.size());
-        st.fanout->add(std::move(who));
-        hub_counters::add(st.counters->actor_subscriptions);
-        added();
-      }
+      st.add(self, std::move(who));
       return page;
     },
-    [self, added](caf::subscribe_atom, subscriber_actor& who) {
+    [self](caf::subscribe_atom, subscriber_actor& who) {
       auto& st = self->state;
       ++st.subscribes_seen;
-      if (st.index.count(who.address()) == 0) {
-        self->monitor(who);
-        st.index.emplace(who.address(), st.fanout->actors.size());
-        st.fanout->add(std::move(who));
-        hub_counters::add(st.counters->actor_subscriptions);
-        added();
-      }
+      st.add(self, std::move(who));
       return caf::ok_atom::value;
     },
     [self](caf::unsubscribe_atom, const caf::actor_addr& who) {

@@ -66,6 +66,14 @@ struct channel_state {
   /// channel's subscribers.
   void announce(const char* type, const identity& who);
 
+  /// Adds the connection of `ref` (monitored), lagging from the start when
+  /// its recovery's replay already filled its queue; false when it is
+  /// subscribed already.
+  bool add(channel_actor::pointer self, connection_ref& ref, bool lagging);
+
+  /// Adds an application actor (monitored), unless it is subscribed already.
+  void add(channel_actor::pointer self, subscriber_actor who);
+
   /// Removes `who`; returns false when it was not subscribed.
   bool remove(const caf::actor_addr& who);
 

@@ -111,6 +111,17 @@ struct actor_fixture {
     sched.run();
   }
 
+  /// Replaces the hub with one spawned with the current `cfg` (for the
+  /// settings the hub reads itself, such as history and presence channels).
+  void respawn_hub() {
+    self->send_exit(hub, caf::exit_reason::user_shutdown);
+    run();
+    hub = spawn_hub(sys, cfg);
+    shared = fetch_shared();
+    counters = shared.counters;
+    routes = shared.routes;
+  }
+
   /// Advances the test clock by `total` in sweep periods, running every
   /// actor after each step.
   void advance(caf::timespan total) {

@@ -43,13 +43,7 @@ struct history_fixture : actor_fixture {
     cfg.history_channels = {"room:*"};
     cfg.history_size = 5;
     cfg.history_ttl = 60s;
-    // The hub applies its own config: respawn it with history channels.
-    self->send_exit(hub, caf::exit_reason::user_shutdown);
-    run();
-    hub = spawn_hub(sys, cfg);
-    shared = fetch_shared();
-    counters = shared.counters;
-    routes = shared.routes;
+    respawn_hub(); // the hub reads history channels itself
   }
 
   void pub(const std::string& channel, int n) {
@@ -364,13 +358,7 @@ TEST_CASE_FIXTURE(history_fixture,
                   "once drained, and recovers") {
   cfg.send_queue_limit = 4;
   cfg.history_size = 100;
-  // The hub reads history-size: respawn it with this config.
-  self->send_exit(hub, caf::exit_reason::user_shutdown);
-  run();
-  hub = spawn_hub(sys, cfg);
-  shared = fetch_shared();
-  counters = shared.counters;
-  routes = shared.routes;
+  respawn_hub(); // the hub reads history-size itself
   auto c = connect();
   say(c, R"({"type":"subscribe","channel":"room:g","id":1})");
   say(c, R"({"type":"subscribe","channel":"plain","id":2})");

@@ -18,12 +18,7 @@ using livehub::test::json_field;
 struct presence_fixture : actor_fixture {
   presence_fixture() {
     cfg.presence_channels = {"lobby:*"};
-    self->send_exit(hub, caf::exit_reason::user_shutdown);
-    run();
-    hub = spawn_hub(sys, cfg);
-    shared = fetch_shared();
-    counters = shared.counters;
-    routes = shared.routes;
+    respawn_hub(); // the hub reads presence channels itself
   }
 
   /// Connects with `info` and returns the connection and its client id.

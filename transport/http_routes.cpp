@@ -185,14 +185,26 @@ void stats(server::impl& srv, const connection_ptr& con) {
     stats_atom::value);
 }
 
-/// The `channel` query parameter of `con`'s request, checked; none (after
-/// answering 400) when missing or invalid.
-std::optional<std::string> channel_param(const connection_ptr& con) {
+/// The `channel` query parameter of a backend's request (see backend_only)
+/// naming a channel of a kind (`is_kind`, e.g. is_history_channel, `kind`
+/// for the error); none (after answering the error) otherwise.
+std::optional<std::string>
+backend_channel(server::impl& srv, const connection_ptr& con,
+                bool (*is_kind)(const hub_config&, const std::string&),
+                const char* kind) {
+  if (!backend_only(srv, con))
+    return std::nullopt;
   auto channel = http_policy::query_param(con->get_resource(), "channel");
   if (!channel || !codec::valid_channel_name(*channel) || *channel == "*") {
     respond_error(con, status::bad_request, "bad_channel",
                   "give a channel: ?channel=NAME (1 to 255 bytes, "
                   "percent-encoded)");
+    return std::nullopt;
+  }
+  if (!is_kind(*srv.shared.cfg, *channel)) {
+    respond_error(con, status::bad_request, "bad_command",
+                  std::string{"not a "} + kind + " channel (livehub." + kind
+                    + "-channels)");
     return std::nullopt;
   }
   return channel;
@@ -202,15 +214,10 @@ std::optional<std::string> channel_param(const connection_ptr& con) {
 /// channel (at most history-size; all of them without limit), oldest first,
 /// with its offset and epoch.
 void history(server::impl& srv, const connection_ptr& con) {
-  if (!backend_only(srv, con))
-    return;
-  auto channel = channel_param(con);
+  auto channel = backend_channel(srv, con, is_history_channel, "history");
   if (!channel)
     return;
   auto& cfg = *srv.shared.cfg;
-  if (!is_history_channel(cfg, *channel))
-    return respond_error(con, status::bad_request, "bad_command",
-                         "not a history channel (livehub.history-channels)");
   uint64_t limit = cfg.history_size;
   if (auto text = http_policy::query_param(con->get_resource(), "limit")) {
     char* end = nullptr;
@@ -231,14 +238,9 @@ void history(server::impl& srv, const connection_ptr& con) {
 
 /// GET /api/presence?channel=C: who is subscribed to a presence channel.
 void presence(server::impl& srv, const connection_ptr& con) {
-  if (!backend_only(srv, con))
-    return;
-  auto channel = channel_param(con);
+  auto channel = backend_channel(srv, con, is_presence_channel, "presence");
   if (!channel)
     return;
-  if (!is_presence_channel(*srv.shared.cfg, *channel))
-    return respond_error(con, status::bad_request, "bad_command",
-                         "not a presence channel (livehub.presence-channels)");
   answer_from_hub<std::vector<identity>>(
     srv, con,
     [](const std::vector<identity>& clients) {
