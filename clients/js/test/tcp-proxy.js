@@ -19,16 +19,18 @@ import net from 'node:net';
 /**
  * @param {number} targetPort the server's port on `host`
  * @param {{host?: string}} [options]
- * @returns {Promise<{port: number, connections: () => number, cut: () => void, restore: () => void, pause: () => void, resume: () => void, close: () => Promise<void>}>}
+ * @returns {Promise<{port: number, connections: () => number, refused: () => number, cut: () => void, restore: () => void, pause: () => void, resume: () => void, close: () => Promise<void>}>}
  */
 export function startTcpProxy(targetPort, { host = '127.0.0.1' } = {}) {
   /** Open pairs: the accepted socket and the one to the server. */
   const pairs = new Set();
   let refusing = false;
+  let refused = 0;
   let paused = false;
 
   const server = net.createServer((client) => {
     if (refusing) {
+      refused += 1;
       client.destroy();
       return;
     }
@@ -63,6 +65,8 @@ export function startTcpProxy(targetPort, { host = '127.0.0.1' } = {}) {
       resolve({
         port: server.address().port,
         connections: () => pairs.size,
+        /** Connections refused since the start (while cut). */
+        refused: () => refused,
         /** Drops every connection (both ends at once) and refuses new ones until restore(). */
         cut() {
           refusing = true;

@@ -114,3 +114,19 @@ export function describeError(err) {
   const message = err.message || err.code || String(err)
   return message
 }
+
+/**
+ * The people of a room from its presence list (`{client, user, info}` per
+ * connection): each name once, sorted, the page's own marked `you`. A name
+ * is the connection's presence info `name` (open mode: the name it joined
+ * with; login mode: the token's info), else its user, else "someone".
+ */
+export function peopleIn(members, ownClient) {
+  const people = new Map()
+  for (const { client, user, info } of members) {
+    const name = (info && typeof info.name === 'string' && info.name) || user || 'someone'
+    const you = client === ownClient
+    people.set(name, { name, you: you || Boolean(people.get(name)?.you) })
+  }
+  return [...people.values()].sort((a, b) => a.name.localeCompare(b.name))
+}
