@@ -1,7 +1,9 @@
 // End-to-end test of the chat demo: the real livehub-chat server, the built
-// page, real browser pages (Debian's chromium driven by playwright-core). Two
-// tests: the open mode (no tokens), and the login mode (a token secret:
-// login, private rooms).
+// page, real browser pages (Debian's chromium driven by playwright-core).
+// Three tests: the open mode (no tokens); history and presence (a TCP proxy
+// cuts one page's connection: it gets what was said meanwhile; each room
+// shows who is in it); and the login mode (a token secret: login, private
+// rooms).
 //
 //   cd examples/chat/web && npm run build && npm run test:e2e
 //
@@ -21,6 +23,8 @@ import http from 'node:http'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
+// The proxy that server.test.js of the client uses too.
+import { startTcpProxy } from '../../../../clients/js/test/tcp-proxy.js'
 
 const E2E_DIR = path.dirname(fileURLToPath(import.meta.url))
 const WEB_DIR = path.resolve(E2E_DIR, '..')
@@ -151,19 +155,31 @@ function sleep(ms, { unref = false } = {}) {
 
 // ------------------------------------------------------------------- pages
 
-/** Opens the chat as `name` in a context of its own and joins ROOM. */
-async function join(browser, url, name) {
+/** Opens the chat page as `name` in a context of its own, showing the join form. */
+async function open(browser, url, name) {
   const context = await browser.newContext({ viewport: { width: 1000, height: 700 } })
   context.setDefaultTimeout(WAIT)
   const page = await context.newPage()
   page.on('pageerror', (err) => console.error(`[${name}] page error: ${err.message}`))
   await page.goto(url, { timeout: WAIT })
+  await page.getByTestId('name-input').waitFor()
+  return { name, page, context }
+}
+
+/** Fills in the join form of `who` for ROOM and sends it. */
+async function submitJoin({ name, page }) {
   await page.getByTestId('name-input').fill(name)
   await page.getByTestId('room-input').fill(ROOM)
   await page.getByTestId('join-button').click()
   await page.getByTestId('room-title').filter({ hasText: `#${ROOM}` }).waitFor()
-  await waitOnline({ page })
-  return { name, page, context }
+}
+
+/** Opens the chat as `name` in a context of its own and joins ROOM. */
+async function join(browser, url, name) {
+  const who = await open(browser, url, name)
+  await submitJoin(who)
+  await waitOnline(who)
+  return who
 }
 
 /** Waits for 🟢 Connected and for the room's subscription to be confirmed. */
@@ -183,6 +199,29 @@ async function waitOffline({ page }) {
   const text = await status.innerText()
   assert.match(text, /🔴/)
   assert.match(text, /Disconnected/)
+}
+
+/** Waits until the room of `who` lists exactly these names as present, in this order. */
+async function waitPresence({ page }, names) {
+  const want = JSON.stringify(names)
+  try {
+    await page.waitForFunction(
+      (want) =>
+        JSON.stringify(
+          [...document.querySelectorAll('[data-testid="presence-name"]')].map((e) => e.textContent.trim()),
+        ) === want,
+      want,
+      { timeout: WAIT },
+    )
+  } catch (err) {
+    const shown = await page.getByTestId('presence-name').allInnerTexts()
+    throw new Error(`presence list ${JSON.stringify(shown)}, wanted ${want}: ${err.message}`)
+  }
+}
+
+/** The texts of the messages `who` shows, in order. */
+function messageTexts({ page }) {
+  return page.getByTestId('message-text').allInnerTexts()
 }
 
 /** Waits until `who` shows a message with exactly this author and text. */
@@ -343,12 +382,6 @@ test('chat demo: two browsers, server publish, errors, server restart', { timeou
       assert.equal(res.status, 202, `POST /api/publish answered ${res.status} ${res.body}`)
       await ada.page.getByTestId('room-lobby').getByTestId('unread').filter({ hasText: /^1$/ }).waitFor()
     })
-
-    await step('screenshot', async () => {
-      await ada.page.getByTestId('message-input').fill('')
-      await ada.page.screenshot({ path: SCREENSHOT })
-      t.diagnostic(`screenshot: ${SCREENSHOT}`)
-    })
   } catch (err) {
     for (const { name, page } of pages) {
       const file = path.join(E2E_DIR, `failure-${name.toLowerCase()}.png`)
@@ -361,6 +394,146 @@ test('chat demo: two browsers, server publish, errors, server restart', { timeou
     throw err
   } finally {
     await browser?.close().catch(() => {})
+    await stopServer(server).catch(() => server?.proc.kill('SIGKILL'))
+  }
+})
+
+// --------------------------------------------------- history and presence
+
+test('chat demo, history and presence: a cut connection gets what was said meanwhile, in its place; rooms show who is in them', { timeout: 180_000 }, async (t) => {
+  await checkPrerequisites()
+
+  let server = null
+  let proxy = null
+  let browser = null
+  const pages = []
+  const step = async (name, fn) => {
+    t.diagnostic(name)
+    try {
+      await fn()
+    } catch (err) {
+      err.message = `step "${name}": ${err.message}`
+      throw err
+    }
+  }
+
+  try {
+    server = await startServer(0)
+    const url = `http://${HOST}:${server.port}/`
+    // Ada's page comes from the proxy, so its WebSocket goes through it too:
+    // cutting the proxy cuts Ada alone.
+    proxy = await startTcpProxy(server.port)
+    const adaUrl = `http://${HOST}:${proxy.port}/`
+    t.diagnostic(`livehub-chat at ${url}, Ada through the proxy at ${adaUrl}`)
+
+    browser = await chromium.launch({
+      executablePath: BROWSER,
+      headless: true,
+      args: BROWSER_ARGS,
+      timeout: WAIT,
+    })
+
+    let ada, bob, carol
+    await step('while it connects for the first time, the page says Connecting…, not Disconnected', async () => {
+      ada = await open(browser, adaUrl, 'Ada')
+      pages.push(ada)
+      proxy.cut() // the page is loaded; its WebSocket cannot get through yet
+      await submitJoin(ada)
+      const status = ada.page.locator('[data-testid="connection-status"][data-connecting="true"]')
+      await status.waitFor()
+      // Its first attempt fails and is retried: still connecting, not lost.
+      const deadline = Date.now() + WAIT
+      while (proxy.refused() < 2) {
+        assert.ok(Date.now() < deadline, `the page tried ${proxy.refused()} times within ${WAIT} ms`)
+        await sleep(50)
+      }
+      const text = await status.innerText()
+      assert.match(text, /🟡/)
+      assert.match(text, /Connecting…/)
+      assert.doesNotMatch(text, /Disconnected/)
+      assert.match(await ada.page.getByTestId('offline-note').innerText(), /^Connecting…/)
+      proxy.restore()
+      await waitOnline(ada)
+    })
+
+    await step('Bob joins: each page lists both names, live', async () => {
+      await waitPresence(ada, ['Ada'])
+      bob = await join(browser, url, 'Bob')
+      pages.push(bob)
+      await waitPresence(ada, ['Ada', 'Bob'])
+      await waitPresence(bob, ['Ada', 'Bob'])
+      for (const { name, page } of [ada, bob]) {
+        const own = page.locator('[data-testid="presence-member"][data-you="true"]')
+        assert.equal(await own.getByTestId('presence-name').innerText(), name, 'each page marks its own name')
+        assert.match(await own.innerText(), /\(you\)/)
+      }
+    })
+
+    await step('messages flow both ways', () => chatBothWays(ada, bob, 'before the cut'))
+
+    const meanwhile = ['said while Ada was cut off', 'and a second one, still before she is back']
+    let before
+    await step("Ada's connection alone is cut; Bob writes meanwhile", async () => {
+      before = await messageTexts(ada)
+      proxy.cut()
+      await waitOffline(ada)
+      await waitPresence(bob, ['Bob']) // the server saw Ada's connection go
+      for (const text of meanwhile) {
+        await sendWithEnter(bob, text)
+        await waitMessage(bob, 'Bob', text)
+      }
+      assert.deepEqual(await messageTexts(ada), before, 'nothing reached Ada while cut off')
+    })
+
+    await step("Ada's page reconnects by itself and shows Bob's messages in their place, with no gap notice", async () => {
+      proxy.restore()
+      await waitOnline(ada)
+      for (const text of meanwhile) await waitMessage(ada, 'Bob', text)
+      assert.deepEqual(await messageTexts(ada), [...before, ...meanwhile], 'in their place, once each')
+      assert.equal(await ada.page.getByTestId('notice').count(), 0, 'no "not shown" notice: nothing is missing')
+      await waitPresence(ada, ['Ada', 'Bob'])
+      await waitPresence(bob, ['Ada', 'Bob'])
+    })
+
+    await step('messages flow both ways again', () => chatBothWays(ada, bob, 'after the cut'))
+
+    await step('Carol, joining later, sees what was said before (the room history) and is listed', async () => {
+      carol = await join(browser, url, 'Carol')
+      pages.push(carol)
+      const earlier = carol.page
+        .getByTestId('message')
+        .filter({ has: carol.page.getByTestId('message-text').filter({ hasText: exactly(meanwhile[0]) }) })
+      await earlier.waitFor()
+      assert.match(await earlier.innerText(), /earlier/)
+      assert.deepEqual(await messageTexts(carol), await messageTexts(ada), 'the same conversation as Ada')
+      for (const who of [ada, bob, carol]) await waitPresence(who, ['Ada', 'Bob', 'Carol'])
+    })
+
+    await step('screenshot', async () => {
+      await ada.page.getByTestId('message-input').fill('')
+      await ada.page.screenshot({ path: SCREENSHOT })
+      t.diagnostic(`screenshot: ${SCREENSHOT}`)
+    })
+
+    await step("Bob closes his page: he leaves the others' lists", async () => {
+      await bob.context.close()
+      pages.splice(pages.indexOf(bob), 1)
+      await waitPresence(ada, ['Ada', 'Carol'])
+      await waitPresence(carol, ['Ada', 'Carol'])
+    })
+  } catch (err) {
+    for (const { name, page } of pages) {
+      const file = path.join(E2E_DIR, `failure-presence-${name.toLowerCase()}.png`)
+      await page.screenshot({ path: file, timeout: 5000 }).then(
+        () => t.diagnostic(`failure screenshot: ${file}`),
+        () => {},
+      )
+    }
+    if (server?.log) t.diagnostic(`server stderr:\n${server.log}`)
+    throw err
+  } finally {
+    await browser?.close().catch(() => {})
+    await proxy?.close().catch(() => {})
     await stopServer(server).catch(() => server?.proc.kill('SIGKILL'))
   }
 })
