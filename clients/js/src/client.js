@@ -250,7 +250,8 @@ export class LiveClient {
   }
 
   /**
-   * Registers `handler(data, {channel, type})` for publications on `channel`;
+   * Registers `handler(data, {channel, type, offset})` for publications on
+   * `channel` (`offset` on history channels only; never one twice);
    * `'*'` receives every publication (once each, also those sent to `"*"`).
    * Does not subscribe: call {@link LiveClient#subscribe} too.
    * @param {string} channel
@@ -338,7 +339,8 @@ export class LiveClient {
   /**
    * Subscribes to `channel`. Idempotent: a channel already subscribed (or
    * pending) is not sent again. Made while not open, it is sent on open, and
-   * it is sent again after every reconnect.
+   * it is sent again after every reconnect: on a history channel with
+   * `since`, to get what was missed (see {@link LiveClient#onRecovery}).
    *
    * Resolves when the server confirms it (`ok`). Rejects with the server's
    * error (and the channel is dropped), `timeout` (the subscription stays
