@@ -16,7 +16,7 @@ import (
 )
 
 // API is a client of livehub's HTTP API: publishing (one publication or a
-// batch), stats, the channel list and the health probes. Its zero value is
+// batch), stats, the channel list, history, presence and the health probes. Its zero value is
 // not usable: set URL, or use NewAPI. An API is safe for concurrent use.
 //
 // Requests are retried only where that cannot publish anything twice: GETs
@@ -197,6 +197,35 @@ func (a *API) Channels(ctx context.Context, after string, limit int) (*ChannelPa
 		out.Next = *page.Next
 	}
 	return out, nil
+}
+
+// History returns the last limit publications of a history channel
+// (livehub.history-channels), oldest first, with the stream's position
+// (GET /api/history). limit is at most livehub.history-size; 0 gives only
+// the position, a negative limit everything kept. A channel without
+// history is an *Error with Status 400 and code bad_command.
+func (a *API) History(ctx context.Context, channel string, limit int) (*HistoryPage, error) {
+	q := url.Values{"channel": {channel}}
+	if limit >= 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	body, err := a.do(ctx, http.MethodGet, "/api/history?"+q.Encode(), nil, true)
+	if err != nil {
+		return nil, err
+	}
+	return parseHistory(body)
+}
+
+// Presence returns the connections subscribed to a presence channel
+// (livehub.presence-channels), one entry each (GET /api/presence). A
+// channel without presence is an *Error with Status 400 and code
+// bad_command.
+func (a *API) Presence(ctx context.Context, channel string) ([]ClientInfo, error) {
+	body, err := a.do(ctx, http.MethodGet, "/api/presence?"+url.Values{"channel": {channel}}.Encode(), nil, true)
+	if err != nil {
+		return nil, err
+	}
+	return parsePresence(body)
 }
 
 // Healthz returns nil while the server is up (GET /healthz answers 200).

@@ -71,6 +71,12 @@ type Options struct {
 	// publishes, which still receives publications to "*").
 	DiscardMessages bool
 
+	// Info is the connection's presence info (any value encoding/json
+	// marshals, at most 1 KiB), sent in a "connect" as each connection
+	// opens. For servers without a token key; with one, only the token's
+	// info claim counts, and a connect without a token is refused (4001).
+	Info interface{}
+
 	// TLSConfig is used for wss:// URLs.
 	TLSConfig *tls.Config
 	// DialContext opens the TCP connection (default: a net.Dialer).
@@ -114,12 +120,29 @@ func (s State) String() string {
 // Message is a publication received: Data is the exact JSON text the server
 // sent (numbers keep their digits: decode it with json.Decoder.UseNumber or
 // into your own types). Raw is the whole frame, for fields this package does
-// not know (e.g. "offset", "tags").
+// not know (e.g. "tags").
+//
+// On a presence channel (livehub.presence-channels) the server's own
+// publications arrive as Messages too: Type "join" when a connection
+// subscribes (itself included) and "leave" when one unsubscribes or goes
+// away, with Data {"client":..,"user":..,"info":..} (decode it into a
+// ClientInfo).
+//
+// A Message with Recovery set is no publication but the client's notice
+// that it could not recover a history channel after a reconnect or a gap
+// (see TypeRecovery).
 type Message struct {
 	Channel string
 	Type    string
 	Data    json.RawMessage
-	Raw     json.RawMessage
+	// Offset is the publication's place in its channel's stream (1, 2,
+	// 3, ...) on a history channel (livehub.history-channels), 0 elsewhere.
+	Offset uint64
+	Raw    json.RawMessage
+	// Recovery is nil on publications. On the client's recovery notice
+	// (Type TypeRecovery, Raw nil) it holds the server's answer:
+	// Recovered false, and the stream's current Offset and Epoch.
+	Recovery *SubscribeResult
 }
 
 // Session is the server's answer to the last successful connect (or
@@ -133,17 +156,35 @@ type Session struct {
 
 // SubscribeOptions are the optional fields of a subscribe.
 type SubscribeOptions struct {
-	// Token is a subscription token (claims sub and channel) for a channel
-	// the connection's own token does not open.
+	// Token is a subscription token (claims sub and channel, see
+	// SubscriptionToken) for a channel the connection's own token does not
+	// open.
 	Token string
 	// Filter is a tag filter expression (any value encoding/json marshals,
 	// or a json.RawMessage), e.g. {"key":"k","op":"eq","value":"v"}.
 	Filter interface{}
+	// Since recovers a history channel from a position the application
+	// kept (the Offset of the last Message it handled and the Epoch of the
+	// SubscribeResult): the server first sends every publication after it,
+	// then replies. SubscribeResult.Recovered says whether it could. On a
+	// channel without history the subscribe fails with code bad_command.
+	Since *Position
 }
 
+// subscription is a channel the client subscribes to (again after each
+// reconnect). token and filter never change; the rest is under Client.mu.
 type subscription struct {
 	token  string
 	filter json.RawMessage
+
+	// The position of the last publication delivered, on a history
+	// channel: the since of the next recovery.
+	hasPos bool
+	pos    Position
+	// recoveringOn is the connection on which a recovery after a gap is
+	// under way (nil: none); gapAgain: another gap came meanwhile.
+	recoveringOn *wsConn
+	gapAgain     bool
 }
 
 // Client is a WebSocket connection to livehub that, with
@@ -153,6 +194,7 @@ type Client struct {
 	url  string
 	opts Options
 	dial dialer
+	info json.RawMessage // Options.Info, encoded
 
 	ctx      context.Context // ends with Close
 	cancel   context.CancelFunc
@@ -167,7 +209,7 @@ type Client struct {
 	conn    *wsConn       // the open connection, nil while there is none
 	ready   chan struct{} // closed when a connection opens
 	state   State
-	subs    map[string]subscription
+	subs    map[string]*subscription
 	token   string
 	session Session
 	err     error // why the client is closed; set before done is closed
@@ -192,8 +234,15 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 		rng:         newRand(),
 		refreshKick: make(chan struct{}, 1),
 		ready:       make(chan struct{}),
-		subs:        map[string]subscription{},
+		subs:        map[string]*subscription{},
 		token:       opts.Token,
+	}
+	if opts.Info != nil {
+		info, err := encodeJSON(opts.Info)
+		if err != nil {
+			return nil, fmt.Errorf("livehub: Info: %w", err)
+		}
+		c.info = info
 	}
 	c.dial = dialer{tlsConfig: opts.TLSConfig, dialContext: opts.DialContext, timeout: opts.HandshakeTimeout,
 		header: opts.Header.Clone()}
@@ -285,39 +334,89 @@ func (c *Client) Close() error {
 // Subscribe subscribes to channel and returns once the server confirmed it
 // (from then on every publication on channel arrives on Messages), or the
 // server's *Error (code forbidden, bad_channel, ...). The client subscribes
-// again after each reconnect. A connection lost before the reply is
-// retried on the next one.
+// again after each reconnect (recovering what it missed on history
+// channels). A connection lost before the reply is retried on the next one.
 func (c *Client) Subscribe(ctx context.Context, channel string) error {
-	return c.SubscribeWith(ctx, channel, SubscribeOptions{})
+	_, err := c.SubscribeWith(ctx, channel, SubscribeOptions{})
+	return err
 }
 
-// SubscribeWith is Subscribe with a subscription token or a tag filter.
-func (c *Client) SubscribeWith(ctx context.Context, channel string, so SubscribeOptions) error {
-	sub := subscription{token: so.Token}
+// SubscribeWith is Subscribe with a subscription token, a tag filter or a
+// position to recover from. On a history channel the result holds the
+// stream's position as the server answered it (Recovered is nil without
+// Since); elsewhere it is zero.
+func (c *Client) SubscribeWith(ctx context.Context, channel string, so SubscribeOptions) (SubscribeResult, error) {
+	sub := &subscription{token: so.Token}
 	if so.Filter != nil {
 		f, err := encodeJSON(so.Filter)
 		if err != nil {
-			return fmt.Errorf("livehub: filter: %w", err)
+			return SubscribeResult{}, fmt.Errorf("livehub: filter: %w", err)
 		}
 		sub.filter = f
 	}
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
-		return c.closedErr()
+		return SubscribeResult{}, c.closedErr()
+	}
+	// Subscribed already to a history channel: go on from where it stands,
+	// with since (it may be behind after a gap; what comes twice is
+	// dropped).
+	again := false
+	if old := c.subs[channel]; old != nil && old.hasPos {
+		sub.hasPos, sub.pos, again = true, old.pos, true
+	}
+	if so.Since != nil {
+		sub.hasPos, sub.pos = true, *so.Since
 	}
 	c.subs[channel] = sub
 	c.mu.Unlock()
-	_, err := c.request(ctx, sub.command(channel), true)
+	res, err := c.subscribe(ctx, channel, sub, so.Since != nil || again, so.Since == nil)
+	if so.Since == nil {
+		res.Recovered = nil
+	}
 	if err != nil {
 		// Not subscribed: not renewed after a reconnect either.
 		c.mu.Lock()
-		if cur, ok := c.subs[channel]; ok && cur.same(sub) {
+		if c.subs[channel] == sub {
 			delete(c.subs, channel)
 		}
 		c.mu.Unlock()
 	}
-	return err
+	return res, err
+}
+
+// subscribe sends sub's subscribe (with since: from its position) and
+// waits for the reply, on the next connection again if the connection is
+// lost first (then from the position reached meanwhile). auto: a failed
+// recovery is told on Messages (see positionHook).
+func (c *Client) subscribe(ctx context.Context, channel string, sub *subscription, since, auto bool) (SubscribeResult, error) {
+	ctx, cancel := c.requestContext(ctx)
+	defer cancel()
+	for {
+		conn, err := c.waitOpen(ctx)
+		if err != nil {
+			return SubscribeResult{}, err
+		}
+		cmd := c.subscribeCommand(channel, sub, since)
+		raw, err := conn.requestHook(ctx, cmd, c.positionHook(channel, sub, auto && cmd.Since != nil))
+		if errors.Is(err, ErrConnectionLost) {
+			if c.opts.Reconnect {
+				continue
+			}
+			select {
+			case <-c.done:
+				return SubscribeResult{}, c.closedErr()
+			case <-c.ctx.Done():
+				return SubscribeResult{}, ErrClosed
+			default:
+			}
+		}
+		if err != nil {
+			return SubscribeResult{}, err
+		}
+		return parseSubscribeResult(raw)
+	}
 }
 
 // Unsubscribe ends the subscription to channel (not subscribed is no
@@ -445,12 +544,17 @@ func publishCommand(channel, event string, data interface{}) (*command, error) {
 	return &command{Type: "publish", Channel: &channel, Event: event, Data: text}, nil
 }
 
-func (s subscription) command(channel string) *command {
-	return &command{Type: "subscribe", Channel: &channel, Token: s.token, Filter: s.filter}
-}
-
-func (s subscription) same(o subscription) bool {
-	return s.token == o.token && string(s.filter) == string(o.filter)
+// subscribeCommand is sub's subscribe; with since (and a known position),
+// a recovery from where sub stands.
+func (c *Client) subscribeCommand(channel string, sub *subscription, since bool) *command {
+	cmd := &command{Type: "subscribe", Channel: &channel, Token: sub.token, Filter: sub.filter}
+	c.mu.Lock()
+	if since && sub.hasPos {
+		p := sub.pos
+		cmd.Since = &p
+	}
+	c.mu.Unlock()
+	return cmd
 }
 
 // requestContext applies RequestTimeout where ctx has no deadline.
@@ -543,15 +647,20 @@ func (c *Client) setState(s State, err error) {
 // deliver hands a publication to the application; false once the client
 // (or the connection, quit) is closing.
 func (c *Client) deliver(m Message, quit <-chan struct{}) bool {
-	if c.opts.DiscardMessages {
-		return true
+	if m.Offset > 0 && c.seen(m.Channel, m.Offset) {
+		return true // delivered already (or out of order): never twice
 	}
-	select {
-	case c.messages <- m:
-		return true
-	case <-c.ctx.Done():
-		return false
-	case <-quit:
-		return false
+	if !c.opts.DiscardMessages {
+		select {
+		case c.messages <- m:
+		case <-c.ctx.Done():
+			return false
+		case <-quit:
+			return false
+		}
 	}
+	if m.Offset > 0 {
+		c.advance(m.Channel, m.Offset)
+	}
+	return true
 }

@@ -35,6 +35,21 @@ type connConfig struct {
 	deliver func(m Message, quit <-chan struct{}) bool
 	// onError gets the server's error frames that answer no request.
 	onError func(error)
+	// onGap gets the server's "gap" frames (a history channel whose
+	// publications stopped for this connection until it recovers).
+	onGap func(conn *wsConn, channel string, offset uint64, epoch string)
+}
+
+// replyHook sees a request's reply on the reader goroutine, before any
+// later frame is handled (quit: as for deliver). It runs even when the
+// request no longer waits (its ctx ended), never when the connection ends
+// first.
+type replyHook func(raw json.RawMessage, err error, quit <-chan struct{})
+
+// pendingRequest is a request waiting for its reply.
+type pendingRequest struct {
+	ch   chan reply // capacity 1
+	hook replyHook  // nil: none
 }
 
 type wsConn struct {
@@ -49,7 +64,7 @@ type wsConn struct {
 	nextID uint64 // atomic
 
 	mu      sync.Mutex
-	pending map[string]chan reply
+	pending map[string]pendingRequest
 
 	done     chan struct{} // closed once the reader ended and the socket is closed
 	err      error         // why it ended; set before done is closed
@@ -59,7 +74,7 @@ type wsConn struct {
 }
 
 func newConn(nc net.Conn, br *bufio.Reader, cfg connConfig) *wsConn {
-	c := &wsConn{nc: nc, br: br, cfg: cfg, pending: map[string]chan reply{},
+	c := &wsConn{nc: nc, br: br, cfg: cfg, pending: map[string]pendingRequest{},
 		done: make(chan struct{}), quit: make(chan struct{})}
 	c.wg.Add(1)
 	go c.readLoop()
@@ -149,6 +164,8 @@ type inFrame struct {
 	Code    string          `json:"code"`
 	Message string          `json:"message"`
 	Data    json.RawMessage `json:"data"`
+	Offset  uint64          `json:"offset"`
+	Epoch   *string         `json:"epoch"`
 }
 
 // dispatch handles one message; false when the client no longer takes
@@ -160,9 +177,17 @@ func (c *wsConn) dispatch(payload []byte) bool {
 		return true
 	}
 	if f.Channel != nil {
-		// A publication (or another frame about a channel, e.g. "gap"):
-		// Data is the exact JSON text the server sent.
-		return c.cfg.deliver(Message{Channel: *f.Channel, Type: f.Type, Data: f.Data, Raw: payload}, c.quit)
+		if f.Type == "gap" && f.Epoch != nil && f.Data == nil && len(f.ID) == 0 {
+			// No publication (those always have "data"): the server
+			// stopped sending this channel until the client recovers.
+			if c.cfg.onGap != nil {
+				c.cfg.onGap(c, *f.Channel, f.Offset, *f.Epoch)
+			}
+			return true
+		}
+		// A publication: Data is the exact JSON text the server sent.
+		return c.cfg.deliver(Message{Channel: *f.Channel, Type: f.Type, Data: f.Data, Offset: f.Offset,
+			Raw: payload}, c.quit)
 	}
 	var err error
 	if f.Type == "error" {
@@ -175,18 +200,28 @@ func (c *wsConn) dispatch(payload []byte) bool {
 		return true
 	}
 	c.mu.Lock()
-	ch := c.pending[string(f.ID)]
+	p, ok := c.pending[string(f.ID)]
 	delete(c.pending, string(f.ID))
 	c.mu.Unlock()
-	if ch != nil {
-		ch <- reply{raw: payload, err: err}
+	if !ok {
+		return true
 	}
+	if p.hook != nil {
+		p.hook(payload, err, c.quit)
+	}
+	p.ch <- reply{raw: payload, err: err}
 	return true
 }
 
 // request sends cmd with a fresh id and waits for its reply. A connection
 // that ends first gives an error that is ErrConnectionLost.
 func (c *wsConn) request(ctx context.Context, cmd *command) (json.RawMessage, error) {
+	return c.requestHook(ctx, cmd, nil)
+}
+
+// requestHook is request with a hook that sees the reply on the reader
+// goroutine (even after ctx ended).
+func (c *wsConn) requestHook(ctx context.Context, cmd *command, hook replyHook) (json.RawMessage, error) {
 	cmd.ID = atomic.AddUint64(&c.nextID, 1)
 	key := strconv.FormatUint(cmd.ID, 10)
 	text, err := encodeJSON(cmd)
@@ -200,7 +235,7 @@ func (c *wsConn) request(ctx context.Context, cmd *command) (json.RawMessage, er
 		c.mu.Unlock()
 		return nil, &lostError{err}
 	}
-	c.pending[key] = ch
+	c.pending[key] = pendingRequest{ch: ch, hook: hook}
 	c.mu.Unlock()
 	if err := c.writeFrame(opText, text); err != nil {
 		c.forget(key)
@@ -218,7 +253,9 @@ func (c *wsConn) request(ctx context.Context, cmd *command) (json.RawMessage, er
 		}
 		return nil, &lostError{c.err}
 	case <-ctx.Done():
-		c.forget(key)
+		if hook == nil {
+			c.forget(key)
+		} // else the hook still gets the reply (ch has room for it)
 		return nil, ctx.Err()
 	}
 }
@@ -337,6 +374,9 @@ type command struct {
 	Data    json.RawMessage   `json:"data,omitempty"`
 	Tags    map[string]string `json:"tags,omitempty"`
 	Token   string            `json:"token,omitempty"`
+	Info    json.RawMessage   `json:"info,omitempty"`
 	Filter  json.RawMessage   `json:"filter,omitempty"`
+	Since   *Position         `json:"since,omitempty"`
+	Limit   *uint64           `json:"limit,omitempty"`
 	ID      uint64            `json:"id,omitempty"`
 }

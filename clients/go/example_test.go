@@ -5,13 +5,11 @@ package livehub_test
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"log"
 	"net/http"
+	"os"
 	"time"
 
 	livehub "github.com/livehub/livehub/clients/go"
@@ -110,26 +108,131 @@ func fetchTokenFromMyBackend(context.Context) (string, error) { return "", nil }
 // tokenHandler is the job a Go web application has: hand its logged-in
 // user a connection token, signed with livehub.token-hmac-secret.
 func Example_tokenHandler() {
-	secret := []byte("the secret of --livehub.token-hmac-secret")
-	http.HandleFunc("/api/live-token", func(w http.ResponseWriter, r *http.Request) {
-		user, ok := currentUser(r) // the application's own session check
+	secret := []byte(os.Getenv("LIVEHUB_TOKEN_SECRET")) // the server's --livehub.token-hmac-secret
+
+	http.HandleFunc("/api/livehub-token", func(w http.ResponseWriter, r *http.Request) {
+		user, ok := currentUser(r) // your application's own session check
 		if !ok {
 			http.Error(w, "log in first", http.StatusUnauthorized)
 			return
 		}
-		claims, _ := json.Marshal(map[string]interface{}{
-			"sub":      user,
-			"channels": []string{"news", "user:" + user},
-			"iat":      time.Now().Unix(),
-			"exp":      time.Now().Add(time.Hour).Unix(),
+		info, _ := json.Marshal(map[string]string{"name": user.Name}) // shown in presence
+		token, err := livehub.ConnectionToken(secret, livehub.ConnectionClaims{
+			Subject:   user.ID,                                       // "sub": who this is
+			ExpiresAt: time.Now().Add(time.Hour),                     // "exp": clients refresh before it
+			Channels:  []string{"news", "user:" + user.ID, "room:*"}, // may subscribe to (globs)
+			Publish:   []string{"room:*"},                            // may publish to
+			Info:      info,                                          // at most 1 KiB
 		})
-		enc := base64.RawURLEncoding.EncodeToString
-		unsigned := enc([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc(claims)
-		mac := hmac.New(sha256.New, secret)
-		mac.Write([]byte(unsigned))
+		if err != nil {
+			http.Error(w, "no token", http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]string{"token": unsigned + "." + enc(mac.Sum(nil))})
+		w.Header().Set("Cache-Control", "no-store")
+		json.NewEncoder(w).Encode(map[string]string{"token": token}) //nolint:errcheck // the client went away
 	})
 }
 
-func currentUser(*http.Request) (string, bool) { return "alice", true }
+// A subscription token opens one channel outside the token's channels, for
+// one user, after the application's own check.
+func ExampleSubscriptionToken() {
+	secret := []byte(os.Getenv("LIVEHUB_TOKEN_SECRET"))
+	http.HandleFunc("/api/livehub-subscription-token", func(w http.ResponseWriter, r *http.Request) {
+		user, ok := currentUser(r)
+		channel := r.URL.Query().Get("channel")
+		if !ok || !mayRead(user, channel) { // your application's rule
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		token, err := livehub.SubscriptionToken(secret, user.ID, channel, time.Now().Add(10*time.Minute))
+		if err != nil {
+			http.Error(w, "no token", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		json.NewEncoder(w).Encode(map[string]string{"token": token}) //nolint:errcheck // the client went away
+	})
+}
+
+type user struct{ ID, Name string }
+
+func currentUser(*http.Request) (user, bool) { return user{ID: "42", Name: "Ada"}, true }
+
+func mayRead(user, string) bool { return true }
+
+func ExampleAPI_History() {
+	ctx := context.Background()
+	api := livehub.NewAPI("http://127.0.0.1:8080", "my-api-key")
+	page, err := api.History(ctx, "chat:lobby", 50) // the last 50, oldest first
+	if err != nil {
+		log.Fatal(err) // e.g. code bad_command: no history channel
+	}
+	for _, m := range page.Publications {
+		log.Printf("#%d %s %s", m.Offset, m.Type, m.Data)
+	}
+	log.Printf("the stream is at %d in epoch %s", page.Offset, page.Epoch)
+}
+
+func ExampleClient_SubscribeWith() {
+	ctx := context.Background()
+	client, err := livehub.Dial(ctx, "ws://127.0.0.1:8080/ws", livehub.Options{Reconnect: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+
+	// Resume where a previous run of this process stopped.
+	saved := livehub.Position{Offset: 41, Epoch: "k3x9q2ab"}
+	res, err := client.SubscribeWith(ctx, "chat:lobby", livehub.SubscribeOptions{Since: &saved})
+	if err != nil {
+		log.Fatal(err)
+	}
+	epoch := res.Epoch
+	if !*res.Recovered {
+		reloadLobby() // nothing was sent from history; live from res.Offset+1
+	}
+	for m := range client.Messages() {
+		switch {
+		case m.Recovery != nil: // after a reconnect or a gap, some were lost
+			epoch = m.Recovery.Epoch
+			reloadLobby()
+		case m.Type == "join" || m.Type == "leave": // on presence channels
+			var who livehub.ClientInfo
+			if json.Unmarshal(m.Data, &who) == nil {
+				log.Printf("%s: %s %s", m.Channel, who.User, m.Type)
+			}
+		default:
+			saved = livehub.Position{Offset: m.Offset, Epoch: epoch}
+			log.Printf("#%d %s", m.Offset, m.Data)
+		}
+	}
+}
+
+func reloadLobby() {}
+
+func ExampleClient_Presence() {
+	ctx := context.Background()
+	client, err := livehub.Dial(ctx, "ws://127.0.0.1:8080/ws", livehub.Options{
+		Info: map[string]string{"name": "Ada"}, // servers without token keys; else the token's info
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+	if err := client.Subscribe(ctx, "room:lobby"); err != nil {
+		log.Fatal(err)
+	}
+	who, err := client.Presence(ctx, "room:lobby")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, c := range who {
+		log.Printf("%s %s %s", c.Client, c.User, c.Info)
+	}
+	clients, users, err := client.PresenceStats(ctx, "room:lobby")
+	if err == nil {
+		log.Printf("%d connections of %d users", clients, users)
+	}
+}

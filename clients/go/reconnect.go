@@ -186,6 +186,7 @@ func (c *Client) open(ctx context.Context) (*wsConn, error) {
 		pongTimeout:  c.opts.PongTimeout,
 		deliver:      c.deliver,
 		onError:      c.opts.OnError,
+		onGap:        c.onGap,
 	})
 	fail := func(err error) (*wsConn, error) {
 		conn.close(CloseNormal, "", time.Second)
@@ -193,8 +194,8 @@ func (c *Client) open(ctx context.Context) (*wsConn, error) {
 	}
 	rctx, cancel := c.requestContext(ctx)
 	defer cancel()
-	if token != "" {
-		raw, err := conn.request(rctx, &command{Type: "connect", Token: token})
+	if token != "" || c.info != nil {
+		raw, err := conn.request(rctx, &command{Type: "connect", Token: token, Info: c.info})
 		switch ErrorCode(err) {
 		case "":
 			if err != nil {
@@ -248,11 +249,13 @@ func (c *Client) connectToken(ctx context.Context) (string, error) {
 }
 
 // resubscribe subscribes conn to every channel of the client, all at once,
-// and waits for the replies. A channel the server refuses now is dropped
-// (and reported to OnError); a lost connection fails the attempt.
+// and waits for the replies; history channels recover from the position
+// reached (the publications missed arrive before the reply). A channel the
+// server refuses now is dropped (and reported to OnError); a lost
+// connection fails the attempt.
 func (c *Client) resubscribe(ctx context.Context, conn *wsConn) error {
 	c.mu.Lock()
-	subs := make(map[string]subscription, len(c.subs))
+	subs := make(map[string]*subscription, len(c.subs))
 	for ch, s := range c.subs {
 		subs[ch] = s
 	}
@@ -264,15 +267,25 @@ func (c *Client) resubscribe(ctx context.Context, conn *wsConn) error {
 	)
 	for ch, s := range subs {
 		wg.Add(1)
-		go func(ch string, s subscription) {
+		go func(ch string, s *subscription) {
 			defer wg.Done()
-			_, err := conn.request(ctx, s.command(ch))
+			cmd := c.subscribeCommand(ch, s, true)
+			_, err := conn.requestHook(ctx, cmd, c.positionHook(ch, s, true))
+			if cmd.Since != nil && ErrorCode(err) == CodeBadCommand {
+				// No history channel any more (the server's settings
+				// changed): subscribe without recovering.
+				c.opts.OnError(fmt.Errorf("livehub: recovering %q: %w", ch, err))
+				c.mu.Lock()
+				s.hasPos = false
+				c.mu.Unlock()
+				_, err = conn.requestHook(ctx, c.subscribeCommand(ch, s, false), c.positionHook(ch, s, true))
+			}
 			var refused *Error
 			switch {
 			case err == nil:
 			case errors.As(err, &refused):
 				c.mu.Lock()
-				if cur, ok := c.subs[ch]; ok && cur.same(s) {
+				if c.subs[ch] == s {
 					delete(c.subs, ch)
 				}
 				c.mu.Unlock()
