@@ -60,8 +60,10 @@ struct web_root {
   std::string real_root;
 
   web_root() {
-    char tmpl[] = "/tmp/livehub-fuzz-http-XXXXXX";
-    if (!mkdtemp(tmpl))
+    // In $TMPDIR (see fuzz/run).
+    auto tmpl
+      = (fs::temp_directory_path() / "livehub-fuzz-http-XXXXXX").string();
+    if (!mkdtemp(tmpl.data()))
       fail("cannot make a temporary directory", tmpl);
     base = fs::canonical(tmpl).string();
     root = base + "/www";

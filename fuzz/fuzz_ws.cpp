@@ -99,9 +99,13 @@ struct served {
     // fewer threads make runs more repeatable.
     sys_cfg.set("scheduler.max-threads", size_t{1});
     sys = std::make_unique<caf::actor_system>(sys_cfg);
-    char tmpl[] = "/tmp/livehub-fuzz-ws-XXXXXX";
-    if (!mkdtemp(tmpl))
-      fail("cannot make a temporary directory");
+    // In $TMPDIR: fuzz/run points it into its own temporary directory, so
+    // that a crash (no exit handlers) leaves nothing behind.
+    auto tmpl = (std::filesystem::temp_directory_path()
+                 / "livehub-fuzz-ws-XXXXXX")
+                  .string();
+    if (!mkdtemp(tmpl.data()))
+      fail("cannot make a temporary directory", tmpl);
     web_root = tmpl;
     std::ofstream{web_root + "/index.html"} << "<!doctype html>\n";
     std::filesystem::create_directory(web_root + "/sub");
