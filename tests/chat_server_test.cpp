@@ -3,7 +3,9 @@
 // others clearly; SIGTERM closes every connection with 1001 and exits 0.
 // In login mode (a token secret given) POST /api/login hands out tokens,
 // private rooms dm:<a>+<b> are open to their two users only, and nobody
-// writes under another user's name.
+// writes under another user's name. By default rooms are history and
+// presence channels: a page that reconnects gets what it missed, and
+// everyone sees who is in a room.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -41,9 +43,11 @@ class chat_process {
     // nop
   }
 
-  /// With further command-line `options`, e.g. a token secret.
+  /// With further command-line `options`, e.g. a token secret. Unless
+  /// `demo_rooms`, rooms are plain channels (no history, no presence), so
+  /// that the frames the tests expect are those of livehub 1.
   explicit chat_process(const std::vector<std::string>& options,
-                        int max_files = 0) {
+                        int max_files = 0, bool demo_rooms = false) {
     int fds[2];
     REQUIRE(pipe(fds) == 0);
     posix_spawn_file_actions_t actions;
@@ -52,6 +56,10 @@ class chat_process {
     posix_spawn_file_actions_addclose(&actions, fds[0]);
     std::vector<std::string> args{LIVEHUB_CHAT_BIN, "--livehub.port=0",
                                   "--livehub.host=127.0.0.1"};
+    if (!demo_rooms)
+      args.insert(args.end(),
+                  {"--livehub.history-channels=[]",
+                   "--livehub.presence-channels=[]"});
     args.insert(args.end(), options.begin(), options.end());
     if (max_files > 0) {
       // prlimit sets the limit on itself, then becomes the server (same pid).
@@ -260,6 +268,49 @@ TEST_CASE("livehub-chat prints where it listens, checks room messages and "
       CHECK(msg.kind == ws_kind::ended);
   }
   CHECK(chat.wait_exit(30s) == 0);
+}
+
+TEST_CASE("livehub-chat's rooms keep their history and know who is in them: "
+          "a page that reconnects gets what it missed") {
+  chat_process chat{{}, 0, true}; // the demo's own defaults
+  auto ada = browser(chat.port());
+  auto bob = browser(chat.port());
+  REQUIRE(ada.send_text(R"({"type":"connect","info":{"name":"Ada"},"id":1})"));
+  CHECK(json_field(next_text(ada), "user") == "");
+  REQUIRE(ada.send_text(subscribe("room:lobby", 2)));
+  auto position = next_text(ada);
+  CHECK(json_field(position, "offset") == "0");
+  auto epoch = json_field(position, "epoch");
+  CHECK(epoch != "<missing>");
+  // Ada hears her own join, with the info she connected with.
+  auto join = next_text(ada);
+  CHECK(json_field(join, "type") == "join");
+  CHECK(json_field(join, "data").find(R"("info":{"name":"Ada"})")
+        != std::string::npos);
+  REQUIRE(
+    bob.send_text(R"({"type":"presence","channel":"room:lobby","id":3})"));
+  auto members = next_text(bob);
+  CHECK(json_field(members, "clients").find(R"("name":"Ada")")
+        != std::string::npos);
+  // Bob writes twice; Ada gets both with their offsets.
+  REQUIRE(bob.send_text(say("room:lobby", "Bob", "one", 4)));
+  CHECK(json_field(next_text(bob), "type") == "ok");
+  REQUIRE(bob.send_text(say("room:lobby", "Bob", "two", 5)));
+  CHECK(json_field(next_text(bob), "type") == "ok");
+  CHECK(json_field(next_text(ada), "offset") == "1");
+  CHECK(json_field(next_text(ada), "offset") == "2");
+  // A new connection of Ada's that saw offset 1 recovers offset 2, then the
+  // ok says so.
+  auto again = browser(chat.port());
+  REQUIRE(again.send_text(
+    R"({"type":"subscribe","channel":"room:lobby","since":{"offset":1,"epoch":")"
+    + epoch + R"("},"id":6})"));
+  auto replayed = next_text(again);
+  CHECK(json_field(replayed, "offset") == "2");
+  CHECK(json_field(replayed, "data") == R"({"name":"Bob","text":"two"})");
+  auto recovered = next_text(again);
+  CHECK(json_field(recovered, "recovered") == "true");
+  CHECK(json_field(recovered, "offset") == "2");
 }
 
 TEST_CASE("livehub-chat exits 0 on SIGINT with no client connected") {
