@@ -113,14 +113,16 @@ bool subscription_token_allows(client_state& st, const std::string& jwt,
 
 void subscribe(self_ptr self, const std::string& topic, const std::string& id) {
   auto& st = self->state;
-  connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(self), st.out};
+  connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(self), st.out, {}};
   self
     ->request(st.hub, hub_timeout, caf::subscribe_atom::value, topic,
               std::move(ref))
     .await(
       [self, topic, id](caf::ok_atom) {
-        self->state.subscriptions.insert(topic);
-        acknowledge(self->state, id);
+        auto& st = self->state;
+        st.subscriptions.insert(topic);
+        acknowledge(st, id);
+        st.observe(subscribed_event{st.who().client, st.who().user, topic});
       },
       [self, id](caf::error&) {
         self->state.fail(error_code::internal, "subscribe failed", id);
@@ -132,14 +134,16 @@ void subscribe(self_ptr self, const std::string& topic, const std::string& id) {
 void subscribe_history(self_ptr self, const std::string& topic,
                        subscribe_request req) {
   auto& st = self->state;
-  connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(self), st.out};
+  connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(self), st.out, {}};
   auto id = req.id;
   self
     ->request(st.hub, hub_timeout, caf::subscribe_atom::value, topic,
               std::move(ref), std::move(req))
     .await(
       [self, topic](caf::ok_atom) {
-        self->state.subscriptions.insert(topic);
+        auto& st = self->state;
+        st.subscriptions.insert(topic);
+        st.observe(subscribed_event{st.who().client, st.who().user, topic});
       },
       [self, id](caf::error&) {
         self->state.fail(error_code::internal, "subscribe failed", id);
@@ -265,8 +269,10 @@ void run_unsubscribe(self_ptr self, codec::command& cmd) {
               self->address())
     .await(
       [self, topic = cmd.channel, id = cmd.id](caf::ok_atom) {
-        self->state.subscriptions.erase(topic);
-        acknowledge(self->state, id);
+        auto& st = self->state;
+        st.subscriptions.erase(topic);
+        acknowledge(st, id);
+        st.observe(unsubscribed_event{st.who().client, st.who().user, topic});
       },
       [self, id = cmd.id](caf::error&) {
         self->state.fail(error_code::internal, "unsubscribe failed", id);
@@ -360,6 +366,11 @@ void run_connect(self_ptr self, codec::command& cmd) {
   st.reply(codec::encode_connected(cmd.id, session->who.client,
                                    session->who.user, session->expires));
   st.session = std::move(session);
+  // With tokens, a connection is known once it connected (without, it was
+  // reported when it opened).
+  if (st.shared.cfg->tokens_enabled() && !st.rights.trusted)
+    st.observe(connected_event{st.session->who.client, st.session->who.user,
+                               st.rights.peer});
 }
 
 void run_refresh(self_ptr self, codec::command& cmd) {
@@ -473,6 +484,7 @@ void client_state::close(uint16_t code) {
   } else {
     hub_counters::add(shared.counters->unauthorized_disconnects);
     out->close(code, "unauthorized");
+    observe(refused_event{"auth", rights.peer});
   }
 }
 
@@ -503,6 +515,8 @@ client(client_actor::stateful_pointer<client_state> self,
   if (st.shared.cfg->tokens_enabled() && !st.rights.trusted)
     st.out->set_deadline({self->clock().now() + st.shared.cfg->connect_timeout,
                           sink::unauthorized_code});
+  else if (st.shared.cfg->observer)
+    st.observe(connected_event{st.identified().client, {}, st.rights.peer});
   // The client does not monitor the hub: when the hub ends, it closes the
   // connection and sends closed_atom (see ~hub_state).
   return {
@@ -522,6 +536,12 @@ client(client_actor::stateful_pointer<client_state> self,
       st.out->consumed();
     },
     [self](closed_atom) {
+      self->quit();
+    },
+    [self](closed_atom, uint16_t code, std::string& reason) {
+      auto& st = self->state;
+      st.observe(disconnected_event{st.who().client, st.who().user, code,
+                                    std::move(reason)});
       self->quit();
     },
   };

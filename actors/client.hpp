@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <caf/actor_clock.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
@@ -24,12 +25,17 @@ using client_actor = caf::typed_actor<
   /// A text message arrived.
   caf::reacts_to<text_atom, std::string>,
   /// The connection ended.
-  caf::reacts_to<closed_atom>>;
+  caf::reacts_to<closed_atom>,
+  /// The connection ended with this close code and reason (sent where an
+  /// observer wants to know).
+  caf::reacts_to<closed_atom, uint16_t, std::string>>;
 
 /// What a connection may do, decided at the upgrade.
 struct client_rights {
   /// A trusted publisher may publish to any channel, "*" included.
   bool trusted = false;
+  /// The peer's address; only filled where an observer wants it.
+  std::string peer;
 };
 
 /// A token bucket: `rate` tokens per second, at most `burst`.
@@ -92,6 +98,13 @@ struct client_state {
 
   /// The connection's identity, with a client id made now if it has none.
   const identity& identified();
+
+  /// Tells the observer (if any) `event`.
+  template<class Event>
+  void observe(Event&& event) {
+    if (auto& observer = shared.cfg->observer)
+      caf::anon_send(observer, std::forward<Event>(event));
+  }
 
   static const char* name;
 };

@@ -50,6 +50,8 @@ struct connection_ref {
   /// quit before its registration is processed.
   caf::strong_actor_ptr client;
   std::shared_ptr<livehub::sink> out;
+  /// The peer's address, where an observer wants it (keepalive).
+  std::string peer;
 
   /// The client's address, the key under which it is registered.
   caf::actor_addr address() const {

@@ -5,6 +5,8 @@
 #include "actors/counters.hpp"
 #include "actors/sink.hpp"
 
+#include <caf/send.hpp>
+
 namespace livehub {
 
 const char* keepalive_state::name = "livehub.keepalive";
@@ -26,6 +28,8 @@ void keepalive_state::check(watch& w, time_point now) {
     } else {
       hub_counters::add(counters->unauthorized_disconnects);
       w.out->close(d.code, "unauthorized");
+      if (cfg->observer)
+        caf::anon_send(cfg->observer, refused_event{"auth", w.peer});
     }
     return;
   }
@@ -72,6 +76,7 @@ keepalive(keepalive_actor::stateful_pointer<keepalive_state> self,
       auto& st = self->state;
       keepalive_state::watch w;
       w.out = std::move(ref.out);
+      w.peer = std::move(ref.peer);
       w.next_ping = self->clock().now() + st.cfg->ping_interval;
       if (st.connections.emplace(ref.address(), std::move(w)).second)
         self->monitor(ref.client);

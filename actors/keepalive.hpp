@@ -30,6 +30,8 @@ struct keepalive_state {
 
   struct watch {
     std::shared_ptr<sink> out;
+    /// The peer's address, where an observer wants it.
+    std::string peer;
     /// When the next ping is due.
     time_point next_ping;
     /// When the oldest unanswered ping went out, if one is unanswered.

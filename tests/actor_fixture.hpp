@@ -159,11 +159,11 @@ struct actor_fixture {
     with_cfg.policy = make_client_policy(cfg);
     auto client = sys.spawn(livehub::client, internal(hub),
                             std::shared_ptr<sink>{out}, std::move(with_cfg),
-                            client_rights{trusted});
+                            client_rights{trusted, {}});
     if (!watcher)
       watcher = sys.spawn(keepalive, std::make_shared<const hub_config>(cfg),
                           counters);
-    connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(client), out};
+    connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(client), out, {}};
     self->send(internal(hub), caf::join_atom::value, ref);
     self->send(watcher, caf::join_atom::value, ref);
     run();

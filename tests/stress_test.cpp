@@ -772,9 +772,9 @@ class sim_connection {
     h.add_sink(out);
     client_ = h.sys.spawn(livehub::client, livehub::internal(h.hub),
                           std::shared_ptr<livehub::sink>{out}, h.shared,
-                          livehub::client_rights{trusted});
-    livehub::connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(client_),
-                                out};
+                          livehub::client_rights{trusted, {}});
+    livehub::connection_ref ref{
+      caf::actor_cast<caf::strong_actor_ptr>(client_), out, {}};
     caf::anon_send(livehub::internal(h.hub), caf::join_atom::value,
                    std::move(ref));
   }

@@ -367,6 +367,7 @@ bool server::impl::on_validate(connection_hdl hdl) {
   if (!http_policy::origin_allowed(cfg->allowed_origins, origin,
                                    con->get_request_header("Host"))) {
     hub_counters::add(shared.counters->rejected_origin);
+    observe_refusal(con, "origin");
     return refuse(con, status::forbidden, "forbidden", "origin not allowed");
   }
   // Trusted publishers: the API key, or (with no key configured) a loopback
@@ -385,6 +386,7 @@ bool server::impl::on_validate(connection_hdl hdl) {
   std::unique_lock<std::mutex> guard{mtx};
   if (stopping || live >= max_connections) {
     hub_counters::add(shared.counters->rejected_capacity);
+    observe_refusal(con, "capacity");
     return refuse(con, status::service_unavailable, "unavailable",
                   "too many connections");
   }
@@ -394,6 +396,7 @@ bool server::impl::on_validate(connection_hdl hdl) {
       if (slot->second == 0)
         per_address.erase(slot);
       hub_counters::add(shared.counters->rejected_rate);
+      observe_refusal(con, "rate");
       return refuse(con, status::too_many_requests, "rate_limited",
                     "too many connections from this address");
     }
@@ -403,7 +406,19 @@ bool server::impl::on_validate(connection_hdl hdl) {
   }
   ++live;
   con->counted = true;
+  if (cfg->observer && !ec)
+    con->rights.peer = peer.to_string();
   return true;
+}
+
+void server::impl::observe_refusal(const connection_ptr& con,
+                                   const char* reason) {
+  if (!cfg->observer)
+    return;
+  asio::error_code ec;
+  auto peer = con->socket().remote_endpoint(ec).address();
+  caf::anon_send(cfg->observer,
+                 refused_event{reason, ec ? std::string{} : peer.to_string()});
 }
 
 void server::impl::on_open(connection_hdl hdl) {
@@ -422,7 +437,9 @@ void server::impl::on_open(connection_hdl hdl) {
   con->client = sys.spawn(client, hub, out, shared, con->rights);
   // Sent from here, before any frame of this connection is read: the hub
   // knows the connection before it can act.
-  connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(con->client), out};
+  connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(con->client), out,
+                     std::move(con->rights.peer)};
+  con->rights.peer = std::string{}; // its memory back
   caf::anon_send(hub, caf::join_atom::value, ref);
   caf::anon_send(keepalive, caf::join_atom::value, std::move(ref));
   std::unique_lock<std::mutex> guard{mtx};
@@ -434,7 +451,23 @@ void server::impl::on_end(connection_hdl hdl) {
   if (con->out) {
     con->set_write_observer(nullptr);
     con->out->detach();
-    caf::anon_send(con->client, closed_atom::value);
+    if (cfg->observer) {
+      // The code of the closing handshake (the peer's if it sent one), or
+      // 1006 when the connection just dropped.
+      namespace cs = websocketpp::close::status;
+      auto code = con->get_remote_close_code();
+      auto reason = con->get_remote_close_reason();
+      if (code == cs::blank || code == cs::no_status) {
+        code = con->get_local_close_code();
+        reason = con->get_local_close_reason();
+      }
+      if (code == cs::blank || code == cs::no_status)
+        code = cs::abnormal_close;
+      caf::anon_send(con->client, closed_atom::value, uint16_t{code},
+                     std::move(reason));
+    } else {
+      caf::anon_send(con->client, closed_atom::value);
+    }
     con->client = nullptr;
     con->out = nullptr;
   }

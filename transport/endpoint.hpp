@@ -306,6 +306,9 @@ struct server::impl {
   /// Sets the endpoint's limits and handlers (part of listen()).
   void configure_endpoint();
   bool on_validate(transport::connection_hdl hdl);
+  /// Tells the observer (if any) that an upgrade was refused for `reason`.
+  void observe_refusal(const transport::connection_ptr& con,
+                       const char* reason);
   void on_open(transport::connection_hdl hdl);
   void on_end(transport::connection_hdl hdl);
   void on_message(transport::connection_hdl hdl,

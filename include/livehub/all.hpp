@@ -8,4 +8,5 @@
 #include "livehub/json.hpp"
 #include "livehub/main.hpp"
 #include "livehub/messages.hpp"
+#include "livehub/observer.hpp"
 #include "livehub/server.hpp"

@@ -21,6 +21,7 @@
 
 #include "livehub/http.hpp"
 #include "livehub/identity.hpp"
+#include "livehub/observer.hpp"
 
 namespace livehub {
 
@@ -215,6 +216,14 @@ struct hub_config {
       return {};
     return {"*"};
   }
+
+  /// An application actor that observes connections: connected,
+  /// disconnected (with the close code), subscribed, unsubscribed and
+  /// refused (origin, capacity, rate, auth) events. Read by the hub (its
+  /// client actors report what connections do) and by server::start (it
+  /// reports refused upgrades): give both the same config. No CAF option;
+  /// set it in code. Default: none.
+  observer_actor observer;
 
   // -- application routes --------------------------------------------------
 
