@@ -266,8 +266,9 @@ TEST_CASE("plain-text HTTP and a plain WebSocket upgrade on the TLS port get "
   still_serves(h);
 }
 
-TEST_CASE("garbage instead of a ClientHello, and clients that send nothing, "
-          "are closed within the handshake timeout; others are unaffected") {
+TEST_CASE(
+  "garbage instead of a ClientHello, and clients that send nothing, "
+  "are closed within the handshake timeout, and others are unaffected") {
   tls_hub h;
   // A subscriber that is there before and after.
   auto sub = h.connect();
