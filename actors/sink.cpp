@@ -35,6 +35,7 @@ uint64_t sink::update_queue() {
       && buffered < max_bytes_ / 2) {
     auto gaps = std::move(gaps_);
     gaps_.clear();
+    gaps_waiting_.store(false, std::memory_order_relaxed);
     for (auto& gap : gaps)
       if (queue(gap.second, {}))
         buffered += gap.second->size();
@@ -100,7 +101,14 @@ void sink::add_gap(const std::string& channel, frame_ptr gap) {
     if (x.first == channel)
       return;
   gaps_.emplace_back(channel, std::move(gap));
+  gaps_waiting_.store(true, std::memory_order_relaxed);
   update_queue();
+}
+
+void sink::flush_gaps() {
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (!closed_)
+    update_queue();
 }
 
 void sink::drop_gap(const std::string& channel) {
@@ -110,6 +118,7 @@ void sink::drop_gap(const std::string& channel) {
                                return x.first == channel;
                              }),
               gaps_.end());
+  gaps_waiting_.store(!gaps_.empty(), std::memory_order_relaxed);
 }
 
 void sink::close(uint16_t code, const std::string& reason) {

@@ -94,6 +94,16 @@ class sink {
   /// Forgets a waiting gap of `channel` (it subscribed again).
   void drop_gap(const std::string& channel);
 
+  /// True while gap frames wait for the queue to drain (lock-free): the
+  /// transport then calls flush_gaps() after each completed write, so they
+  /// go out as soon as they may rather than at the next keepalive sweep.
+  bool gaps_waiting() const {
+    return gaps_waiting_.load(std::memory_order_relaxed);
+  }
+
+  /// Sends the waiting gap frames if the queue drained enough.
+  void flush_gaps();
+
   /// Closes the connection with `code` and `reason` (once; later calls and
   /// sends do nothing).
   void close(uint16_t code, const std::string& reason);
@@ -174,6 +184,7 @@ class sink {
 
   /// Gap frames waiting for the queue to drain, by channel.
   std::vector<std::pair<std::string, frame_ptr>> gaps_;
+  std::atomic<bool> gaps_waiting_{false};
 
   std::mutex mtx_;
   size_t max_frames_;

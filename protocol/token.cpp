@@ -1,5 +1,6 @@
 #include "protocol/token.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -62,6 +63,19 @@ std::optional<key_kind> kind_of(std::string_view alg) {
   if (alg == "ES256" || alg == "ES384" || alg == "ES512")
     return key_kind::ec;
   return std::nullopt;
+}
+
+/// `alg` as a refusal may repeat it: clients read refusals in error frames,
+/// and a token's header holds any bytes (invalid UTF-8 breaks a text frame).
+/// Up to 16 printable ASCII characters are shown, anything else is not.
+std::string shown_alg(std::string_view alg) {
+  auto printable = [](char c) {
+    return c > ' ' && c < 0x7f;
+  };
+  if (alg.empty() || alg.size() > 16
+      || !std::all_of(alg.begin(), alg.end(), printable))
+    return "(unprintable)";
+  return std::string{alg};
 }
 
 std::optional<key_kind> public_key_kind(const std::string& pem) {
@@ -235,7 +249,7 @@ std::variant<claims, refusal> verifier::verify(std::string_view jwt,
   auto& alg_name = std::get<std::string>(alg);
   auto kind = kind_of(alg_name);
   if (!kind)
-    return refuse("token alg " + alg_name + " is not accepted");
+    return refuse("token alg " + shown_alg(alg_name) + " is not accepted");
   const std::string* key = nullptr;
   if (*kind == key_kind::hmac && !secret_.empty())
     key = &secret_;
@@ -265,7 +279,9 @@ std::variant<claims, refusal> verifier::verify(std::string_view jwt,
   auto result = read_claims(payload);
   free(payload);
   if (auto c = std::get_if<claims>(&result)) {
-    if (c->exp != 0 && now > c->exp + leeway_)
+    // now - leeway: exp + leeway overflows for an exp near INT64_MAX (a
+    // signed token may say anything), now and the leeway cannot.
+    if (c->exp != 0 && now - leeway_ > c->exp)
       return refuse("token expired");
     if (c->nbf != 0 && now + leeway_ < c->nbf)
       return refuse("token not yet valid");

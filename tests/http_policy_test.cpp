@@ -405,3 +405,41 @@ TEST_CASE("query parameters are found by name and percent-decoded") {
   CHECK(query_param("/x?aa=1&a=2", "a") == "2"); // whole names only
   CHECK(query_param("/x?a=1#frag", "a") == "1");
 }
+
+// -- routing ------------------------------------------------------------------
+
+TEST_CASE("requests go to their handler by method and path") {
+  auto to = [](std::string_view method, std::string_view target,
+               bool serves_static = true) {
+    return route_request(method, target, "/ws", serves_static).to;
+  };
+  CHECK(to("POST", "/api/publish") == handler::publish);
+  CHECK(to("GET", "/api/stats") == handler::stats);
+  CHECK(to("GET", "/api/channels?limit=5") == handler::channels);
+  CHECK(to("GET", "/metrics") == handler::metrics);
+  CHECK(to("GET", "/healthz") == handler::healthz);
+  CHECK(to("GET", "/readyz") == handler::readyz);
+  CHECK(to("GET", "/ws") == handler::upgrade_required);
+  CHECK(to("POST", "/ws?x=1") == handler::upgrade_required);
+  CHECK(to("GET", "/app.js") == handler::static_file);
+  CHECK(to("GET", "/app.js", false) == handler::not_found);
+  CHECK(to("POST", "/app.js") == handler::not_found);
+  CHECK(to("GET", "/api/publish/") == handler::static_file); // not the API
+}
+
+TEST_CASE("a known path with another method names the one it takes") {
+  auto publish = route_request("GET", "/api/publish", "/ws", true);
+  CHECK(publish.to == handler::wrong_method);
+  CHECK(std::string_view{publish.allow} == "POST");
+  auto stats = route_request("post", "/api/stats?x", "/ws", true);
+  CHECK(stats.to == handler::wrong_method); // methods are case-sensitive
+  CHECK(std::string_view{stats.allow} == "GET");
+  CHECK(route_request("GET", "/healthz", "/ws", true).allow == nullptr);
+}
+
+TEST_CASE("the API paths come before a WebSocket path of the same name") {
+  CHECK(route_request("GET", "/metrics", "/metrics", false).to
+        == handler::metrics);
+  CHECK(route_request("GET", "/live", "/live", false).to
+        == handler::upgrade_required);
+}

@@ -102,6 +102,24 @@ TEST_CASE("tokens: alg none is always refused") {
         == "token header has no alg");
 }
 
+TEST_CASE("tokens: a refusal repeats the alg only when it is short and "
+          "printable") {
+  // Clients read refusals in error frames (text frames: UTF-8 only); the
+  // alg was repeated as it was, bytes that are no UTF-8 included
+  // (fuzz/regressions/fuzz_ws/token_alg_not_utf8).
+  auto v = make_verifier(std::string{secret}, "");
+  auto with_alg = [&](std::string_view alg) {
+    return outcome(*v, test::forge(R"({"alg":")" + std::string{alg} + "\"}",
+                                   claims(), "c2ln"));
+  };
+  CHECK(with_alg("PS256") == "token alg PS256 is not accepted");
+  CHECK(with_alg("\xff\xfe") == "token alg (unprintable) is not accepted");
+  CHECK(with_alg("\\udc00") == "token alg (unprintable) is not accepted");
+  CHECK(with_alg("a b") == "token alg (unprintable) is not accepted");
+  CHECK(with_alg(std::string(17, 'A'))
+        == "token alg (unprintable) is not accepted");
+}
+
 TEST_CASE("tokens: an RSA public key used as an HMAC secret is refused") {
   temp_dir dir;
   auto rsa = test::make_key_pair("rsa", dir.path.string());
@@ -170,6 +188,22 @@ TEST_CASE("tokens: exp, nbf and iat are checked with the leeway") {
   CHECK(with("iat", now + 60) == "token issued in the future");
   CHECK(outcome(*v, test::hs256(secret, claims(R"("exp":"soon")")))
         == "token times (exp, nbf, iat) must be numbers");
+}
+
+TEST_CASE("tokens: times at the ends of the 64-bit range are compared "
+          "without overflow") {
+  // exp + leeway overflowed (undefined behaviour) for an exp within the
+  // leeway of INT64_MAX; fuzz/regressions/fuzz_token/exp_int64_max.
+  auto v = make_verifier(std::string{secret}, "", 5s);
+  auto with = [&](const char* claim, const char* t) {
+    return outcome(*v, test::hs256(secret, claims(std::string{"\""} + claim
+                                                  + "\":" + t)));
+  };
+  CHECK(with("exp", "9223372036854775807") == "accepted");
+  CHECK(with("exp", "-9223372036854775808") == "token expired");
+  CHECK(with("nbf", "9223372036854775807") == "token not yet valid");
+  CHECK(with("nbf", "-9223372036854775808") == "accepted");
+  CHECK(with("iat", "9223372036854775807") == "token issued in the future");
 }
 
 TEST_CASE("tokens: claims of the wrong type or size are refused") {

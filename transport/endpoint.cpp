@@ -181,9 +181,13 @@ size_t ws_sink::run(io_op& op) {
 }
 
 void ws_sink::on_written() {
-  if (con_)
-    written_.store(handed_ - con_->get_buffered_amount(),
-                   std::memory_order_release);
+  if (!con_)
+    return;
+  written_.store(handed_ - con_->get_buffered_amount(),
+                 std::memory_order_release);
+  // A lagging history channel's gap goes out as soon as the queue drained.
+  if (gaps_waiting())
+    flush_gaps();
 }
 
 void ws_sink::do_consumed() {

@@ -161,6 +161,35 @@ const char* mime_type(std::string_view path) {
   return "application/octet-stream";
 }
 
+route route_request(std::string_view method, std::string_view target,
+                    std::string_view ws_path, bool serves_static) {
+  struct api_path {
+    std::string_view path;
+    const char* method;
+    handler to;
+  };
+  static constexpr api_path api[] = {
+    {"/api/publish", "POST", handler::publish},
+    {"/api/stats", "GET", handler::stats},
+    {"/api/channels", "GET", handler::channels},
+    {"/api/history", "GET", handler::history},
+    {"/api/presence", "GET", handler::presence},
+    {"/metrics", "GET", handler::metrics},
+    {"/healthz", "GET", handler::healthz},
+    {"/readyz", "GET", handler::readyz},
+  };
+  auto path = target.substr(0, target.find('?'));
+  for (auto& x : api)
+    if (path == x.path)
+      return method == x.method ? route{x.to, nullptr}
+                                : route{handler::wrong_method, x.method};
+  if (path == ws_path)
+    return {handler::upgrade_required, nullptr};
+  if (serves_static && method == "GET")
+    return {handler::static_file, nullptr};
+  return {handler::not_found, nullptr};
+}
+
 std::optional<std::string> resolve_static(const std::string& root,
                                           std::string_view target) {
   if (root.empty() || target.empty() || target.front() != '/')

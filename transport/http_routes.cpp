@@ -12,6 +12,8 @@
 #include <caf/send.hpp>
 
 #include "actors/counters.hpp"
+#include "actors/fanout.hpp"
+#include "actors/routes.hpp"
 #include "protocol/codec.hpp"
 #include "transport/endpoint.hpp"
 #include "transport/http_policy.hpp"
@@ -53,6 +55,33 @@ std::string describe(const codec::parse_error& err) {
   return std::string{codec::to_string(err.code)} + ": " + err.message;
 }
 
+/// The application's backend: the API key where one is set, else a loopback
+/// peer. Answers 401 / 403 and returns false for anyone else.
+bool backend_only(server::impl& srv, const connection_ptr& con) {
+  auto& cfg = *srv.cfg;
+  if (!cfg.api_key.empty()) {
+    if (!http_policy::bearer_matches(con->get_request_header("Authorization"),
+                                     cfg.api_key)) {
+      respond_error(con, status::unauthorized, "unauthorized",
+                    "missing or wrong API key (Authorization: Bearer)");
+      return false;
+    }
+  } else if (!is_loopback(con)) {
+    respond_error(con, status::forbidden, "forbidden",
+                  "no API key is configured: only loopback peers may use "
+                  "this endpoint");
+    return false;
+  }
+  return true;
+}
+
+/// A publication of event type join or leave on a presence channel: those
+/// are livehub's presence events.
+bool fake_presence_event(server::impl& srv, const publication& x) {
+  return (x.type == "join" || x.type == "leave")
+    && is_presence_channel(*srv.shared.cfg, x.channel);
+}
+
 /// Publishes every valid item of a batch, in order (so order is kept per
 /// channel), and answers per item.
 void publish_batch(server::impl& srv, const connection_ptr& con) {
@@ -71,6 +100,12 @@ void publish_batch(server::impl& srv, const connection_ptr& con) {
         + ",\"code\":" + codec::quote(codec::to_string(err->code)) + "}";
       continue;
     }
+    if (fake_presence_event(srv, std::get<publication>(item))) {
+      all_ok = false;
+      results += "{\"ok\":false,\"error\":\"join and leave are the presence "
+                 "events of this channel\",\"code\":\"bad_command\"}";
+      continue;
+    }
     caf::anon_send(srv.hub, caf::publish_atom::value,
                    std::move(std::get<publication>(item)));
     results += "{\"ok\":true}";
@@ -81,23 +116,18 @@ void publish_batch(server::impl& srv, const connection_ptr& con) {
 }
 
 void publish(server::impl& srv, const connection_ptr& con) {
-  auto& cfg = *srv.cfg;
-  if (!cfg.api_key.empty()) {
-    if (!http_policy::bearer_matches(con->get_request_header("Authorization"),
-                                     cfg.api_key))
-      return respond_error(con, status::unauthorized, "unauthorized",
-                           "missing or wrong API key (Authorization: Bearer)");
-  } else if (!is_loopback(con)) {
-    return respond_error(con, status::forbidden, "forbidden",
-                         "no API key is configured: only loopback peers may "
-                         "publish");
-  }
+  if (!backend_only(srv, con))
+    return;
   if (codec::is_batch(con->get_request_body()))
     return publish_batch(srv, con);
   auto parsed = codec::parse_publish(con->get_request_body());
   if (auto err = std::get_if<codec::parse_error>(&parsed))
     return respond_error(con, status::bad_request, codec::to_string(err->code),
                          describe(*err));
+  if (fake_presence_event(srv, std::get<publication>(parsed)))
+    return respond_error(con, status::bad_request, "bad_command",
+                         "join and leave are the presence events of this "
+                         "channel");
   caf::anon_send(srv.hub, caf::publish_atom::value,
                  std::move(std::get<publication>(parsed)));
   respond_json(con, status::accepted, "{\"ok\":true}");
@@ -153,6 +183,68 @@ void stats(server::impl& srv, const connection_ptr& con) {
       return codec::encode_stats(x);
     },
     stats_atom::value);
+}
+
+/// The `channel` query parameter of `con`'s request, checked; none (after
+/// answering 400) when missing or invalid.
+std::optional<std::string> channel_param(const connection_ptr& con) {
+  auto channel = http_policy::query_param(con->get_resource(), "channel");
+  if (!channel || !codec::valid_channel_name(*channel) || *channel == "*") {
+    respond_error(con, status::bad_request, "bad_channel",
+                  "give a channel: ?channel=NAME (1 to 255 bytes, "
+                  "percent-encoded)");
+    return std::nullopt;
+  }
+  return channel;
+}
+
+/// GET /api/history?channel=C&limit=N: the last N publications of a history
+/// channel (at most history-size; all of them without limit), oldest first,
+/// with its offset and epoch.
+void history(server::impl& srv, const connection_ptr& con) {
+  if (!backend_only(srv, con))
+    return;
+  auto channel = channel_param(con);
+  if (!channel)
+    return;
+  auto& cfg = *srv.shared.cfg;
+  if (!is_history_channel(cfg, *channel))
+    return respond_error(con, status::bad_request, "bad_command",
+                         "not a history channel (livehub.history-channels)");
+  uint64_t limit = cfg.history_size;
+  if (auto text = http_policy::query_param(con->get_resource(), "limit")) {
+    char* end = nullptr;
+    auto n = std::strtoull(text->c_str(), &end, 10);
+    if (text->empty() || *end != '\0' || (*text)[0] == '-')
+      return respond_error(con, status::bad_request, "bad_command",
+                           "limit must be a whole number from 0");
+    limit = std::min<uint64_t>(n, cfg.history_size);
+  }
+  auto stream = srv.shared.routes->history(*channel);
+  std::unique_lock<std::mutex> guard{stream->mtx};
+  auto body
+    = codec::encode_history("", stream->last(static_cast<size_t>(limit)),
+                            stream->last_offset(), stream->epoch(), false);
+  guard.unlock();
+  respond_json(con, status::ok, std::move(body));
+}
+
+/// GET /api/presence?channel=C: who is subscribed to a presence channel.
+void presence(server::impl& srv, const connection_ptr& con) {
+  if (!backend_only(srv, con))
+    return;
+  auto channel = channel_param(con);
+  if (!channel)
+    return;
+  if (!is_presence_channel(*srv.shared.cfg, *channel))
+    return respond_error(con, status::bad_request, "bad_command",
+                         "not a presence channel (livehub.presence-channels)");
+  answer_from_hub<std::vector<identity>>(
+    srv, con,
+    [](const std::vector<identity>& clients) {
+      return codec::encode_presence("", clients, false);
+    },
+    presence_atom::value, std::move(*channel));
 }
 
 /// Most channels one page of GET /api/channels lists.
@@ -313,6 +405,32 @@ void metrics(server::impl& srv, const connection_ptr& con) {
           std::move(out));
 }
 
+/// Lets the application's http_handler answer; false when it passes (or
+/// there is none).
+bool application_route(server::impl& srv, const connection_ptr& con) {
+  auto& handler = srv.cfg->http_handler;
+  if (!handler)
+    return false;
+  auto& req = con->get_request();
+  http_request x;
+  x.method = req.get_method();
+  x.target = con->get_resource();
+  x.path = x.target.substr(0, x.target.find('?'));
+  for (auto& [name, value] : req.get_headers())
+    x.headers.emplace_back(name, value);
+  x.body = con->get_request_body();
+  asio::error_code ec;
+  x.peer = con->socket().remote_endpoint(ec).address().to_string();
+  auto reply = handler(x);
+  if (!reply)
+    return false;
+  respond(con, static_cast<status::value>(reply->status), reply->content_type,
+          std::move(reply->body));
+  for (auto& [name, value] : reply->headers)
+    con->replace_header(name, value);
+  return true;
+}
+
 void static_file(server::impl& srv, const connection_ptr& con,
                  std::string_view target) {
   auto file = http_policy::resolve_static(srv.cfg->web_root, target);
@@ -333,10 +451,6 @@ void handle_http(server::impl& srv, connection_hdl hdl) {
   auto con = srv.ep.get_con_from_hdl(hdl);
   srv.outboxes[con->context_index()]->metrics.add_received(
     con->get_request_body().size());
-  auto& method = con->get_request().get_method();
-  auto& resource = con->get_resource();
-  std::string_view path{resource};
-  path = path.substr(0, path.find('?'));
   // A web page must not act through a visitor's browser: a foreign Origin
   // gets nothing here (same rule as for upgrades).
   if (!http_policy::origin_allowed(srv.cfg->allowed_origins,
@@ -346,42 +460,42 @@ void handle_http(server::impl& srv, connection_hdl hdl) {
     return respond_error(con, status::forbidden, "forbidden",
                          "origin not allowed");
   }
-  auto only = [&](const char* allowed) {
-    if (method == allowed)
-      return true;
-    respond_error(con, status::method_not_allowed, "method_not_allowed",
-                  std::string{"use "} + allowed);
-    con->replace_header("Allow", allowed);
-    return false;
-  };
-  if (path == "/api/publish") {
-    if (only("POST"))
-      publish(srv, con);
-  } else if (path == "/api/stats") {
-    if (only("GET"))
-      stats(srv, con);
-  } else if (path == "/api/channels") {
-    if (only("GET"))
-      channels(srv, con);
-  } else if (path == "/metrics") {
-    if (only("GET"))
-      metrics(srv, con);
-  } else if (path == "/healthz") {
-    if (only("GET"))
-      respond(con, status::ok, "text/plain; charset=utf-8", "ok");
-  } else if (path == "/readyz") {
-    // Ready while the server serves: with no broker (only the local one so
-    // far) nothing else can keep it from serving.
-    if (only("GET"))
-      respond(con, status::ok, "text/plain; charset=utf-8", "ready");
-  } else if (path == srv.cfg->path) {
-    respond_error(con, status::upgrade_required, "upgrade_required",
-                  "this path takes WebSocket upgrades");
-  } else if (!srv.cfg->web_root.empty() && (method == "GET")) {
-    static_file(srv, con, resource);
-  } else {
-    respond_error(con, status::not_found, "not_found", "not found");
+  auto& resource = con->get_resource();
+  auto route = http_policy::route_request(con->get_request().get_method(),
+                                          resource, srv.cfg->path,
+                                          !srv.cfg->web_root.empty());
+  using http_policy::handler;
+  switch (route.to) {
+    case handler::publish: return publish(srv, con);
+    case handler::stats: return stats(srv, con);
+    case handler::channels: return channels(srv, con);
+    case handler::history: return history(srv, con);
+    case handler::presence: return presence(srv, con);
+    case handler::metrics: return metrics(srv, con);
+    case handler::healthz:
+      return respond(con, status::ok, "text/plain; charset=utf-8", "ok");
+    case handler::readyz:
+      // Ready while the server serves: with no broker (only the local one so
+      // far) nothing else can keep it from serving.
+      return respond(con, status::ok, "text/plain; charset=utf-8", "ready");
+    case handler::upgrade_required:
+      return respond_error(con, status::upgrade_required, "upgrade_required",
+                           "this path takes WebSocket upgrades");
+    case handler::static_file:
+      if (application_route(srv, con))
+        return;
+      return static_file(srv, con, resource);
+    case handler::wrong_method:
+      respond_error(con, status::method_not_allowed, "method_not_allowed",
+                    std::string{"use "} + route.allow);
+      con->replace_header("Allow", route.allow);
+      return;
+    case handler::not_found:
+      if (application_route(srv, con))
+        return;
+      break;
   }
+  respond_error(con, status::not_found, "not_found", "not found");
 }
 
 } // namespace livehub::transport
