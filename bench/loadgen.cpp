@@ -21,6 +21,10 @@
 //   churn   --subscribers concurrent loops of connect, subscribe, receive one
 //       publication, close, for --duration
 //
+// --tls speaks wss:// (asio::ssl::stream: simple, and heavy on the client's
+// memory, about 80 KB per connection; the server's memory is what the
+// benchmark measures), verifying the server against --tls-ca FILE when given.
+//
 // Example: livehub-loadgen --port 8080 --scenario fanout --subscribers 1000
 //          --duration 10 --window 32
 #include <algorithm>
@@ -35,6 +39,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -44,6 +49,7 @@
 #include <sys/resource.h>
 
 #include <asio.hpp>
+#include <asio/ssl.hpp>
 
 namespace {
 
@@ -166,6 +172,8 @@ struct options {
   std::string origin;
   /// Sent by each subscriber in a connect command before it subscribes.
   std::string token;
+  bool tls = false;
+  std::string tls_ca;
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -183,7 +191,8 @@ struct options {
     "  --setup-timeout SECONDS (120)  --strict (exit 1 on any loss or "
     "error)\n"
     "  --origin URL (subscribers send it: untrusted connections)\n"
-    "  --token JWT (subscribers connect with it before subscribing)\n");
+    "  --token JWT (subscribers connect with it before subscribing)\n"
+    "  --tls (wss://)  --tls-ca FILE (verify the server against this CA)\n");
   std::exit(2);
 }
 
@@ -218,7 +227,12 @@ options parse_options(int argc, char** argv) {
       usage(nullptr);
     else if (arg == "--strict")
       o.strict = true;
-    else if (arg == "--scenario") {
+    else if (arg == "--tls")
+      o.tls = true;
+    else if (arg == "--tls-ca") {
+      o.tls = true;
+      o.tls_ca = next();
+    } else if (arg == "--scenario") {
       o.scen_name = next();
       if (o.scen_name == "fanout")
         o.scen = scenario::fanout;
@@ -388,6 +402,8 @@ class conn {
  private:
   bool active() const;
   void on_connect(const asio::error_code& ec);
+  void on_tls_handshake(const asio::error_code& ec);
+  void open_websocket();
   void do_read();
   void on_read(const asio::error_code& ec, size_t n);
   bool parse_handshake();
@@ -405,6 +421,8 @@ class conn {
   size_t index_;
   asio::ip::address_v4 src_;
   tcp::socket sock_;
+  /// TLS over sock_ with --tls (made anew for each connection attempt).
+  std::optional<asio::ssl::stream<tcp::socket&>> tls_;
   state st_ = state::idle;
   uint8_t mask_[4];
   size_t channel_ = 0;
@@ -449,6 +467,11 @@ class app {
     return publisher ? handshake_ : subscriber_handshake_;
   }
 
+  /// The TLS client settings (nullptr without --tls).
+  asio::ssl::context* tls() const {
+    return tls_.get();
+  }
+
   std::string channel_name(size_t ch) const {
     return "ch" + std::to_string(ch);
   }
@@ -484,6 +507,7 @@ class app {
   tcp::endpoint server_;
   std::string handshake_;
   std::string subscriber_handshake_;
+  std::unique_ptr<asio::ssl::context> tls_;
   std::vector<std::unique_ptr<worker>> workers_;
   std::vector<std::unique_ptr<conn>> conns_;
   std::unique_ptr<conn> publisher_;
@@ -564,6 +588,12 @@ void conn::start() {
   got_publication = false;
   cycle_start_ns = now_ns();
   ++cycle_id;
+  if (auto* ctx = app_.tls()) {
+    tls_.emplace(sock_, *ctx);
+    if (!app_.opt().tls_ca.empty())
+      tls_->set_verify_callback(
+        asio::ssl::host_name_verification(app_.opt().host));
+  }
   asio::error_code ec;
   sock_.open(tcp::v4(), ec);
   if (!ec) {
@@ -597,6 +627,32 @@ void conn::on_connect(const asio::error_code& ec) {
   }
   asio::error_code ignored;
   sock_.set_option(tcp::no_delay(true), ignored);
+  if (!tls_) {
+    open_websocket();
+    return;
+  }
+  st_ = state::handshaking;
+  ++pending_;
+  tls_->async_handshake(asio::ssl::stream_base::client,
+                        [this](const asio::error_code& ec) {
+                          --pending_;
+                          on_tls_handshake(ec);
+                        });
+}
+
+void conn::on_tls_handshake(const asio::error_code& ec) {
+  if (st_ != state::handshaking) {
+    maybe_idle();
+    return;
+  }
+  if (ec) {
+    fail("tls", ec);
+    return;
+  }
+  open_websocket();
+}
+
+void conn::open_websocket() {
   st_ = state::handshaking;
   wbuf_ = app_.handshake(is_publisher());
   flush();
@@ -615,13 +671,16 @@ void conn::do_read() {
     rbuf_.resize(rbuf_.size() * 2);
   reading_ = true;
   ++pending_;
-  sock_.async_read_some(asio::buffer(rbuf_.data() + rlen_,
-                                     rbuf_.size() - rlen_),
-                        [this](const asio::error_code& ec, size_t n) {
-                          --pending_;
-                          reading_ = false;
-                          on_read(ec, n);
-                        });
+  auto buf = asio::buffer(rbuf_.data() + rlen_, rbuf_.size() - rlen_);
+  auto done = [this](const asio::error_code& ec, size_t n) {
+    --pending_;
+    reading_ = false;
+    on_read(ec, n);
+  };
+  if (tls_)
+    tls_->async_read_some(buf, done);
+  else
+    sock_.async_read_some(buf, done);
 }
 
 void conn::on_read(const asio::error_code& ec, size_t n) {
@@ -841,13 +900,16 @@ void conn::flush() {
   std::swap(wbuf_, inflight_);
   writing_ = true;
   ++pending_;
-  asio::async_write(sock_, asio::buffer(inflight_),
-                    [this](const asio::error_code& ec, size_t) {
-                      --pending_;
-                      writing_ = false;
-                      inflight_.clear();
-                      on_write(ec);
-                    });
+  auto done = [this](const asio::error_code& ec, size_t) {
+    --pending_;
+    writing_ = false;
+    inflight_.clear();
+    on_write(ec);
+  };
+  if (tls_)
+    asio::async_write(*tls_, asio::buffer(inflight_), done);
+  else
+    asio::async_write(sock_, asio::buffer(inflight_), done);
 }
 
 void conn::on_write(const asio::error_code& ec) {
@@ -919,6 +981,19 @@ app::app(options opt) : opt_(std::move(opt)) {
   if (ec)
     usage(("bad --host " + opt_.host).c_str());
   server_ = tcp::endpoint(addr, opt_.port);
+  if (opt_.tls) {
+    tls_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+    if (opt_.tls_ca.empty()) {
+      tls_->set_verify_mode(asio::ssl::verify_none);
+    } else {
+      asio::error_code tec;
+      tls_->load_verify_file(opt_.tls_ca, tec);
+      if (tec)
+        usage(("cannot load --tls-ca " + opt_.tls_ca + ": " + tec.message())
+                .c_str());
+      tls_->set_verify_mode(asio::ssl::verify_peer);
+    }
+  }
   auto request = [&](const std::string& extra) {
     return "GET " + opt_.path + " HTTP/1.1\r\nHost: " + opt_.host + ":"
       + std::to_string(opt_.port)

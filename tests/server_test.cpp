@@ -31,6 +31,7 @@
 
 #include "livehub/all.hpp"
 #include "support/served_hub.hpp"
+#include "support/sockets.hpp"
 #include "support/ws_client.hpp"
 
 using namespace std::chrono_literals;
@@ -41,35 +42,6 @@ namespace {
 
 hub_config test_config() {
   return loopback_config();
-}
-
-/// A plain TCP connection to 127.0.0.1:`port` (blocking), or -1.
-int connect_tcp(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0)
-    return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  timeval tv{10, 0}; // no read in these tests waits longer
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  return fd;
-}
-
-bool write_all(int fd, const std::string& bytes) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    auto n = ::send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-    if (n <= 0)
-      return false;
-    done += static_cast<size_t>(n);
-  }
-  return true;
 }
 
 /// Reads one HTTP response (head and Content-Length body) from `fd`, keeping
@@ -96,33 +68,6 @@ std::string read_response(int fd, std::string& rest) {
       return {};
     in.append(buf, static_cast<size_t>(n));
   }
-}
-
-/// Sockets of this process whose local port is `port`, in any TCP state
-/// (from /proc/net/tcp and tcp6; a socket no process holds any more, e.g.
-/// one still sending its last bytes after close, has inode 0 and is not
-/// counted).
-int sockets_on_port(uint16_t port) {
-  int count = 0;
-  for (auto file : {"/proc/net/tcp", "/proc/net/tcp6"}) {
-    std::ifstream in{file};
-    std::string line;
-    std::getline(in, line); // header
-    while (std::getline(in, line)) {
-      std::istringstream fields{line};
-      std::string slot, local, remote, state, queues, timer, retr, uid, tmo;
-      std::string inode;
-      fields >> slot >> local >> remote >> state >> queues >> timer >> retr
-        >> uid >> tmo >> inode;
-      auto colon = local.rfind(':');
-      if (colon == std::string::npos)
-        continue;
-      auto local_port = std::stoul(local.substr(colon + 1), nullptr, 16);
-      if (local_port == port && inode != "0")
-        ++count;
-    }
-  }
-  return count;
 }
 
 } // namespace

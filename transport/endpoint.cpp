@@ -307,6 +307,15 @@ void server::impl::configure_endpoint() {
 
 caf::error server::impl::listen() {
   max_connections = std::min(cfg->max_connections, connection_capacity());
+  if (!cfg->tls_cert_file.empty()) {
+    // validate() saw both files readable; whether they hold a certificate
+    // and its key only OpenSSL can tell.
+    std::string why;
+    auto tls = tls::context::make(cfg->tls_cert_file, cfg->tls_key_file, why);
+    if (!tls)
+      return caf::make_error(caf::sec::invalid_argument, why);
+    ep.set_tls(std::move(tls));
+  }
   websocketpp::lib::error_code ec;
   ep.init_asio(cfg->io_threads, ec);
   if (ec)

@@ -1,5 +1,6 @@
-// livehub's own websocketpp transport policy: plain TCP on standalone Asio,
-// server side only, shaped for tens of thousands of mostly idle connections.
+// livehub's own websocketpp transport policy: TCP, or TLS over TCP, on
+// standalone Asio, server side only, shaped for tens of thousands of mostly
+// idle connections.
 //
 // websocketpp takes its transport as a template parameter of the config
 // (`config::transport_type`); this is one, written against the interface its
@@ -20,7 +21,17 @@
 //  - tells an observer when a write completed (livehub's send accounting);
 //  - knows every connection it made, so that a server that stops can abort
 //    the sockets its close handshakes did not end in time (websocketpp's
-//    transport leaves them open until the last reference to each goes).
+//    transport leaves them open until the last reference to each goes);
+//  - speaks TLS or plain TCP as the endpoint was told at run time, with one
+//    websocketpp config (a second server type would double the compile
+//    time). With TLS, OpenSSL works the non-blocking socket directly (see
+//    tls.hpp): the handshake runs inside the first read, which websocketpp
+//    starts together with its open-handshake timer, so a silent or garbage
+//    ClientHello costs at most that timeout; reads keep the speculative
+//    pattern (OpenSSL is always asked before the socket is waited for, so
+//    input OpenSSL buffered is never stranded); writes gather websocketpp's
+//    buffers into one run of records; shutdown sends close_notify only if
+//    the socket takes it at once.
 //
 // Internal to livehub::transport; endpoint.hpp builds its config on it.
 #pragma once
@@ -40,6 +51,8 @@
 #include <websocketpp/error.hpp>
 #include <websocketpp/transport/base/connection.hpp>
 #include <websocketpp/transport/base/endpoint.hpp>
+
+#include "transport/tls.hpp"
 
 namespace livehub::transport::lean {
 
@@ -189,7 +202,7 @@ class connection : public std::enable_shared_from_this<connection<config>> {
   }
 
   bool is_secure() const {
-    return false;
+    return static_cast<bool>(tls_);
   }
 
   /// The peer as "address:port" (websocketpp logs it), "Unknown" if unknown.
@@ -281,6 +294,12 @@ class connection : public std::enable_shared_from_this<connection<config>> {
   }
 
   void async_write(const char* buf, size_t len, wtp::write_handler handler) {
+    if (tls_) {
+      tls_data_ = buf;
+      tls_left_ = len;
+      write_tls(std::move(handler));
+      return;
+    }
     asio::async_write(*socket_, asio::buffer(buf, len),
                       [self = get_shared(), h = std::move(handler)](
                         const asio::error_code& ec, size_t) {
@@ -290,6 +309,25 @@ class connection : public std::enable_shared_from_this<connection<config>> {
 
   void async_write(const std::vector<wtp::buffer>& bufs,
                    wtp::write_handler handler) {
+    if (tls_) {
+      // One run of full records rather than a record per buffer (a frame
+      // header alone would cost a record's 22+ bytes and an AEAD pass).
+      if (bufs.size() == 1) {
+        tls_data_ = bufs.front().buf;
+        tls_left_ = bufs.front().len;
+      } else {
+        size_t total = 0;
+        for (auto& b : bufs)
+          total += b.len;
+        tls_out_.reserve(total);
+        for (auto& b : bufs)
+          tls_out_.insert(tls_out_.end(), b.buf, b.buf + b.len);
+        tls_data_ = tls_out_.data();
+        tls_left_ = tls_out_.size();
+      }
+      write_tls(std::move(handler));
+      return;
+    }
     asio::async_write(*socket_, buffer_list{bufs},
                       [self = get_shared(), h = std::move(handler)](
                         const asio::error_code& ec, size_t) {
@@ -308,8 +346,11 @@ class connection : public std::enable_shared_from_this<connection<config>> {
   }
 
   /// Shuts the socket down both ways (the descriptor closes with the
-  /// connection object).
+  /// connection object), after a TLS close_notify where the socket takes it
+  /// at once: a peer that does not read cannot hold the shutdown up.
   void async_shutdown(wtp::shutdown_handler callback) {
+    if (tls_)
+      tls_.close_notify();
     asio::error_code ec;
     socket_->shutdown(asio::ip::tcp::socket::shutdown_both, ec);
     if (ec == asio::error::not_connected)
@@ -337,6 +378,9 @@ class connection : public std::enable_shared_from_this<connection<config>> {
     return n;
   }
 
+  /// What one attempt to read the socket gave.
+  enum class input { data, wait_read, wait_write, eof, failed };
+
   /// Reads what the kernel holds (up to one thread-buffer), hands
   /// websocketpp its part and keeps the rest; waits for the reactor first if
   /// there is nothing yet. `wait_ec` is the error of that wait.
@@ -349,24 +393,28 @@ class connection : public std::enable_shared_from_this<connection<config>> {
     // Each thread reads into its own buffer and copies out at once: no
     // connection keeps it across calls.
     thread_local std::unique_ptr<char[]> chunk{new char[read_chunk]};
+    size_t n = 0;
     asio::error_code ec;
-    auto n = socket_->read_some(asio::buffer(chunk.get(), read_chunk), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      // Nothing to read yet: wait until the socket is readable.
-      socket_->async_wait(asio::socket_base::wait_read,
-                          [self = get_shared(), num_bytes, buf, len,
-                           handler](const asio::error_code& ec) {
-                            self->readable(ec, num_bytes, buf, len, handler);
-                          });
-      return;
-    }
-    if (ec == asio::error::eof) {
-      handler(wtp::error::make_error_code(wtp::error::eof), 0);
-      return;
-    }
-    if (ec) {
-      handler(ec, 0);
-      return;
+    auto got = tls_ ? read_tls(chunk.get(), n, ec)
+                    : read_plain(chunk.get(), n, ec);
+    switch (got) {
+      case input::wait_read:
+      case input::wait_write:
+        // Nothing to read yet (or TLS must write first): wait until the
+        // socket is ready.
+        socket_->async_wait(got == input::wait_read
+                              ? asio::socket_base::wait_read
+                              : asio::socket_base::wait_write,
+                            [self = get_shared(), num_bytes, buf, len,
+                             handler](const asio::error_code& ec) {
+                              self->readable(ec, num_bytes, buf, len, handler);
+                            });
+        return;
+      case input::eof:
+        handler(wtp::error::make_error_code(wtp::error::eof), 0);
+        return;
+      case input::failed: handler(ec, 0); return;
+      case input::data: break;
     }
     if (spill_.empty() && n >= num_bytes) {
       // The common case: straight into websocketpp's buffer, any excess
@@ -386,6 +434,88 @@ class connection : public std::enable_shared_from_this<connection<config>> {
     handler(error_code{}, take_spill(buf, len));
   }
 
+  /// One non-blocking read of the plain socket into `chunk`.
+  input read_plain(char* chunk, size_t& n, asio::error_code& ec) {
+    n = socket_->read_some(asio::buffer(chunk, read_chunk), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again)
+      return input::wait_read;
+    if (ec == asio::error::eof)
+      return input::eof;
+    return ec ? input::failed : input::data;
+  }
+
+  /// The handshake while it lasts, then everything OpenSSL can decrypt now
+  /// into `chunk`: the records it has read ahead are drained in one go, but
+  /// once it holds nothing more it is not asked to read the socket again
+  /// (that would only cost a system call that finds the socket empty).
+  input read_tls(char* chunk, size_t& n, asio::error_code& ec) {
+    if (!tls_.established())
+      if (auto r = tls_.handshake(); r != tls::result::done)
+        return from_tls(r, ec);
+    auto r = tls::result::done;
+    do {
+      size_t got = 0;
+      r = tls_.read(chunk + n, read_chunk - n, got);
+      n += got;
+    } while (r == tls::result::done && n < read_chunk && tls_.has_pending());
+    // Bytes first; an error after them shows again at the next read.
+    return n > 0 ? input::data : from_tls(r, ec);
+  }
+
+  static input from_tls(tls::result r, asio::error_code& ec) {
+    switch (r) {
+      case tls::result::want_read: return input::wait_read;
+      case tls::result::want_write: return input::wait_write;
+      case tls::result::eof: return input::eof;
+      case tls::result::failed:
+        ec = wtp::error::make_error_code(wtp::error::tls_error);
+        return input::failed;
+      default: return input::data;
+    }
+  }
+
+  /// Sends tls_data_ through OpenSSL, waiting whenever the socket is full;
+  /// then reports the write (posted, as Asio reports a write that completed
+  /// at once).
+  void write_tls(wtp::write_handler handler) {
+    while (tls_left_ > 0) {
+      size_t n = 0;
+      auto r = tls_.write(tls_data_, tls_left_, n);
+      if (r == tls::result::done) {
+        tls_data_ += n;
+        tls_left_ -= n;
+        continue;
+      }
+      if (r == tls::result::want_read || r == tls::result::want_write) {
+        socket_->async_wait(r == tls::result::want_read
+                              ? asio::socket_base::wait_read
+                              : asio::socket_base::wait_write,
+                            [self = get_shared(), h = std::move(handler)](
+                              const asio::error_code& ec) mutable {
+                              if (ec)
+                                self->tls_written(std::move(h), ec);
+                              else
+                                self->write_tls(std::move(h));
+                            });
+        return;
+      }
+      tls_written(std::move(handler),
+                  wtp::error::make_error_code(wtp::error::tls_error));
+      return;
+    }
+    tls_written(std::move(handler), {});
+  }
+
+  /// Ends a TLS write: releases its gathered bytes and reports it.
+  void tls_written(wtp::write_handler handler, const asio::error_code& ec) {
+    std::vector<char>{}.swap(tls_out_);
+    tls_data_ = nullptr;
+    tls_left_ = 0;
+    asio::post(*ctx_, [self = get_shared(), h = std::move(handler), ec] {
+      self->written(h, ec);
+    });
+  }
+
   void written(const wtp::write_handler& handler, const asio::error_code& ec) {
     handler(ec ? wtp::error::make_error_code(wtp::error::pass_through)
                : error_code{});
@@ -401,6 +531,15 @@ class connection : public std::enable_shared_from_this<connection<config>> {
   asio::io_context* ctx_ = nullptr;
   write_observer* observer_ = nullptr;
   std::optional<asio::ip::tcp::socket> socket_;
+  /// TLS over socket_ when the endpoint serves TLS (set on accept); empty
+  /// for plain TCP.
+  tls::session tls_;
+  /// The rest of the TLS write in progress (websocketpp keeps its buffers
+  /// until the write completes), and the gathered copy of several buffers
+  /// (empty, allocating nothing, between writes).
+  const char* tls_data_ = nullptr;
+  size_t tls_left_ = 0;
+  std::vector<char> tls_out_;
   /// Where socket_ is registered (set with it).
   std::shared_ptr<socket_registry> registry_;
   /// Read but not yet handed over (empty, allocating nothing, while idle).
@@ -427,7 +566,13 @@ class endpoint {
   endpoint& operator=(const endpoint&) = delete;
 
   bool is_secure() const {
-    return false;
+    return tls_ != nullptr;
+  }
+
+  /// Serves TLS with `ctx` on every connection accepted from now on (call
+  /// before listen()); nullptr serves plain TCP.
+  void set_tls(std::shared_ptr<const tls::context> ctx) {
+    tls_ = std::move(ctx);
   }
 
   /// Creates the io_contexts (once, before listen()).
@@ -604,6 +749,15 @@ class endpoint {
       tcon->socket_->non_blocking(true, ignored);
       if (no_delay_)
         tcon->socket_->set_option(asio::ip::tcp::no_delay{true}, ignored);
+      if (tls_) {
+        // The handshake waits for the connection's first read (see the
+        // opening comment).
+        tcon->tls_ = tls::session{*tls_, *tcon->socket_};
+        if (!tcon->tls_) {
+          callback(asio::error::no_memory);
+          return;
+        }
+      }
     }
     callback(aec);
   }
@@ -613,6 +767,8 @@ class endpoint {
     guards_;
   std::optional<asio::ip::tcp::acceptor> acceptor_;
   std::optional<asio::steady_timer> backoff_;
+  /// Set when the endpoint serves TLS.
+  std::shared_ptr<const tls::context> tls_;
   std::shared_ptr<socket_registry> registry_
     = std::make_shared<socket_registry>();
   size_t next_ = 0;

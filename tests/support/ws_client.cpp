@@ -1,12 +1,15 @@
 // The blocking test client of ws_client.hpp: non-blocking sockets driven by
-// poll() against a deadline, so no call waits longer than its timeout.
+// poll() against a deadline, so no call waits longer than its timeout; TLS
+// through OpenSSL on the same non-blocking sockets.
 #include "support/ws_client.hpp"
 
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -16,6 +19,10 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 namespace livehub::test {
 
@@ -67,16 +74,121 @@ int connect_loopback(uint16_t port, int receive_buffer, time_point deadline) {
   return -1;
 }
 
-/// Writes all of `bytes` to `fd` before `deadline`.
-bool write_all(int fd, std::string_view bytes, time_point deadline) {
+/// A connected socket and, over it, a TLS session or none.
+struct link {
+  int fd = -1;
+  SSL* ssl = nullptr;
+};
+
+/// OpenSSL's oldest queued error as text, and clears the queue.
+std::string openssl_error() {
+  auto code = ERR_get_error();
+  ERR_clear_error();
+  if (code == 0)
+    return "no OpenSSL error queued";
+  char text[256];
+  ERR_error_string_n(code, text, sizeof(text));
+  return text;
+}
+
+/// Waits for what a TLS call that returned `ret` asks for; false when it
+/// failed for good or `deadline` passed.
+bool tls_retry(const link& c, int ret, time_point deadline) {
+  switch (SSL_get_error(c.ssl, ret)) {
+    case SSL_ERROR_WANT_READ: return wait_ready(c.fd, POLLIN, deadline);
+    case SSL_ERROR_WANT_WRITE: return wait_ready(c.fd, POLLOUT, deadline);
+    default: return false;
+  }
+}
+
+/// Starts TLS on the connected socket `fd` and completes the handshake
+/// before `deadline`, verifying the server as `opts` says. nullptr and the
+/// reason in `error` on failure.
+SSL* start_tls(int fd, const tls_options& opts, time_point deadline,
+               std::string& error) {
+  // OpenSSL writes the socket with write(2): a server that closed must not
+  // kill the test with SIGPIPE.
+  static const bool sigpipe_ignored = [] {
+    std::signal(SIGPIPE, SIG_IGN);
+    return true;
+  }();
+  (void)sigpipe_ignored;
+  ERR_clear_error();
+  std::unique_ptr<SSL_CTX, void (*)(SSL_CTX*)> ctx{
+    SSL_CTX_new(TLS_client_method()), SSL_CTX_free};
+  if (!ctx) {
+    error = "SSL_CTX_new: " + openssl_error();
+    return nullptr;
+  }
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  if (!opts.ca_file.empty()
+      && SSL_CTX_load_verify_locations(ctx.get(), opts.ca_file.c_str(), nullptr)
+        != 1) {
+    error = "cannot load " + opts.ca_file + ": " + openssl_error();
+    return nullptr;
+  }
+  if (opts.max_version != 0 && opts.max_version < TLS1_2_VERSION) {
+    // Debian's default security level forbids TLS 1.0 and 1.1 on the
+    // client's side already; allow them, so that the server must refuse.
+    SSL_CTX_set_security_level(ctx.get(), 0);
+    SSL_CTX_set_cipher_list(ctx.get(), "DEFAULT:@SECLEVEL=0");
+  }
+  if (opts.min_version != 0)
+    SSL_CTX_set_min_proto_version(ctx.get(), opts.min_version);
+  if (opts.max_version != 0)
+    SSL_CTX_set_max_proto_version(ctx.get(), opts.max_version);
+  link c{fd, SSL_new(ctx.get())};
+  if (!c.ssl) {
+    error = "SSL_new: " + openssl_error();
+    return nullptr;
+  }
+  // The certificate must be for expected_host: an IP address is checked
+  // against the IP entries of subjectAltName, a name against the DNS ones.
+  auto* param = SSL_get0_param(c.ssl);
+  if (X509_VERIFY_PARAM_set1_ip_asc(param, opts.expected_host.c_str()) != 1) {
+    ERR_clear_error();
+    SSL_set_tlsext_host_name(c.ssl, opts.expected_host.c_str());
+    SSL_set1_host(c.ssl, opts.expected_host.c_str());
+  }
+  SSL_set_fd(c.ssl, fd);
+  for (;;) {
+    ERR_clear_error();
+    auto ret = SSL_connect(c.ssl);
+    if (ret == 1)
+      return c.ssl;
+    if (tls_retry(c, ret, deadline))
+      continue;
+    auto verdict = SSL_get_verify_result(c.ssl);
+    error = ERR_peek_error() != 0 ? openssl_error()
+                                  : std::string{"no handshake in time, or "
+                                                "the server ended it"};
+    if (verdict != X509_V_OK)
+      error += std::string{" ("} + X509_verify_cert_error_string(verdict) + ")";
+    SSL_free(c.ssl);
+    return nullptr;
+  }
+}
+
+/// Writes all of `bytes` to `c` before `deadline`.
+bool write_all(const link& c, std::string_view bytes, time_point deadline) {
   while (!bytes.empty()) {
-    auto n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (c.ssl) {
+      size_t n = 0;
+      ERR_clear_error();
+      auto ret = SSL_write_ex(c.ssl, bytes.data(), bytes.size(), &n);
+      if (ret == 1)
+        bytes.remove_prefix(n);
+      else if (!tls_retry(c, ret, deadline)) // same bytes again after it
+        return false;
+      continue;
+    }
+    auto n = ::send(c.fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (n > 0) {
       bytes.remove_prefix(static_cast<size_t>(n));
     } else if (n < 0 && errno == EINTR) {
       continue;
     } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (!wait_ready(fd, POLLOUT, deadline))
+      if (!wait_ready(c.fd, POLLOUT, deadline))
         return false;
     } else {
       return false;
@@ -85,11 +197,28 @@ bool write_all(int fd, std::string_view bytes, time_point deadline) {
   return true;
 }
 
-/// Appends what `fd` has (waiting until `deadline`) to `buf`.
-read_result read_some(int fd, std::string& buf, time_point deadline) {
+/// Appends what `c` has (waiting until `deadline`) to `buf`.
+read_result read_some(const link& c, std::string& buf, time_point deadline) {
   char chunk[16384];
   for (;;) {
-    auto n = ::recv(fd, chunk, sizeof(chunk), 0);
+    if (c.ssl) {
+      size_t n = 0;
+      ERR_clear_error();
+      auto ret = SSL_read_ex(c.ssl, chunk, sizeof(chunk), &n);
+      if (ret == 1) {
+        buf.append(chunk, n);
+        return read_result::data;
+      }
+      auto err = SSL_get_error(c.ssl, ret);
+      if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+        ERR_clear_error();
+        return read_result::ended;
+      }
+      if (!tls_retry(c, ret, deadline))
+        return read_result::timeout;
+      continue;
+    }
+    auto n = ::recv(c.fd, chunk, sizeof(chunk), 0);
     if (n > 0) {
       buf.append(chunk, static_cast<size_t>(n));
       return read_result::data;
@@ -100,19 +229,19 @@ read_result read_some(int fd, std::string& buf, time_point deadline) {
       continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK)
       return read_result::ended;
-    if (!wait_ready(fd, POLLIN, deadline))
+    if (!wait_ready(c.fd, POLLIN, deadline))
       return read_result::timeout;
   }
 }
 
 /// Reads up to the end of an HTTP head into `head`, leaving what follows it
 /// in `rest`. Returns the status code, 0 when no full head arrived in time.
-int read_http_head(int fd, time_point deadline, std::string& head,
+int read_http_head(const link& c, time_point deadline, std::string& head,
                    std::string& rest) {
   std::string buf;
   size_t end;
   while ((end = buf.find("\r\n\r\n")) == std::string::npos)
-    if (read_some(fd, buf, deadline) != read_result::data)
+    if (read_some(c, buf, deadline) != read_result::data)
       return 0;
   head = buf.substr(0, end + 4);
   rest = buf.substr(end + 4);
@@ -206,13 +335,21 @@ std::string ws_message::describe() const {
 ws_client::ws_client(uint16_t port, ws_options opts) : opts_(std::move(opts)) {
   auto deadline = clock_type::now() + opts_.connect_timeout;
   fd_ = connect_loopback(port, opts_.receive_buffer, deadline);
+  if (fd_ >= 0 && opts_.tls) {
+    ssl_ = start_tls(fd_, *opts_.tls, deadline, tls_error_);
+    if (!ssl_) {
+      drop();
+      return;
+    }
+  }
   // A fixed key: the client does not check Sec-WebSocket-Accept anyway.
   auto req = request_head(port, "GET", opts_.path, opts_.headers)
     + "Upgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
       "Sec-WebSocket-Version: 13\r\n\r\n";
-  if (fd_ >= 0 && livehub::test::write_all(fd_, req, deadline))
-    status_ = read_http_head(fd_, deadline, response_head_, in_);
+  link c{fd_, ssl_};
+  if (fd_ >= 0 && livehub::test::write_all(c, req, deadline))
+    status_ = read_http_head(c, deadline, response_head_, in_);
   ended_ = status_ != 101;
 }
 
@@ -224,11 +361,13 @@ ws_client& ws_client::operator=(ws_client&& other) noexcept {
   if (this != &other) {
     drop();
     fd_ = std::exchange(other.fd_, -1);
+    ssl_ = std::exchange(other.ssl_, nullptr);
     status_ = other.status_;
     ended_ = other.ended_;
     close_sent_ = other.close_sent_;
     opts_ = std::move(other.opts_);
     response_head_ = std::move(other.response_head_);
+    tls_error_ = std::move(other.tls_error_);
     in_ = std::move(other.in_);
     partial_ = std::move(other.partial_);
     partial_op_ = other.partial_op_;
@@ -242,6 +381,8 @@ ws_client::~ws_client() {
 }
 
 void ws_client::drop() {
+  SSL_free(ssl_);
+  ssl_ = nullptr;
   if (fd_ >= 0)
     ::close(fd_);
   fd_ = -1;
@@ -251,13 +392,13 @@ void ws_client::drop() {
 bool ws_client::write_all(std::string_view bytes, time_point deadline) {
   if (fd_ < 0)
     return false;
-  return livehub::test::write_all(fd_, bytes, deadline);
+  return livehub::test::write_all(link{fd_, ssl_}, bytes, deadline);
 }
 
 bool ws_client::fill(time_point deadline) {
   if (fd_ < 0 || ended_)
     return false;
-  auto res = read_some(fd_, in_, deadline);
+  auto res = read_some(link{fd_, ssl_}, in_, deadline);
   if (res == read_result::ended)
     ended_ = true;
   return res == read_result::data;
@@ -388,21 +529,32 @@ ws_message ws_client::close(uint16_t code, milliseconds timeout) {
 
 // -- http_request -------------------------------------------------------------
 
-http_response http_request(uint16_t port, std::string_view method,
-                           std::string_view path, const header_list& headers,
-                           std::string_view body, milliseconds timeout) {
+namespace {
+
+/// http_request() and https_request(): `tls` nullptr for plain HTTP.
+http_response request(uint16_t port, const tls_options* tls,
+                      std::string_view method, std::string_view path,
+                      const header_list& headers, std::string_view body,
+                      milliseconds timeout) {
   http_response result;
   auto deadline = clock_type::now() + timeout;
-  int fd = connect_loopback(port, 0, deadline);
-  if (fd < 0)
+  link c{connect_loopback(port, 0, deadline), nullptr};
+  if (c.fd < 0)
     return result;
+  if (tls) {
+    c.ssl = start_tls(c.fd, *tls, deadline, result.tls_error);
+    if (!c.ssl) {
+      ::close(c.fd);
+      return result;
+    }
+  }
   auto req = request_head(port, method, path, headers) + "Content-Length: "
     + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
   req.append(body);
   std::string head;
   int status = 0;
-  if (write_all(fd, req, deadline))
-    status = read_http_head(fd, deadline, head, result.body);
+  if (write_all(c, req, deadline))
+    status = read_http_head(c, deadline, head, result.body);
   // Header lines after the status line: "Name: value".
   for (size_t pos = head.find("\r\n"); status != 0 && pos + 2 < head.size();) {
     auto eol = head.find("\r\n", pos + 2);
@@ -425,9 +577,10 @@ http_response http_request(uint16_t port, std::string_view method,
                                            : std::string::npos;
   read_result res = read_result::data;
   while (status != 0 && result.body.size() < want
-         && (res = read_some(fd, result.body, deadline)) == read_result::data)
+         && (res = read_some(c, result.body, deadline)) == read_result::data)
     ; // keep reading
-  ::close(fd);
+  SSL_free(c.ssl);
+  ::close(c.fd);
   bool complete = want == std::string::npos ? res == read_result::ended
                                             : result.body.size() >= want;
   if (status != 0 && complete) {
@@ -436,6 +589,21 @@ http_response http_request(uint16_t port, std::string_view method,
       result.body.resize(want);
   }
   return result;
+}
+
+} // namespace
+
+http_response http_request(uint16_t port, std::string_view method,
+                           std::string_view path, const header_list& headers,
+                           std::string_view body, milliseconds timeout) {
+  return request(port, nullptr, method, path, headers, body, timeout);
+}
+
+http_response https_request(uint16_t port, const tls_options& tls,
+                            std::string_view method, std::string_view path,
+                            const header_list& headers, std::string_view body,
+                            milliseconds timeout) {
+  return request(port, &tls, method, path, headers, body, timeout);
 }
 
 } // namespace livehub::test

@@ -1,6 +1,8 @@
-// A small blocking WebSocket and HTTP/1.1 test client on plain POSIX sockets.
-// Every call is bounded by a timeout, so a test never hangs on a server that
-// misbehaves: it gets a `timeout` or `ended` result and fails clearly.
+// A small blocking WebSocket and HTTP/1.1 test client on plain POSIX sockets,
+// with TLS through OpenSSL when asked (verifying the server's certificate as
+// a real client does). Every call is bounded by a timeout, so a test never
+// hangs on a server that misbehaves: it gets a `timeout` or `ended` result
+// and fails clearly.
 #pragma once
 
 #include <chrono>
@@ -12,12 +14,31 @@
 #include <utility>
 #include <vector>
 
+struct ssl_st;
+
 namespace livehub::test {
 
 using std::chrono::milliseconds;
 
 /// Extra request headers, e.g. `{{"Origin", "http://evil.example"}}`.
 using header_list = std::vector<std::pair<std::string, std::string>>;
+
+/// How a client speaks TLS: it verifies the server's certificate chain
+/// against `ca_file` and the certificate's name against `expected_host`,
+/// and fails the handshake otherwise.
+struct tls_options {
+  /// PEM file of the certificate authorities to trust; empty trusts none.
+  std::string ca_file;
+
+  /// The IP address or DNS name the certificate must be for.
+  std::string expected_host = "127.0.0.1";
+
+  /// Lowest and highest protocol version offered (OpenSSL's constants, e.g.
+  /// TLS1_1_VERSION); 0 leaves OpenSSL's default. Offering a version below
+  /// TLS 1.2 also lowers the client's own security level so that it can.
+  int min_version = 0;
+  int max_version = 0;
+};
 
 /// How a ws_client connects.
 struct ws_options {
@@ -35,8 +56,11 @@ struct ws_options {
   /// Whether receive() answers server pings with pongs.
   bool auto_pong = true;
 
-  /// Bound of connecting and of the upgrade handshake.
+  /// Bound of connecting and of the upgrade handshake (TLS included).
   milliseconds connect_timeout{5000};
+
+  /// Speak TLS (wss://) with these settings; nullptr: plain TCP (ws://).
+  const tls_options* tls = nullptr;
 };
 
 /// What receive() returns.
@@ -90,6 +114,12 @@ class ws_client {
   /// The raw header block of the upgrade response.
   const std::string& response_head() const noexcept {
     return response_head_;
+  }
+
+  /// Why the TLS handshake failed, e.g. "certificate verify failed (...)";
+  /// empty when it succeeded or was not attempted.
+  const std::string& tls_error() const noexcept {
+    return tls_error_;
   }
 
   /// True after a successful upgrade until the socket ended.
@@ -150,11 +180,14 @@ class ws_client {
                  std::chrono::steady_clock::time_point deadline);
 
   int fd_ = -1;
+  /// The TLS session over fd_ (nullptr: plain TCP).
+  ssl_st* ssl_ = nullptr;
   int status_ = 0;
   bool ended_ = false;
   bool close_sent_ = false;
   ws_options opts_;
   std::string response_head_;
+  std::string tls_error_;
   std::string in_;      // received bytes not yet parsed
   std::string partial_; // payload of a fragmented message so far
   uint8_t partial_op_ = 0;
@@ -168,6 +201,8 @@ struct http_response {
   /// Header names in lower case.
   std::map<std::string, std::string> headers;
   std::string body;
+  /// Why the TLS handshake failed (https_request only).
+  std::string tls_error;
 };
 
 /// Sends one HTTP/1.1 request to 127.0.0.1:`port` (with `Host`,
@@ -177,5 +212,12 @@ http_response http_request(uint16_t port, std::string_view method,
                            std::string_view path, const header_list& headers,
                            std::string_view body = {},
                            milliseconds timeout = milliseconds{5000});
+
+/// http_request() over TLS (https://), verifying the server as `tls` says.
+http_response https_request(uint16_t port, const tls_options& tls,
+                            std::string_view method, std::string_view path,
+                            const header_list& headers,
+                            std::string_view body = {},
+                            milliseconds timeout = milliseconds{5000});
 
 } // namespace livehub::test

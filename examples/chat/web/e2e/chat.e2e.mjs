@@ -1,9 +1,12 @@
 // End-to-end test of the chat demo: the real livehub-chat server, the built
 // page, real browser pages (Debian's chromium driven by playwright-core).
-// Three tests: the open mode (no tokens); history and presence (a TCP proxy
+// Four tests: the open mode (no tokens); history and presence (a TCP proxy
 // cuts one page's connection: it gets what was said meanwhile; each room
-// shows who is in it); and the login mode (a token secret: login, private
-// rooms).
+// shows who is in it); the login mode (a token secret: login, private
+// rooms); and the open mode over TLS (https:// and wss://) with a
+// certificate made by openssl at test time, which the browser trusts by its
+// key alone (--ignore-certificate-errors-spki-list), never by ignoring every
+// error.
 //
 //   cd examples/chat/web && npm run build && npm run test:e2e
 //
@@ -16,10 +19,13 @@
 // the servers and the browser are stopped whatever happens.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { constants as fsc } from 'node:fs'
-import { access } from 'node:fs/promises'
+import { execFileSync, spawn } from 'node:child_process'
+import { createHash, X509Certificate } from 'node:crypto'
+import { constants as fsc, readFileSync } from 'node:fs'
+import { access, mkdtemp, rm } from 'node:fs/promises'
 import http from 'node:http'
+import https from 'node:https'
+import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
@@ -114,11 +120,14 @@ async function stopServer(server) {
   throw new Error(`livehub-chat did not exit within ${WAIT} ms of SIGTERM`)
 }
 
-/** POST /api/publish from a non-browser client on loopback. */
-function publish(port, body) {
+/**
+ * POST /api/publish from a non-browser client on loopback; over https when
+ * `ca` (PEM) is given, verifying the server against it.
+ */
+function publish(port, body, { ca } = {}) {
   const payload = JSON.stringify(body)
   return new Promise((resolve, reject) => {
-    const req = http.request(
+    const req = (ca ? https : http).request(
       {
         host: HOST,
         port,
@@ -126,6 +135,7 @@ function publish(port, body) {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) },
         timeout: WAIT,
+        ...(ca ? { ca } : {}),
       },
       (res) => {
         let text = ''
@@ -160,10 +170,12 @@ async function open(browser, url, name) {
   const context = await browser.newContext({ viewport: { width: 1000, height: 700 } })
   context.setDefaultTimeout(WAIT)
   const page = await context.newPage()
+  const sockets = []
+  page.on('websocket', (ws) => sockets.push(ws.url()))
   page.on('pageerror', (err) => console.error(`[${name}] page error: ${err.message}`))
   await page.goto(url, { timeout: WAIT })
   await page.getByTestId('name-input').waitFor()
-  return { name, page, context }
+  return { name, page, context, sockets }
 }
 
 /** Fills in the join form of `who` for ROOM and sends it. */
@@ -642,5 +654,87 @@ test('chat demo in login mode: alice and bob chat in their private room, carol c
   } finally {
     await browser?.close().catch(() => {})
     await stopServer(server).catch(() => server?.proc.kill('SIGKILL'))
+  }
+})
+
+// --------------------------------------------------------------------- TLS
+
+/**
+ * A self-signed certificate for 127.0.0.1 in `dir`, made with openssl, and
+ * the base64 SHA-256 of its public key (SubjectPublicKeyInfo, DER): what
+ * `openssl x509 -pubkey -noout -in cert.pem | openssl pkey -pubin -outform der
+ * | openssl dgst -sha256 -binary | base64` prints.
+ */
+function makeCertificate(dir, name) {
+  const cert = path.join(dir, `${name}.pem`)
+  const key = path.join(dir, `${name}.key`)
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1',
+      '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert],
+    { stdio: 'ignore', timeout: WAIT },
+  )
+  const pem = readFileSync(cert)
+  const spki = new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' })
+  return { cert, key, pem, spki: createHash('sha256').update(spki).digest('base64') }
+}
+
+/** Chromium trusting exactly the certificates whose key hashes to `spki`. */
+function launchTrusting(spki) {
+  return chromium.launch({
+    executablePath: BROWSER,
+    headless: true,
+    args: [...BROWSER_ARGS, `--ignore-certificate-errors-spki-list=${spki}`],
+    timeout: WAIT,
+  })
+}
+
+test('chat demo over TLS: https page, wss connection, a browser that trusts only that key', { timeout: 120_000 }, async (t) => {
+  await access(BIN, fsc.X_OK).catch(() => assert.fail(`no livehub-chat binary at ${BIN}`))
+  await access(path.join(WEB_ROOT, 'index.html')).catch(() => assert.fail(`no built page at ${WEB_ROOT}`))
+  await access(BROWSER, fsc.X_OK).catch(() => assert.fail(`no browser at ${BROWSER}`))
+
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'livehub-e2e-tls-'))
+  let server = null
+  const browsers = []
+  try {
+    const served = makeCertificate(dir, 'server')
+    const other = makeCertificate(dir, 'other') // a key the server does not hold
+    server = await startServer(0, [`--livehub.tls-cert-file=${served.cert}`, `--livehub.tls-key-file=${served.key}`])
+    const url = `https://${HOST}:${server.port}/`
+    t.diagnostic(`livehub-chat at ${url}, key sha256/${served.spki}`)
+
+    // A browser told to trust some other key refuses the page: the flag
+    // trusts one key, not every certificate.
+    const wary = await launchTrusting(other.spki)
+    browsers.push(wary)
+    const waryPage = await (await wary.newContext()).newPage()
+    await assert.rejects(waryPage.goto(url, { timeout: WAIT }), /ERR_CERT_AUTHORITY_INVALID/)
+
+    const browser = await launchTrusting(served.spki)
+    browsers.push(browser)
+    const ada = await join(browser, url, 'Ada')
+    const bob = await join(browser, url, 'Bob')
+    for (const { name, page, sockets } of [ada, bob]) {
+      assert.equal(await page.evaluate(() => location.protocol), 'https:')
+      assert.ok(sockets.length > 0, `${name}'s page opened a WebSocket`)
+      for (const u of sockets) assert.match(u, /^wss:\/\/127\.0\.0\.1:\d+\//)
+    }
+    await chatBothWays(ada, bob, 'over TLS')
+
+    // A backend publishing over https, verifying the server's certificate.
+    const text = 'Server says, over https: welcome'
+    const res = await publish(server.port, { channel: `room:${ROOM}`, type: 'message', data: { name: 'server', text } }, { ca: served.pem })
+    assert.equal(res.status, 202, `POST /api/publish answered ${res.status} ${res.body}`)
+    await waitMessage(ada, 'server', text)
+    await waitMessage(bob, 'server', text)
+
+  } catch (err) {
+    if (server?.log) t.diagnostic(`server stderr:\n${server.log}`)
+    throw err
+  } finally {
+    for (const b of browsers) await b.close().catch(() => {})
+    await stopServer(server).catch(() => server?.proc.kill('SIGKILL'))
+    await rm(dir, { recursive: true, force: true })
   }
 })
