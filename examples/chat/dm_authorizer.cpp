@@ -4,13 +4,14 @@
 
 namespace chat {
 
-livehub::authorizer_actor::behavior_type dm_authorizer() {
+livehub::authorizer_actor::behavior_type dm_authorizer(std::string prefix) {
   return {
-    [](livehub::authorize_atom, const livehub::identity& who,
-       livehub::auth_action, const std::string& channel) {
+    [prefix](livehub::authorize_atom, const livehub::identity& who,
+             livehub::auth_action, const std::string& channel) {
       // The same rule for both actions: a private room's users read it and
       // write to it; nobody else does either.
-      return dm_member(channel, who.user);
+      return channel.compare(0, prefix.size(), prefix) == 0
+        && dm_member(channel, who.user);
     },
   };
 }

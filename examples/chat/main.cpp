@@ -80,6 +80,6 @@ int main(int argc, char** argv) {
       // Private rooms: with tokens, livehub asks this actor about the
       // channels that the token's claims do not open (dm:<a>+<b>).
       if (hub.tokens_enabled())
-        hub.authorizer = sys.spawn(chat::dm_authorizer);
+        hub.authorizer = sys.spawn(chat::dm_authorizer, std::string{"dm:"});
     });
 }
