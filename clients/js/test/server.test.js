@@ -151,11 +151,16 @@ function waitForState(client, state, ms = 10000) {
 }
 
 /** The next publication on `channel` as {data, meta}. */
+// The next publication on `channel`, skipping presence events (rooms of the
+// chat demo are presence channels: a join may come at any time, for example
+// when another client resubscribes after a restart).
 function nextPublication(client, channel, ms = 5000) {
   let stop;
   return within(
     new Promise((resolve) => {
-      stop = client.on(channel, (data, meta) => resolve({ data, meta }));
+      stop = client.on(channel, (data, meta) => {
+        if (meta?.type !== 'join' && meta?.type !== 'leave') resolve({ data, meta });
+      });
     }),
     ms,
     `a publication on ${channel}`,
