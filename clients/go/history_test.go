@@ -557,7 +557,11 @@ func TestRecoveryFailureIsAMessage(t *testing.T) {
 func TestSlowReaderGetsGapsAndRecoversEverything(t *testing.T) {
 	checkGoroutines(t)
 	srv := startChat(t, historyChannels, "--livehub.history-size=20000", "--livehub.write-timeout=60s")
-	ctx := testContext(t)
+	// 20 MB through a stalled reader: far more work than the other tests,
+	// and sanitizer or coverage builds of the server are several times
+	// slower, so this one gets four times the usual bound.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*wait)
+	t.Cleanup(cancel)
 	api := livehub.NewAPI(srv.httpURL(), "")
 	// A small socket buffer and a one-message channel that is not read:
 	// the server's queue for this connection fills up at once.
