@@ -80,18 +80,18 @@ void check_publication(const publication& x, std::string_view input) {
     check(json_object(*stored), "a stored publication is no JSON object",
           *stored);
     auto z = codec::parse_publication_frame(*stored);
-    check(z && z->channel == x.channel && z->type == x.type
-            && z->data == x.data && z->offset == offset,
+    check(z && z->channel == x.channel && z->type == x.type && z->data == x.data
+            && z->offset == offset,
           "a stored publication reads back as another one", *stored);
   }
 }
 
 void check_id(const std::string& id, std::string_view input) {
   check(id.size() <= codec::max_id_size, "id longer than max_id_size", input);
-  for (auto frame : {codec::encode_ok(id), codec::encode_pong(id),
-                     codec::encode_error(codec::error_code::bad_command,
-                                         "message", id),
-                     codec::encode_refreshed(id, 42)}) {
+  for (auto frame :
+       {codec::encode_ok(id), codec::encode_pong(id),
+        codec::encode_error(codec::error_code::bad_command, "message", id),
+        codec::encode_refreshed(id, 42)}) {
     check(json_object(*frame), "a reply with this id is no JSON object",
           *frame);
   }
@@ -109,8 +109,7 @@ void fuzz_command(std::string_view text) {
   check_id(cmd.id, text);
   switch (cmd.type) {
     case codec::command_type::publish:
-      check(codec::valid_event_type(cmd.event), "invalid event accepted",
-            text);
+      check(codec::valid_event_type(cmd.event), "invalid event accepted", text);
       check_json_text(cmd.data, text);
       check_publication(publication{cmd.channel, cmd.event, cmd.data}, text);
       break;
@@ -143,8 +142,7 @@ void fuzz_command(std::string_view text) {
     for (auto frame :
          {codec::encode_position(cmd.id, since.offset, since.epoch, true),
           codec::encode_gap(cmd.channel, since.offset, since.epoch)})
-      check(json_object(*frame), "a position frame is no JSON object",
-            *frame);
+      check(json_object(*frame), "a position frame is no JSON object", *frame);
   }
 }
 
@@ -165,8 +163,7 @@ void fuzz_publish(std::string_view text) {
       auto items = codec::parse_publish_batch(batch);
       auto list = std::get_if<0>(&items);
       check(list != nullptr && list->size() == copies,
-            "a batch of accepted publications is refused or miscounted",
-            batch);
+            "a batch of accepted publications is refused or miscounted", batch);
       for (auto& item : *list) {
         auto x = std::get_if<publication>(&item);
         check(x != nullptr && x->channel == single->channel
@@ -209,11 +206,10 @@ void fuzz_json_text(std::string_view text) {
   // A value json_text accepts inside an object is a command's data: the
   // object reader must accept it too (same limits, one level deeper).
   auto wrapped = R"({"type":"publish","channel":"c","event":"e","data":)"
-                 + x->str() + "}";
+    + x->str() + "}";
   auto cmd = codec::parse_command(wrapped);
   auto c = std::get_if<codec::command>(&cmd);
-  check(c != nullptr, "parse_command refuses data json_text accepts",
-        wrapped);
+  check(c != nullptr, "parse_command refuses data json_text accepts", wrapped);
   check(c->data == *x, "command data differs from json_text", wrapped);
 }
 
@@ -228,8 +224,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz_json_text(text);
   // Names and patterns: a name always matches itself as a pattern.
   auto half = text.substr(0, text.size() / 2);
-  check(codec::glob_match(half, half), "a pattern does not match itself",
-        half);
+  check(codec::glob_match(half, half), "a pattern does not match itself", half);
   check(codec::glob_match("*", text), "\"*\" does not match", text);
   codec::glob_match(half, text.substr(half.size()));
   return 0;

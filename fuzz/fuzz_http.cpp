@@ -179,8 +179,7 @@ void fuzz_origin(std::string_view origin, std::string_view host,
   if (same && !origin.empty()) {
     auto o = lower(origin);
     auto sep = o.find("://");
-    check(sep != std::string::npos
-            && o.find('/', sep + 3) == std::string::npos,
+    check(sep != std::string::npos && o.find('/', sep + 3) == std::string::npos,
           "an Origin that is no scheme://authority is allowed", origin);
   }
   const std::vector<std::string> list{std::string{listed}};
@@ -191,8 +190,7 @@ void fuzz_origin(std::string_view origin, std::string_view host,
   if (!listed.empty())
     check(origin_allowed(list, listed, host), "a listed origin is refused",
           listed);
-  check(origin_allowed({"*"}, origin, host), "\"*\" refuses an origin",
-        origin);
+  check(origin_allowed({"*"}, origin, host), "\"*\" refuses an origin", origin);
 }
 
 void fuzz_bearer(std::string_view authorization, std::string_view key) {
@@ -221,7 +219,7 @@ void fuzz_query(std::string_view target, std::string_view name,
   if (name.find_first_of("&=#") != std::string_view::npos)
     return;
   auto built = "/api/channels?" + std::string{name} + "="
-               + percent_encode(value) + "&" + std::string{name} + "=second";
+    + percent_encode(value) + "&" + std::string{name} + "=second";
   auto got = query_param(built, name);
   check(got && *got == value, "a percent-encoded value does not read back",
         built);

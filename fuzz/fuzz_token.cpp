@@ -192,7 +192,8 @@ void fuzz_signed(std::string_view text) {
   auto [header, payload] = split(text);
   auto signing_input = base64url(header) + "." + base64url(payload);
   // Signed with the verifiers' secret: accepted only when honest.
-  auto jwt = signing_input + "." + base64url(hmac_sha256(secret, signing_input));
+  auto jwt = signing_input + "."
+    + base64url(hmac_sha256(secret, signing_input));
   auto by_hmac = hmac_only->verify(jwt, now);
   check_accepted(by_hmac, jwt, true, false);
   if (std::holds_alternative<claims>(by_hmac)) {
@@ -206,7 +207,7 @@ void fuzz_signed(std::string_view text) {
   // Signed with the public key's text as the HMAC secret: the confusion
   // attack, which no verifier holding that public key may accept.
   auto forged = signing_input + "."
-                + base64url(hmac_sha256(rsa_public_pem, signing_input));
+    + base64url(hmac_sha256(rsa_public_pem, signing_input));
   check(std::holds_alternative<refusal>(rsa_only->verify(forged, now)),
         "algorithm confusion: the RSA public key accepted as HMAC secret",
         forged);
@@ -218,11 +219,11 @@ void fuzz_unsigned(std::string_view text) {
   auto [header, rest] = split(text);
   auto [payload, signature] = split(rest);
   auto jwt = base64url(header) + "." + base64url(payload) + "."
-             + std::string{signature};
+    + std::string{signature};
   // Only the true signature passes (the fuzzer may learn it from libjwt's
   // comparison: then the token is honest after all).
-  auto honest = base64url(hmac_sha256(
-    secret, std::string_view{jwt}.substr(0, jwt.rfind('.'))));
+  auto honest = base64url(
+    hmac_sha256(secret, std::string_view{jwt}.substr(0, jwt.rfind('.'))));
   if (std::holds_alternative<claims>(hmac_only->verify(jwt, now)))
     check(signature == honest, "accepted a forged signature", jwt);
   verify_all(jwt);

@@ -101,9 +101,9 @@ struct served {
     sys = std::make_unique<caf::actor_system>(sys_cfg);
     // In $TMPDIR: fuzz/run points it into its own temporary directory, so
     // that a crash (no exit handlers) leaves nothing behind.
-    auto tmpl = (std::filesystem::temp_directory_path()
-                 / "livehub-fuzz-ws-XXXXXX")
-                  .string();
+    auto tmpl
+      = (std::filesystem::temp_directory_path() / "livehub-fuzz-ws-XXXXXX")
+          .string();
     if (!mkdtemp(tmpl.data()))
       fail("cannot make a temporary directory", tmpl);
     web_root = tmpl;
@@ -236,12 +236,12 @@ class connection {
   void upgrade(bool with_origin) {
     std::string req = "GET /ws HTTP/1.1\r\n"
                       "Host: 127.0.0.1:"
-                      + std::to_string(the_server->port)
-                      + "\r\n"
-                        "Upgrade: websocket\r\n"
-                        "Connection: Upgrade\r\n"
-                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                        "Sec-WebSocket-Version: 13\r\n";
+      + std::to_string(the_server->port)
+      + "\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n";
     if (with_origin)
       req += std::string{"Origin: "} + allowed_origin + "\r\n";
     req += "\r\n";
@@ -384,7 +384,8 @@ std::string http_request(bool post, std::string_view target,
                          std::string_view body) {
   std::string req = post ? "POST " : "GET ";
   req += target;
-  req += " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(the_server->port) + "\r\n";
+  req += " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(the_server->port)
+    + "\r\n";
   if (post)
     req += "Content-Type: application/json\r\n";
   req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";

@@ -109,8 +109,9 @@ TEST_CASE("tokens: a refusal repeats the alg only when it is short and "
   // (fuzz/regressions/fuzz_ws/token_alg_not_utf8).
   auto v = make_verifier(std::string{secret}, "");
   auto with_alg = [&](std::string_view alg) {
-    return outcome(*v, test::forge(R"({"alg":")" + std::string{alg} + "\"}",
-                                   claims(), "c2ln"));
+    return outcome(*v,
+                   test::forge(R"({"alg":")" + std::string{alg} + "\"}",
+                               claims(), "c2ln"));
   };
   CHECK(with_alg("PS256") == "token alg PS256 is not accepted");
   CHECK(with_alg("\xff\xfe") == "token alg (unprintable) is not accepted");
@@ -196,8 +197,8 @@ TEST_CASE("tokens: times at the ends of the 64-bit range are compared "
   // leeway of INT64_MAX; fuzz/regressions/fuzz_token/exp_int64_max.
   auto v = make_verifier(std::string{secret}, "", 5s);
   auto with = [&](const char* claim, const char* t) {
-    return outcome(*v, test::hs256(secret, claims(std::string{"\""} + claim
-                                                  + "\":" + t)));
+    return outcome(
+      *v, test::hs256(secret, claims(std::string{"\""} + claim + "\":" + t)));
   };
   CHECK(with("exp", "9223372036854775807") == "accepted");
   CHECK(with("exp", "-9223372036854775808") == "token expired");
