@@ -2,8 +2,8 @@
  * livehub-client: a framework-free client for the livehub WebSocket protocol
  * (see docs/protocol.md), with tokens (`connect` / `refresh`) when given
  * one, recovery of what a history channel published while the client was
- * away (offsets, epochs, `since`, gaps), and presence. No runtime
- * dependencies.
+ * away (offsets, epochs, `since`, gaps), presence, and tags with filters
+ * over them. No runtime dependencies.
  *
  * ```js
  * import { createLiveClient } from 'livehub-client';
@@ -37,8 +37,25 @@ import { CloseCodes, ErrorCodes, closedError, liveError } from './errors.js';
  * @typedef {{client: string, user: string, expires: number}} Identity  The `ok` of `connect` (and `expires` of the last `refresh`); `expires` in unix seconds, 0 for never.
  * @typedef {(identity: Identity) => void} IdentityListener
  *
- * @typedef {{channel: string, type: string, offset?: number}} PublicationMeta  `offset` on history channels.
+ * @typedef {Record<string, string>} Tags  A publication's tags: at most 16, keys and values at most 64 bytes (the server checks).
+ * @typedef {{channel: string, type: string, offset?: number, tags?: Tags}} PublicationMeta  `offset` on history channels; `tags` where the publication has some.
  * @typedef {(data: any, meta: PublicationMeta) => void} ChannelHandler
+ *
+ * @typedef {{key: string, op: 'eq'|'neq'|'starts'|'gt'|'gte'|'lt'|'lte', value: string|number}
+ *   | {key: string, op: 'in'|'nin', values: string[]}
+ *   | {key: string, op: 'exists'|'nexists'}
+ *   | {and: Filter[]} | {or: Filter[]} | {not: Filter}} Filter
+ *   A filter over a publication's tags (the protocol's "Tags and filters"):
+ *   `gt`, `gte`, `lt`, `lte` read the tag as a number; a publication
+ *   without the key matches only `neq`, `nin` and `nexists`. At most 32
+ *   nodes and 8 levels, else the server answers `bad_command`.
+ * @typedef {object} SubscribeOptions
+ * @property {Filter|null} [filter] Deliver only the publications whose tags satisfy it. `null`: no filter (removes one the channel has); left out: keeps whatever filter the channel has.
+ * @typedef {object} PublishOptions
+ * @property {Tags|null} [tags] The publication's tags.
+ * @typedef {object} HistoryOptions
+ * @property {number} [limit] At most this many (the newest); without it, as many as the server keeps.
+ * @property {Filter|null} [filter] Only publications whose tags satisfy it. Without it, the server applies the channel's subscription filter, if this connection has one.
  *
  * @typedef {object} RecoveryEvent  A channel subscribed again, after a reconnect or a gap.
  * @property {string} channel
@@ -60,7 +77,7 @@ import { CloseCodes, ErrorCodes, closedError, liveError } from './errors.js';
  * @property {string|null} epoch
  * @property {boolean|null} recovered  the outcome of the last recovery (null: none yet)
  *
- * @typedef {{publications: object[], offset: number, epoch: string}} HistoryPage  Publications oldest first, each a publication frame (`channel`, `type`, `data`, `offset`).
+ * @typedef {{publications: object[], offset: number, epoch: string}} HistoryPage  Publications oldest first, each a publication frame (`channel`, `type`, `data`, `offset`, and `tags` where it has some).
  * @typedef {(state: LiveState, previous: LiveState) => void} StateListener
  * @typedef {(error: import('./errors.js').LiveError) => void} ErrorListener
  */
@@ -250,8 +267,9 @@ export class LiveClient {
   }
 
   /**
-   * Registers `handler(data, {channel, type, offset})` for publications on
-   * `channel` (`offset` on history channels only; never one twice);
+   * Registers `handler(data, {channel, type, offset, tags})` for
+   * publications on `channel` (`offset` on history channels only, never one
+   * twice; `tags` only where the publication has some);
    * `'*'` receives every publication (once each, also those sent to `"*"`).
    * Does not subscribe: call {@link LiveClient#subscribe} too.
    * @param {string} channel
@@ -342,23 +360,43 @@ export class LiveClient {
    * it is sent again after every reconnect: on a history channel with
    * `since`, to get what was missed (see {@link LiveClient#onRecovery}).
    *
+   * With `{filter}` only the publications whose tags satisfy the filter
+   * are delivered; every subscribe the client sends for the channel (after
+   * a reconnect, after a gap) carries it. On a channel already wanted, a
+   * different filter (`null`: none) is sent at once in a new subscribe,
+   * which replaces the old one from the server's reply on, and nothing is
+   * replayed; without `filter` (or without options: the seed-style call)
+   * the channel keeps the filter it has. A filter the server refuses
+   * (`bad_command`) rejects this call, and a channel that was subscribed
+   * stays subscribed with its previous filter.
+   *
    * Resolves when the server confirms it (`ok`). Rejects with the server's
-   * error (and the channel is dropped), `timeout` (the subscription stays
-   * wanted and is still made), `unauthorized` (the client is or becomes
-   * `unauthorized`; the channel stays wanted and is subscribed after
-   * {@link LiveClient#connect}), `cancelled` (unsubscribed meanwhile) or
-   * `closed` (the client was closed). Only server refusals are also reported
-   * to onError, so the promise may be left unawaited.
+   * error (and the channel is dropped, unless it stays subscribed as just
+   * said), `timeout` (the subscription stays wanted and is still made),
+   * `unauthorized` (the client is or becomes `unauthorized`; the channel
+   * stays wanted and is subscribed after {@link LiveClient#connect}),
+   * `cancelled` (unsubscribed meanwhile) or `closed` (the client was
+   * closed). A filter that is not an object rejects with a TypeError. Only
+   * server refusals are also reported to onError, so the promise may be
+   * left unawaited.
    * @param {string} channel
+   * @param {SubscribeOptions} [options]
    * @returns {Promise<void>}
    */
-  subscribe(channel) {
+  subscribe(channel, options) {
     if (typeof channel !== 'string') return Promise.reject(new TypeError('channel must be a string'));
+    let filter;
+    try {
+      filter = subscribeFilter(options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (this._state === 'closed') return Promise.reject(closedError());
     let entry = this._channels.get(channel);
+    if (entry && filter !== undefined && filter?.text !== entry.filter?.text) return this._changeFilter(channel, entry, filter);
     if (entry?.confirmed) return Promise.resolve();
     if (!entry) {
-      entry = newEntry();
+      entry = newEntry(filter ?? null);
       this._channels.set(channel, entry);
       if (this._state === 'open') this._subscribeOnWire(channel, entry);
     }
@@ -404,21 +442,26 @@ export class LiveClient {
    * @param {string} channel
    * @param {string} event becomes the publication's `type`
    * @param {any} [data] any JSON value (`undefined` is sent as `null`)
+   * @param {PublishOptions} [options] `tags`: the publication's tags (the server checks their limits: `bad_command`)
    * @returns {Promise<object>} the `ok` reply
    */
-  publish(channel, event, data) {
-    return this.request({ type: 'publish', channel, event, data: data === undefined ? null : data });
+  publish(channel, event, data, { tags } = {}) {
+    if (tags != null && !isPlainObject(tags)) return Promise.reject(new TypeError('tags must be an object of strings'));
+    return this.request({ type: 'publish', channel, event, data: data === undefined ? null : data, ...(tags != null && { tags }) });
   }
 
   /**
    * The last `limit` publications of history channel `channel` (the
-   * `history` command; the server gives at most its `history-size`).
+   * `history` command; the server gives at most its `history-size`). With
+   * `filter`, only those whose tags satisfy it; without, the server applies
+   * the channel's subscription filter where this connection has one.
    * @param {string} channel
-   * @param {{limit?: number}} [options] without `limit`, as many as the server keeps
+   * @param {HistoryOptions} [options] without `limit`, as many as the server keeps
    * @returns {Promise<HistoryPage>} `publications` oldest first, and the channel's `offset` and `epoch`
    */
-  history(channel, { limit } = {}) {
-    const command = { type: 'history', channel, limit: limit ?? MAX_HISTORY_LIMIT };
+  history(channel, { limit, filter } = {}) {
+    if (filter != null && !isPlainObject(filter)) return Promise.reject(new TypeError('filter must be an object'));
+    const command = { type: 'history', channel, limit: limit ?? MAX_HISTORY_LIMIT, ...(filter != null && { filter }) };
     return this.request(command).then((reply) => ({
       publications: Array.isArray(reply.publications) ? reply.publications : [],
       offset: reply.offset,
@@ -922,42 +965,83 @@ export class LiveClient {
   }
 
   /**
-   * Sends `subscribe` for a wanted channel and settles its waiter with the
-   * reply. `reason` says why a channel confirmed before is subscribed again:
-   * `'reconnect'` (a new connection) or `'gap'` (this connection fell behind
-   * on it); a history channel then asks for what it missed, with `since`.
+   * A new filter for a channel already wanted. While open it goes out at
+   * once, in a subscribe without `since`: the server replaces the filter
+   * from its reply on, and replays nothing (a filter change is about what
+   * comes next). Otherwise the next (re)subscribe carries it.
+   */
+  _changeFilter(channel, entry, filter) {
+    entry.filter = filter;
+    entry.filterVersion += 1;
+    if (this._state === 'open') {
+      const sent = this._subscribeOnWire(channel, entry, { reason: null }).catch((err) => {
+        // The connection was lost before the reply: the next one subscribes
+        // with the newest filter.
+        if (err.code === ErrorCodes.CLOSED && this._channels.get(channel) === entry) return this._waiterFor(entry).promise;
+        throw err;
+      });
+      const timeout = this._opts.requestTimeout;
+      const outcome = withTimeout(sent, timeout, () =>
+        liveError(ErrorCodes.TIMEOUT, `new filter of ${channel} not confirmed within ${timeout} ms`, { channel }),
+      );
+      outcome.catch(noop); // may be left unawaited, as subscribe() is
+      return outcome;
+    }
+    const waiter = this._waiterFor(entry);
+    if (this._state === 'unauthorized') waiter.reject(unauthorizedError());
+    return waiter.promise;
+  }
+
+  /**
+   * Sends `subscribe` for a wanted channel, with its filter, and settles its
+   * waiter with the reply. `reason` says why a channel confirmed before is
+   * subscribed again: `'reconnect'` (a new connection) or `'gap'` (this
+   * connection fell behind on it); a history channel then asks for what it
+   * missed, with `since`. Returns the outcome of this one subscribe: it
+   * resolves on its `ok` and rejects with its error (`closed` when the
+   * connection is lost first: the next one subscribes again).
    */
   _subscribeOnWire(channel, entry, { now = false, reason = entry.everConfirmed ? 'reconnect' : null } = {}) {
     const since = reason && entry.position ? { offset: entry.position.offset, epoch: entry.position.epoch } : undefined;
+    const { filter, filterVersion } = entry;
     entry.pending += 1;
     // The reply is handled as it arrives: the frames after it (live
     // publications, a gap) must find the position it sets.
     const onOk = (reply) => {
       entry.pending -= 1;
       if (this._channels.get(channel) !== entry) return; // unsubscribed meanwhile
+      entry.serverFilter = filter;
       this._subscribed(channel, entry, reply, reason, since !== undefined);
     };
-    this._enqueue({ type: 'subscribe', channel, ...(since && { since }) }, null, { now, ownErrors: true, onOk }).then(
-      noop,
-      (err) => {
-        entry.pending -= 1;
-        if (err.code === ErrorCodes.CLOSED) return; // subscribed again after the reconnect
-        if (this._channels.get(channel) !== entry) return;
-        if (this._state === 'unauthorized') return; // waiter rejected; subscribed again after connect()
-        err.channel = channel;
-        // After a gap the server still has the subscription (lagging): the
-        // next connection tries again.
-        if (reason === 'gap') {
+    const command = { type: 'subscribe', channel, ...(filter && { filter: filter.value }), ...(since && { since }) };
+    const outcome = this._enqueue(command, null, { now, ownErrors: true, onOk }).then(noop, (err) => {
+      entry.pending -= 1;
+      // Closed: subscribed again (with the newest filter) after the reconnect.
+      if (err.code === ErrorCodes.CLOSED || this._channels.get(channel) !== entry) throw err;
+      if (this._state === 'unauthorized') throw err; // waiter rejected; subscribed again after connect()
+      err.channel = channel;
+      if (reason !== 'gap' && filterVersion === entry.filterVersion) {
+        if (entry.confirmed) {
+          // A refused new filter: the server keeps the subscription with
+          // the filter it had, and so does the client (for resubscribes too).
+          entry.filter = entry.serverFilter;
+        } else {
+          // `unauthorized` is about the connection, not the channel: it
+          // stays wanted, for the connection that connect() makes later.
+          if (err.code !== UNAUTHORIZED) this._channels.delete(channel);
           this._emitError(err);
-          return;
+          entry.waiter?.reject(err);
+          throw err;
         }
-        // `unauthorized` is about the connection, not the channel: it stays
-        // wanted, for the connection that connect() makes later.
-        if (err.code !== UNAUTHORIZED) this._channels.delete(channel);
-        this._emitError(err);
-        entry.waiter?.reject(err);
-      },
-    );
+      }
+      // After a gap the server still has the subscription (lagging): the
+      // next connection tries again. A subscribe whose filter was replaced
+      // meanwhile leaves the channel to the newer one.
+      this._emitError(err);
+      throw err;
+    });
+    outcome.catch(noop); // the callers above need not look at it
+    return outcome;
   }
 
   /**
@@ -1132,6 +1216,7 @@ export class LiveClient {
   _dispatch(frame) {
     const { channel, type, data } = frame;
     const meta = { channel, type };
+    if (isPlainObject(frame.tags)) meta.tags = frame.tags;
     const offset = validOffset(frame.offset);
     if (offset !== undefined) {
       meta.offset = offset;
@@ -1169,16 +1254,70 @@ export class LiveClient {
  *   delivered; null for other channels;
  * - `recovered`: the outcome of the last recovery, null before one;
  * - `pending`: subscribes of it under way; `gapPending`: a gap frame came
- *   meanwhile, to recover from once they are answered.
+ *   meanwhile, to recover from once they are answered;
+ * - `filter`: `{value, text}` of the filter every subscribe of it carries,
+ *   or null for none; `filterVersion` counts its changes (the reply to a
+ *   subscribe with an older filter settles nothing for a newer one);
+ *   `serverFilter`: the filter of the last subscribe confirmed, which the
+ *   server keeps when it refuses a new one.
  */
-function newEntry() {
-  return { confirmed: false, everConfirmed: false, waiter: null, position: null, recovered: null, pending: 0, gapPending: false };
+function newEntry(filter) {
+  return {
+    confirmed: false,
+    everConfirmed: false,
+    waiter: null,
+    position: null,
+    recovered: null,
+    pending: 0,
+    gapPending: false,
+    filter,
+    filterVersion: 0,
+    serverFilter: null,
+  };
 }
 
 /** The connection of `entry` is gone, and with it the server's subscription. */
 function lost(entry) {
   entry.confirmed = false;
   entry.gapPending = false;
+}
+
+/** An object that is neither null nor an array. */
+function isPlainObject(value) {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/**
+ * The filter of subscribe()'s options: undefined when not given (the
+ * channel keeps its filter), null for none, else `{value, text}`: a copy
+ * (made through JSON, so that changing the caller's object later changes
+ * nothing) and its JSON text, which tells filters apart. Only the shape
+ * "an object" is checked here; the server judges the rest.
+ */
+function subscribeFilter(options) {
+  if (options == null) return undefined;
+  if (typeof options !== 'object') throw new TypeError('subscribe options must be an object');
+  const { filter } = options;
+  if (filter === undefined) return undefined;
+  if (filter === null) return null;
+  let text;
+  try {
+    text = isPlainObject(filter) ? JSON.stringify(filter) : undefined;
+  } catch {
+    // reported below
+  }
+  if (!text?.startsWith('{')) throw new TypeError('filter must be an object such as {key, op, value}, {and: [...]}, {or: [...]} or {not: ...}');
+  return { value: JSON.parse(text), text };
+}
+
+/** `promise`, or a rejection with `error()` when it has not settled within `ms` (which leaves it running). */
+function withTimeout(promise, ms, error) {
+  if (!Number.isFinite(ms)) return promise;
+  let timer;
+  const expired = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(error()), ms);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
 }
 
 /** A stream offset (a safe integer from 0), or undefined. */

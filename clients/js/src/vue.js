@@ -330,9 +330,9 @@ export function useLiveUpdate(url, options = {}) {
   }
 
   /** @type {LiveClient['publish']} */
-  function publish(channel, event, data) {
+  function publish(channel, event, data, options) {
     if (released) return Promise.reject(closedError('useLiveUpdate: disconnected'));
-    return client.publish(channel, event, data);
+    return client.publish(channel, event, data, options);
   }
 
   /** @type {LiveClient['request']} */

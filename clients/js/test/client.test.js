@@ -364,7 +364,7 @@ describe('dispatch', () => {
     const other = vi.fn();
     c.on('news', news);
     c.on('other', other);
-    WS.last.receive({ channel: 'news', type: 'headline', data: { t: 1 }, tags: { k: 'v' }, future: 42 });
+    WS.last.receive({ channel: 'news', type: 'headline', data: { t: 1 }, future: 42 });
     expect(news).toHaveBeenCalledTimes(1);
     expect(news).toHaveBeenCalledWith({ t: 1 }, { channel: 'news', type: 'headline' });
     expect(other).not.toHaveBeenCalled();

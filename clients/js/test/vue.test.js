@@ -173,13 +173,14 @@ describe('useLiveUpdate', () => {
     expect(h).toHaveBeenCalledTimes(1);
   });
 
-  it('passes publish, request and ping through', async () => {
+  it('passes publish (with its tags), request and ping through', async () => {
     const { live } = mount();
     WS.last.open();
-    await expect(live.publish('room:a', 'message', { text: 'hi' })).resolves.toMatchObject({ type: 'ok' });
+    await expect(live.publish('room:a', 'message', { text: 'hi' }, { tags: { lang: 'en' } })).resolves.toMatchObject({ type: 'ok' });
     await expect(live.request({ type: 'subscribe', channel: 'z' })).resolves.toMatchObject({ type: 'ok' });
     await expect(live.ping()).resolves.toMatchObject({ type: 'pong' });
     expect(WS.last.commands.map((m) => m.type)).toEqual(['publish', 'subscribe', 'ping']);
+    expect(WS.last.commands[0].tags).toEqual({ lang: 'en' });
   });
 
   it('replaces a shared client that gave up', () => {
