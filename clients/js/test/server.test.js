@@ -1,6 +1,7 @@
 // Integration test against the real livehub-chat server binary: round trips,
-// errors, reconnects, and the chat's history and presence rooms (recovery
-// through a TCP proxy that cuts or stalls one client's connection).
+// errors, reconnects, the chat's history and presence rooms (recovery
+// through a TCP proxy that cuts or stalls one client's connection), and tags
+// with filters.
 //
 // Binary: $LIVEHUB_CHAT_BIN, else ../../build/release/examples/livehub-chat
 // relative to clients/js. A missing binary FAILS this file; set
@@ -336,6 +337,49 @@ describe.skipIf(SKIP)('against livehub-chat', { timeout: 30000 }, () => {
     expect(members[0].info).toEqual({ name: 'Ada' });
     expect(events).toEqual(['join Ada', 'join Bob', 'leave Bob']);
     await expect(ada.presence('news')).rejects.toMatchObject({ code: 'bad_command' });
+  });
+
+  it('carries tags to the handlers, delivers only what a filter lets through, and replaces or removes the filter', async () => {
+    const reader = connect(server.port);
+    const writer = connect(server.port);
+    const seen = [];
+    reader.on('room:tags', (data, meta) => {
+      if (meta.type === 'message') seen.push(`${data.text} ${JSON.stringify(meta.tags ?? null)}`);
+    });
+    const say = (text, tags) => writer.publish('room:tags', 'message', { name: 'Ada', text }, tags && { tags });
+
+    await reader.subscribe('room:tags', { filter: { key: 'lang', op: 'eq', value: 'en' } });
+    await say('bonjour', { lang: 'fr' });
+    await say('untagged');
+    await say('hello', { lang: 'en', prio: '2' }); // publish order: the two before it were filtered out once it is here
+    await until(() => seen.length === 1, 'the English message');
+
+    await reader.subscribe('room:tags', { filter: { and: [{ key: 'prio', op: 'gte', value: 3 }, { not: { key: 'lang', op: 'in', values: ['fr'] } }] } });
+    await say('low', { prio: '1' });
+    await say('urgent', { prio: '5' });
+    await until(() => seen.length === 2, 'the urgent message');
+
+    // history: with a filter of its own, and with the subscription's
+    const french = await reader.history('room:tags', { filter: { key: 'lang', op: 'eq', value: 'fr' } });
+    expect(french.publications.map((p) => [p.data.text, p.tags])).toEqual([['bonjour', { lang: 'fr' }]]);
+    expect((await reader.history('room:tags')).publications.map((p) => p.data.text)).toEqual(['urgent']);
+
+    await expect(reader.subscribe('room:tags', { filter: { key: 'lang', op: 'like', value: 'e%' } })).rejects.toMatchObject({
+      code: 'bad_command',
+    });
+    await say('urgent again', { prio: '9' }); // the refused filter left the subscription as it was
+    await until(() => seen.length === 3, 'the second urgent message');
+
+    await reader.subscribe('room:tags', { filter: null });
+    await say('plain');
+    await until(() => seen.length === 4, 'the untagged message');
+    expect(seen).toEqual(['hello {"lang":"en","prio":"2"}', 'urgent {"prio":"5"}', 'urgent again {"prio":"9"}', 'plain null']);
+
+    const news = nextPublication(reader, 'news');
+    await reader.subscribe('news');
+    const res = await httpPublish(server.port, { channel: 'news', type: 'headline', data: { t: 3 }, tags: { region: 'eu' } });
+    expect(res.status).toBe(202);
+    expect(await news).toEqual({ data: { t: 3 }, meta: { channel: 'news', type: 'headline', tags: { region: 'eu' } } });
   });
 
   it('recovers by itself from a gap: a stalled reader is not disconnected, and ends with every publication', async () => {
