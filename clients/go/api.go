@@ -47,7 +47,9 @@ func NewAPI(baseURL, key string) *API {
 
 // Publication is one publication: Data is any value encoding/json marshals
 // (a json.RawMessage is sent as it is, digits and all), Event becomes the
-// delivered frame's "type". Tags are optional.
+// delivered frame's "type". Tags are optional: at most 16, keys and values
+// at most 64 bytes (the server checks; code bad_command, HTTP 400), for
+// subscribers' filters (see Filter), and delivered with the publication.
 type Publication struct {
 	Channel string
 	Event   string
@@ -109,7 +111,12 @@ type ChannelPage struct {
 // else an *Error (Status 401 code "unauthorized", 400 "bad_channel", 503
 // "unavailable", ...).
 func (a *API) Publish(ctx context.Context, channel, event string, data interface{}) error {
-	body, err := Publication{Channel: channel, Event: event, Data: data}.httpJSON()
+	return a.PublishWith(ctx, Publication{Channel: channel, Event: event, Data: data})
+}
+
+// PublishWith is Publish of a Publication: with its Tags, if any.
+func (a *API) PublishWith(ctx context.Context, p Publication) error {
+	body, err := p.httpJSON()
 	if err != nil {
 		return err
 	}

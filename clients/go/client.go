@@ -1,6 +1,7 @@
 package livehub
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -120,7 +121,7 @@ func (s State) String() string {
 // Message is a publication received: Data is the exact JSON text the server
 // sent (numbers keep their digits: decode it with json.Decoder.UseNumber or
 // into your own types). Raw is the whole frame, for fields this package does
-// not know (e.g. "tags").
+// not know.
 //
 // On a presence channel (livehub.presence-channels) the server's own
 // publications arrive as Messages too: Type "join" when a connection
@@ -137,8 +138,14 @@ type Message struct {
 	Data    json.RawMessage
 	// Offset is the publication's place in its channel's stream (1, 2,
 	// 3, ...) on a history channel (livehub.history-channels), 0 elsewhere.
+	// With a tag filter, the offsets of the publications it kept away are
+	// missing.
 	Offset uint64
-	Raw    json.RawMessage
+	// Tags are the publication's tags, nil when it has none (or, from a
+	// server breaking the protocol, ones that are not an object of
+	// strings: Raw has them as sent).
+	Tags map[string]string
+	Raw  json.RawMessage
 	// Recovery is nil on publications. On the client's recovery notice
 	// (Type TypeRecovery, Raw nil) it holds the server's answer:
 	// Recovered false, and the stream's current Offset and Epoch.
@@ -160,9 +167,12 @@ type SubscribeOptions struct {
 	// SubscriptionToken) for a channel the connection's own token does not
 	// open.
 	Token string
-	// Filter is a tag filter expression (any value encoding/json marshals,
-	// or a json.RawMessage), e.g. {"key":"k","op":"eq","value":"v"}.
-	Filter interface{}
+	// Filter lets through only the publications whose tags it matches
+	// (Eq, And, ..., see Filter); the zero Filter is none. Every subscribe
+	// the client makes for the channel (after a reconnect, after a gap)
+	// carries it. On a channel subscribed already, SubscribeWith with
+	// another Filter (or none) replaces it from the server's reply on.
+	Filter Filter
 	// Since recovers a history channel from a position the application
 	// kept (the Offset of the last Message it handled and the Epoch of the
 	// SubscribeResult): the server first sends every publication after it,
@@ -345,9 +355,16 @@ func (c *Client) Subscribe(ctx context.Context, channel string) error {
 // position to recover from. On a history channel the result holds the
 // stream's position as the server answered it (Recovered is nil without
 // Since); elsewhere it is zero.
+//
+// On a channel subscribed already, so replaces the subscription's options
+// (Subscribe: with none): with another Filter (the zero Filter: none), the
+// server lets publications through by the new one from its reply on, and
+// sends none from before it. When the server refuses it (e.g. code
+// bad_command for a filter it does not take), the subscription stays as it
+// was, with its previous options.
 func (c *Client) SubscribeWith(ctx context.Context, channel string, so SubscribeOptions) (SubscribeResult, error) {
 	sub := &subscription{token: so.Token}
-	if so.Filter != nil {
+	if !so.Filter.IsZero() {
 		f, err := encodeJSON(so.Filter)
 		if err != nil {
 			return SubscribeResult{}, fmt.Errorf("livehub: filter: %w", err)
@@ -359,12 +376,18 @@ func (c *Client) SubscribeWith(ctx context.Context, channel string, so Subscribe
 		c.mu.Unlock()
 		return SubscribeResult{}, c.closedErr()
 	}
-	// Subscribed already to a history channel: go on from where it stands,
-	// with since (it may be behind after a gap; what comes twice is
-	// dropped).
+	// Subscribed already to a history channel: publications go on from
+	// where it stands. With the same filter the subscribe carries since (it
+	// may be behind after a gap; what comes twice is dropped). With another
+	// filter it does not, and the position becomes the reply's: nothing
+	// from before the change is sent, now or by a later recovery. Unless a
+	// gap is being recovered: the server then sends nothing more until a
+	// subscribe with since.
+	old := c.subs[channel]
 	again := false
-	if old := c.subs[channel]; old != nil && old.hasPos {
-		sub.hasPos, sub.pos, again = true, old.pos, true
+	if old != nil && old.hasPos {
+		sub.hasPos, sub.pos = true, old.pos
+		again = bytes.Equal(old.filter, sub.filter) || old.recoveringOn != nil
 	}
 	if so.Since != nil {
 		sub.hasPos, sub.pos = true, *so.Since
@@ -376,10 +399,20 @@ func (c *Client) SubscribeWith(ctx context.Context, channel string, so Subscribe
 		res.Recovered = nil
 	}
 	if err != nil {
-		// Not subscribed: not renewed after a reconnect either.
 		c.mu.Lock()
 		if c.subs[channel] == sub {
-			delete(c.subs, channel)
+			if old != nil && ErrorCode(err) != "" {
+				// Refused (e.g. a filter the server does not take): a
+				// refused command changes nothing, so the server keeps the
+				// subscription it had, and so does the client.
+				if so.Since == nil && sub.hasPos {
+					old.hasPos, old.pos = true, sub.pos
+				}
+				c.subs[channel] = old
+			} else {
+				// Not subscribed: not renewed after a reconnect either.
+				delete(c.subs, channel)
+			}
 		}
 		c.mu.Unlock()
 	}
@@ -399,7 +432,7 @@ func (c *Client) subscribe(ctx context.Context, channel string, sub *subscriptio
 			return SubscribeResult{}, err
 		}
 		cmd := c.subscribeCommand(channel, sub, since)
-		raw, err := conn.requestHook(ctx, cmd, c.positionHook(channel, sub, auto && cmd.Since != nil))
+		raw, err := conn.requestHook(ctx, cmd, c.positionHook(channel, sub, auto && cmd.Since != nil, cmd.Since != nil))
 		if errors.Is(err, ErrConnectionLost) {
 			if c.opts.Reconnect {
 				continue
@@ -450,7 +483,14 @@ func (c *Client) Unsubscribe(ctx context.Context, channel string) error {
 // connection lost before the reply gives an error that is
 // ErrConnectionLost, and the publication may or may not have been made.
 func (c *Client) Publish(ctx context.Context, channel, event string, data interface{}) error {
-	cmd, err := publishCommand(channel, event, data)
+	return c.PublishWith(ctx, Publication{Channel: channel, Event: event, Data: data})
+}
+
+// PublishWith is Publish of a Publication: with its Tags, if any (the
+// server refuses more than 16, or keys or values over 64 bytes, with code
+// bad_command).
+func (c *Client) PublishWith(ctx context.Context, p Publication) error {
+	cmd, err := publishCommand(p)
 	if err != nil {
 		return err
 	}
@@ -465,7 +505,12 @@ func (c *Client) Publish(ctx context.Context, channel, event string, data interf
 // high-rate path of a trusted publisher; a later Ping confirms that
 // everything before it took effect.
 func (c *Client) PublishNoReply(ctx context.Context, channel, event string, data interface{}) error {
-	cmd, err := publishCommand(channel, event, data)
+	return c.PublishNoReplyWith(ctx, Publication{Channel: channel, Event: event, Data: data})
+}
+
+// PublishNoReplyWith is PublishNoReply of a Publication, with its Tags.
+func (c *Client) PublishNoReplyWith(ctx context.Context, p Publication) error {
+	cmd, err := publishCommand(p)
 	if err != nil {
 		return err
 	}
@@ -536,12 +581,12 @@ func (c *Client) identified(token string, raw json.RawMessage, refresh bool) (Se
 	return s, nil
 }
 
-func publishCommand(channel, event string, data interface{}) (*command, error) {
-	text, err := encodeJSON(data)
+func publishCommand(p Publication) (*command, error) {
+	text, err := encodeJSON(p.Data)
 	if err != nil {
 		return nil, fmt.Errorf("livehub: data: %w", err)
 	}
-	return &command{Type: "publish", Channel: &channel, Event: event, Data: text}, nil
+	return &command{Type: "publish", Channel: &p.Channel, Event: p.Event, Data: text, Tags: p.Tags}, nil
 }
 
 // subscribeCommand is sub's subscribe; with since (and a known position),

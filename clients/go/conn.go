@@ -166,6 +166,7 @@ type inFrame struct {
 	Data    json.RawMessage `json:"data"`
 	Offset  uint64          `json:"offset"`
 	Epoch   *string         `json:"epoch"`
+	Tags    json.RawMessage `json:"tags"` // read by parseTags: a bad one costs the tags, not the publication
 }
 
 // dispatch handles one message; false when the client no longer takes
@@ -187,7 +188,7 @@ func (c *wsConn) dispatch(payload []byte) bool {
 		}
 		// A publication: Data is the exact JSON text the server sent.
 		return c.cfg.deliver(Message{Channel: *f.Channel, Type: f.Type, Data: f.Data, Offset: f.Offset,
-			Raw: payload}, c.quit)
+			Tags: parseTags(f.Tags), Raw: payload}, c.quit)
 	}
 	var err error
 	if f.Type == "error" {
@@ -211,6 +212,19 @@ func (c *wsConn) dispatch(payload []byte) bool {
 	}
 	p.ch <- reply{raw: payload, err: err}
 	return true
+}
+
+// parseTags reads a publication's "tags": nil when there are none, or when
+// they are not an object of strings.
+func parseTags(raw json.RawMessage) map[string]string {
+	if len(raw) == 0 {
+		return nil
+	}
+	var tags map[string]string
+	if json.Unmarshal(raw, &tags) != nil || len(tags) == 0 {
+		return nil
+	}
+	return tags
 }
 
 // request sends cmd with a fresh id and waits for its reply. A connection

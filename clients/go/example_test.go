@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log"
 	"net/http"
 	"os"
@@ -234,5 +235,47 @@ func ExampleClient_Presence() {
 	clients, users, err := client.PresenceStats(ctx, "room:lobby")
 	if err == nil {
 		log.Printf("%d connections of %d users", clients, users)
+	}
+}
+
+func ExampleFilter() {
+	// English, and urgent or addressed to ada or everyone.
+	f := livehub.And(
+		livehub.Eq("lang", "en"),
+		livehub.Or(livehub.Gte("prio", 3), livehub.In("to", "ada", "all")),
+	)
+	fmt.Println(f)
+	// Output: {"and":[{"key":"lang","op":"eq","value":"en"},{"or":[{"key":"prio","op":"gte","value":3},{"key":"to","op":"in","values":["ada","all"]}]}]}
+}
+
+func ExampleAPI_PublishWith() {
+	ctx := context.Background()
+	api := livehub.NewAPI("http://127.0.0.1:8080", "my-api-key")
+	err := api.PublishWith(ctx, livehub.Publication{
+		Channel: "orders",
+		Event:   "created",
+		Data:    map[string]int{"id": 1234},
+		Tags:    map[string]string{"region": "eu", "total": "250"}, // for subscribers' filters
+	})
+	if err != nil {
+		log.Fatal(err) // e.g. code bad_command: more than 16 tags
+	}
+}
+
+func ExampleClient_SubscribeWith_filter() {
+	ctx := context.Background()
+	client, err := livehub.Dial(ctx, "ws://127.0.0.1:8080/ws", livehub.Options{Reconnect: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+
+	// Only the European orders of at least 100; kept across reconnects.
+	big := livehub.And(livehub.Eq("region", "eu"), livehub.Gte("total", 100))
+	if _, err := client.SubscribeWith(ctx, "orders", livehub.SubscribeOptions{Filter: big}); err != nil {
+		log.Fatal(err) // e.g. code bad_command: a filter the server does not take
+	}
+	for m := range client.Messages() {
+		log.Printf("%s %s total %s", m.Type, m.Data, m.Tags["total"])
 	}
 }

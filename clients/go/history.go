@@ -67,13 +67,30 @@ type ClientInfo struct {
 // (livehub.history-channels), oldest first, and its position. limit is at
 // most livehub.history-size; 0 gives only the position, a negative limit
 // everything kept. Allowed where subscribing is; on a channel without
-// history the error has code bad_command.
+// history the error has code bad_command. Where this connection subscribed
+// to the channel with a Filter, the server applies it (see
+// HistoryFiltered).
 func (c *Client) History(ctx context.Context, channel string, limit int) (*HistoryPage, error) {
+	return c.HistoryFiltered(ctx, channel, limit, Filter{})
+}
+
+// HistoryFiltered is History of the publications that filter lets through:
+// the last limit of those. The zero Filter is as History: the server then
+// applies the connection's subscription filter of the channel, if any.
+func (c *Client) HistoryFiltered(ctx context.Context, channel string, limit int, filter Filter) (*HistoryPage, error) {
 	n := uint64(maxHistoryLimit)
 	if limit >= 0 && limit < maxHistoryLimit {
 		n = uint64(limit)
 	}
-	raw, err := c.request(ctx, &command{Type: "history", Channel: &channel, Limit: &n}, true)
+	cmd := &command{Type: "history", Channel: &channel, Limit: &n}
+	if !filter.IsZero() {
+		f, err := encodeJSON(filter)
+		if err != nil {
+			return nil, fmt.Errorf("livehub: filter: %w", err)
+		}
+		cmd.Filter = f
+	}
+	raw, err := c.request(ctx, cmd, true)
 	if err != nil {
 		return nil, err
 	}
@@ -130,12 +147,13 @@ func parseHistory(raw []byte) (*HistoryPage, error) {
 			Type    string          `json:"type"`
 			Data    json.RawMessage `json:"data"`
 			Offset  uint64          `json:"offset"`
+			Tags    json.RawMessage `json:"tags"`
 		}
 		if err := json.Unmarshal(p, &f); err != nil {
 			return nil, fmt.Errorf("livehub: history: %w", err)
 		}
 		out.Publications = append(out.Publications,
-			Message{Channel: f.Channel, Type: f.Type, Data: f.Data, Offset: f.Offset, Raw: p})
+			Message{Channel: f.Channel, Type: f.Type, Data: f.Data, Offset: f.Offset, Tags: parseTags(f.Tags), Raw: p})
 	}
 	return out, nil
 }
@@ -171,8 +189,10 @@ func parseSubscribeResult(raw []byte) (SubscribeResult, error) {
 // positionHook keeps sub's position from the reply to its subscribe, on the
 // reader goroutine (so before any publication after the reply). auto: a
 // recovery the client made by itself, whose failure the application learns
-// of through a TypeRecovery message.
-func (c *Client) positionHook(channel string, sub *subscription, auto bool) replyHook {
+// of through a TypeRecovery message. since: the subscribe carried since;
+// the reply to one without is the position (after a filter change, from
+// where the new filter applies).
+func (c *Client) positionHook(channel string, sub *subscription, auto, since bool) replyHook {
 	return func(raw json.RawMessage, err error, quit <-chan struct{}) {
 		if err != nil {
 			return
@@ -196,7 +216,7 @@ func (c *Client) positionHook(channel string, sub *subscription, auto bool) repl
 		case lost:
 			// Nothing was sent from history: live from now.Offset+1.
 			sub.pos = now
-		case !sub.hasPos || sub.pos.Epoch != now.Epoch:
+		case !since || !sub.hasPos || sub.pos.Epoch != now.Epoch:
 			sub.pos = now
 		default:
 			// Recovered, or subscribed again: the publications delivered
@@ -285,7 +305,7 @@ func (c *Client) recoverGap(conn *wsConn, channel string, s *subscription) {
 		s.gapAgain = false
 		c.mu.Unlock()
 		cmd := c.subscribeCommand(channel, s, true)
-		_, err := conn.requestHook(c.ctx, cmd, c.positionHook(channel, s, true))
+		_, err := conn.requestHook(c.ctx, cmd, c.positionHook(channel, s, true, cmd.Since != nil))
 		if ErrorCode(err) == CodeRateLimited {
 			t := time.NewTimer(rateLimitedDelay)
 			select {

@@ -270,7 +270,7 @@ func (c *Client) resubscribe(ctx context.Context, conn *wsConn) error {
 		go func(ch string, s *subscription) {
 			defer wg.Done()
 			cmd := c.subscribeCommand(ch, s, true)
-			_, err := conn.requestHook(ctx, cmd, c.positionHook(ch, s, true))
+			_, err := conn.requestHook(ctx, cmd, c.positionHook(ch, s, true, cmd.Since != nil))
 			if cmd.Since != nil && ErrorCode(err) == CodeBadCommand {
 				// No history channel any more (the server's settings
 				// changed): subscribe without recovering.
@@ -278,7 +278,7 @@ func (c *Client) resubscribe(ctx context.Context, conn *wsConn) error {
 				c.mu.Lock()
 				s.hasPos = false
 				c.mu.Unlock()
-				_, err = conn.requestHook(ctx, c.subscribeCommand(ch, s, false), c.positionHook(ch, s, true))
+				_, err = conn.requestHook(ctx, c.subscribeCommand(ch, s, false), c.positionHook(ch, s, true, false))
 			}
 			var refused *Error
 			switch {
