@@ -5,20 +5,22 @@
 // server with livehub.token-hmac-secret verifies: what an application's
 // handler gives its logged-in users.
 //
-// API speaks the HTTP API: Publish and PublishBatch (POST /api/publish),
-// History, Presence, Stats, Channels, Healthz and Readyz. Errors the
-// server answers are *Error values carrying the HTTP status and the
-// protocol's code.
+// API speaks the HTTP API: Publish, PublishWith and PublishBatch (POST
+// /api/publish; a Publication may carry tags), History, Presence, Stats,
+// Channels, Healthz and Readyz. Errors the server answers are *Error
+// values carrying the HTTP status and the protocol's code.
 //
 // Client is a WebSocket connection (RFC 6455, written here on net and
 // net/http): Subscribe, Unsubscribe, Publish and Ping with ids and replies;
-// Connect and Refresh with tokens; History, Presence and PresenceStats;
-// publications on a channel of Message whose Data is the exact JSON text
-// the server sent (and whose Offset is its place on a history channel);
-// close codes as *CloseError values; optional reconnection with backoff
-// that subscribes again, recovers what was missed on history channels
-// (also after a gap, when Messages was read too slowly), and connects with
-// a fresh token from Options.GetToken. When a history channel cannot be
+// SubscribeWith a tag Filter (Eq, In, And, ...) that every resubscription
+// carries; PublishWith tags; Connect and Refresh with tokens; History,
+// HistoryFiltered, Presence and PresenceStats; publications on a channel
+// of Message whose Data is the exact JSON text the server sent (whose
+// Offset is its place on a history channel, and Tags its tags); close
+// codes as *CloseError values; optional reconnection with backoff that
+// subscribes again, recovers what was missed on history channels (also
+// after a gap, when Messages was read too slowly), and connects with a
+// fresh token from Options.GetToken. When a history channel cannot be
 // recovered, a Message with Type TypeRecovery says so in the place of what
 // was lost. With Options.APIKey a Client is a trusted publisher: a
 // backend's one connection for publishing at high rates.
