@@ -30,7 +30,7 @@ bool channel_state::remove(const caf::actor_addr& who) {
   } else {
     if (pos + 1 != actors.size()) {
       actors[pos] = std::move(actors.back());
-      index[actors[pos].address()] = pos;
+      index[actors[pos].who.address()] = pos;
     }
     actors.pop_back();
     hub_counters::sub(counters->actor_subscriptions);
@@ -54,26 +54,32 @@ void channel_state::announce(const char* type, const identity& who) {
 bool channel_state::add(channel_actor::pointer self, connection_ref& ref,
                         bool lagging) {
   auto who = ref.address();
-  if (index.count(who) > 0)
+  if (index.count(who) > 0) {
+    // Subscribed again: its new filter (or none) replaces the old.
+    fanout->set_filter(who, std::move(ref.filter));
     return false;
+  }
   self->monitor(ref.client);
   // Only this actor changes the lists: their size cannot move between
   // reading it here and adding under the lock.
   index.emplace(who, fanout->connection_count.load());
-  fanout->add(
-    livehub::fanout::connection_entry{who, std::move(ref.out), lagging});
+  fanout->add(livehub::fanout::connection_entry{
+    who, std::move(ref.out), lagging, std::move(ref.filter)});
   hub_counters::add(counters->subscriptions);
   if (index.size() == 1)
     hub_counters::add(counters->channels);
   return true;
 }
 
-void channel_state::add(channel_actor::pointer self, subscriber_actor who) {
-  if (index.count(who.address()) > 0)
+void channel_state::add(channel_actor::pointer self, subscriber_actor who,
+                        tag_filter_ptr filter) {
+  if (index.count(who.address()) > 0) {
+    fanout->set_filter(who.address(), std::move(filter));
     return;
+  }
   self->monitor(who);
   index.emplace(who.address(), fanout->actors.size());
-  fanout->add(std::move(who));
+  fanout->add(livehub::fanout::actor_entry{std::move(who), std::move(filter)});
   hub_counters::add(counters->actor_subscriptions);
   if (index.size() == 1)
     hub_counters::add(counters->channels);
@@ -136,7 +142,7 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
       if (req.recover) {
         std::optional<std::vector<frame_ptr>> missed;
         if (req.epoch == history->epoch())
-          missed = history->after(req.offset);
+          missed = history->after(req.offset, ref.filter);
         recovered = missed.has_value();
         if (missed) {
           auto now = std::chrono::steady_clock::now();
@@ -176,13 +182,13 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
       auto page = read_page(*history,
                             missed ? *missed : std::vector<frame_ptr>{});
       page.recovered = missed.has_value();
-      st.add(self, std::move(who));
+      st.add(self, std::move(who), nullptr);
       return page;
     },
-    [self](caf::subscribe_atom, subscriber_actor& who) {
+    [self](caf::subscribe_atom, subscriber_actor& who, tag_filter_ptr& filter) {
       auto& st = self->state;
       ++st.subscribes_seen;
-      st.add(self, std::move(who));
+      st.add(self, std::move(who), std::move(filter));
       return caf::ok_atom::value;
     },
     [self](caf::unsubscribe_atom, const caf::actor_addr& who) {

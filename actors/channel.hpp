@@ -28,8 +28,10 @@ using channel_actor = caf::typed_actor<
                   std::shared_ptr<channel_history>>::with<caf::ok_atom>,
   /// Who is subscribed (a presence channel).
   caf::replies_to<presence_atom>::with<std::vector<identity>>,
-  /// Adds an application actor.
-  caf::replies_to<caf::subscribe_atom, subscriber_actor>::with<caf::ok_atom>,
+  /// Adds an application actor, with its filter (null: none; subscribing
+  /// again replaces it).
+  caf::replies_to<caf::subscribe_atom, subscriber_actor,
+                  tag_filter_ptr>::with<caf::ok_atom>,
   /// Adds an application actor to a history channel, with what it missed
   /// since a position (under the history's lock).
   caf::replies_to<caf::subscribe_atom, subscriber_actor, stream_position,
@@ -66,13 +68,15 @@ struct channel_state {
   /// channel's subscribers.
   void announce(const char* type, const identity& who);
 
-  /// Adds the connection of `ref` (monitored), lagging from the start when
-  /// its recovery's replay already filled its queue; false when it is
-  /// subscribed already.
+  /// Adds the connection of `ref` (monitored) with its filter, lagging from
+  /// the start when its recovery's replay already filled its queue; false
+  /// when it is subscribed already (its filter is replaced then).
   bool add(channel_actor::pointer self, connection_ref& ref, bool lagging);
 
-  /// Adds an application actor (monitored), unless it is subscribed already.
-  void add(channel_actor::pointer self, subscriber_actor who);
+  /// Adds an application actor (monitored) with `filter`; when it is
+  /// subscribed already, replaces its filter.
+  void add(channel_actor::pointer self, subscriber_actor who,
+           tag_filter_ptr filter);
 
   /// Removes `who`; returns false when it was not subscribed.
   bool remove(const caf::actor_addr& who);

@@ -35,6 +35,13 @@ bool matches_any(const std::vector<std::string>& patterns,
                      });
 }
 
+/// Both none, or the same expression.
+bool same_filter(const tag_filter_ptr& x, const tag_filter_ptr& y) {
+  if (!x || !y)
+    return !x && !y;
+  return *x == *y;
+}
+
 void acknowledge(client_state& st, const std::string& id) {
   if (!id.empty())
     st.reply(codec::encode_ok(id));
@@ -111,16 +118,18 @@ bool subscription_token_allows(client_state& st, const std::string& jwt,
 
 // -- commands -----------------------------------------------------------------
 
-void subscribe(self_ptr self, const std::string& topic, const std::string& id) {
+void subscribe(self_ptr self, const std::string& topic, const std::string& id,
+               tag_filter_ptr filter) {
   auto& st = self->state;
-  connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(self), st.out, {}};
+  connection_ref ref{
+    caf::actor_cast<caf::strong_actor_ptr>(self), st.out, {}, filter};
   self
     ->request(st.hub, hub_timeout, caf::subscribe_atom::value, topic,
               std::move(ref))
     .await(
-      [self, topic, id](caf::ok_atom) {
+      [self, topic, id, filter](caf::ok_atom) {
         auto& st = self->state;
-        st.subscriptions.insert(topic);
+        st.subscriptions[topic] = filter;
         acknowledge(st, id);
         st.observe(subscribed_event{st.who().client, st.who().user, topic});
       },
@@ -132,17 +141,18 @@ void subscribe(self_ptr self, const std::string& topic, const std::string& id) {
 /// Subscribes to a history channel: its channel sends the replayed
 /// publications and the reply (see subscribe_request).
 void subscribe_history(self_ptr self, const std::string& topic,
-                       subscribe_request req) {
+                       subscribe_request req, tag_filter_ptr filter) {
   auto& st = self->state;
-  connection_ref ref{caf::actor_cast<caf::strong_actor_ptr>(self), st.out, {}};
+  connection_ref ref{
+    caf::actor_cast<caf::strong_actor_ptr>(self), st.out, {}, filter};
   auto id = req.id;
   self
     ->request(st.hub, hub_timeout, caf::subscribe_atom::value, topic,
               std::move(ref), std::move(req))
     .await(
-      [self, topic](caf::ok_atom) {
+      [self, topic, filter](caf::ok_atom) {
         auto& st = self->state;
-        st.subscriptions.insert(topic);
+        st.subscriptions[topic] = filter;
         st.observe(subscribed_event{st.who().client, st.who().user, topic});
       },
       [self, id](caf::error&) {
@@ -174,10 +184,12 @@ void run_subscribe(self_ptr self, codec::command& cmd) {
                    cmd.id);
   bool history = is_history_channel(*st.shared.cfg, cmd.channel);
   bool presence = is_presence_channel(*st.shared.cfg, cmd.channel);
-  bool subscribed = st.subscriptions.count(cmd.channel) > 0;
+  auto current = st.subscriptions.find(cmd.channel);
+  bool subscribed = current != st.subscriptions.end();
   // Subscribing again changes nothing, except on a history channel, which
-  // answers with its position (and may recover).
-  if (subscribed && !history)
+  // answers with its position (and may recover), and with another filter,
+  // which replaces the subscription's.
+  if (subscribed && !history && same_filter(current->second, cmd.filter))
     return acknowledge(st, cmd.id);
   if (!subscribed
       && st.subscriptions.size() >= st.shared.cfg->max_subscriptions)
@@ -192,8 +204,9 @@ void run_subscribe(self_ptr self, codec::command& cmd) {
                    cmd.id);
   if (!history && !presence) {
     return authorize_read(self, cmd.channel, cmd.token, cmd.id,
-                          [self, topic = cmd.channel, id = cmd.id] {
-                            subscribe(self, topic, id);
+                          [self, topic = cmd.channel, id = cmd.id,
+                           filter = std::move(cmd.filter)] {
+                            subscribe(self, topic, id, filter);
                           });
   }
   subscribe_request req;
@@ -208,8 +221,10 @@ void run_subscribe(self_ptr self, codec::command& cmd) {
     req.epoch = std::move(cmd.since->epoch);
   }
   authorize_read(self, cmd.channel, cmd.token, cmd.id,
-                 [self, topic = cmd.channel, req = std::move(req)]() mutable {
-                   subscribe_history(self, topic, std::move(req));
+                 [self, topic = cmd.channel, req = std::move(req),
+                  filter = std::move(cmd.filter)]() mutable {
+                   subscribe_history(self, topic, std::move(req),
+                                     std::move(filter));
                  });
 }
 
@@ -244,20 +259,27 @@ void run_history(self_ptr self, codec::command& cmd) {
     return st.fail(error_code::bad_command,
                    codec::quote(cmd.channel) + " is no history channel",
                    cmd.id);
-  authorize_read(self, cmd.channel, cmd.token, cmd.id,
-                 [self, topic = cmd.channel, id = cmd.id, limit = cmd.limit] {
-                   auto& st = self->state;
-                   auto history = st.shared.routes->history(topic);
-                   std::unique_lock<std::mutex> guard{history->mtx};
-                   auto text = codec::encode_history(
-                     id,
-                     history->last(static_cast<size_t>(
-                       std::min<uint64_t>(limit, st.shared.cfg->history_size))),
-                     history->last_offset(), history->epoch());
-                   guard.unlock();
-                   st.reply(
-                     std::make_shared<const std::string>(std::move(text)));
-                 });
+  // The command's filter, else the subscription's (if any).
+  auto filter = std::move(cmd.filter);
+  if (auto i = st.subscriptions.find(cmd.channel);
+      !filter && i != st.subscriptions.end())
+    filter = i->second;
+  authorize_read(
+    self, cmd.channel, cmd.token, cmd.id,
+    [self, topic = cmd.channel, id = cmd.id, limit = cmd.limit,
+     filter = std::move(filter)] {
+      auto& st = self->state;
+      auto history = st.shared.routes->history(topic);
+      std::unique_lock<std::mutex> guard{history->mtx};
+      auto text = codec::encode_history(
+        id,
+        history->last(static_cast<size_t>(
+                        std::min<uint64_t>(limit, st.shared.cfg->history_size)),
+                      filter),
+        history->last_offset(), history->epoch());
+      guard.unlock();
+      st.reply(std::make_shared<const std::string>(std::move(text)));
+    });
 }
 
 void run_unsubscribe(self_ptr self, codec::command& cmd) {
@@ -306,7 +328,7 @@ void run_publish(self_ptr self, codec::command& cmd) {
                      + codec::quote(cmd.channel),
                    cmd.id);
   publication pub{std::move(cmd.channel), std::move(cmd.event),
-                  std::move(cmd.data)};
+                  std::move(cmd.data), 0, std::move(cmd.tags)};
   if (st.rights.trusted)
     return publish(self, std::move(pub), cmd.id);
   auto& cfg = *st.shared.cfg;

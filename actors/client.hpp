@@ -6,7 +6,7 @@
 
 #include <memory>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 #include <caf/actor_clock.hpp>
@@ -70,7 +70,9 @@ struct client_state {
   /// channels: publications go straight to their subscribers).
   hub_shared shared;
   client_rights rights;
-  std::unordered_set<std::string> subscriptions;
+  /// The channels subscribed to, with each subscription's filter (null:
+  /// none).
+  std::unordered_map<std::string, tag_filter_ptr> subscriptions;
   /// Set by a successful `connect` (or, holding just a client id, by the
   /// first presence subscribe); null before.
   std::unique_ptr<client_session> session;

@@ -40,6 +40,8 @@ void fanout::deliver(const publication& pub, const frame_ptr& encoded,
     frame = codec::encode_publication(pub);
   if (offset == 0) {
     for (auto& sub : connections) {
+      if (!passes(sub.filter, pub.tags))
+        continue;
       switch (sub.out->send(frame, accepted)) {
         case sink::result::queued: ++delivered; break;
         case sink::result::slow_consumer: ++slow; break;
@@ -49,7 +51,7 @@ void fanout::deliver(const publication& pub, const frame_ptr& encoded,
   } else {
     // A history channel: a full queue lags instead of closing.
     for (auto& sub : connections) {
-      if (sub.lagging)
+      if (sub.lagging || !passes(sub.filter, pub.tags))
         continue;
       switch (sub.out->send_history(frame, accepted)) {
         case sink::result::queued: ++delivered; break;
@@ -70,8 +72,10 @@ void fanout::deliver(const publication& pub, const frame_ptr& encoded,
       numbered = pub;
       numbered->offset = offset;
     }
-    for (auto& who : actors) {
-      caf::anon_send(who, numbered ? *numbered : pub);
+    for (auto& sub : actors) {
+      if (!passes(sub.filter, pub.tags))
+        continue;
+      caf::anon_send(sub.who, numbered ? *numbered : pub);
       ++delivered;
     }
   }
@@ -87,9 +91,19 @@ void fanout::add(connection_entry entry) {
   connection_count.store(connections.size(), std::memory_order_relaxed);
 }
 
-void fanout::add(subscriber_actor who) {
+void fanout::add(actor_entry entry) {
   std::unique_lock<std::mutex> guard{mtx};
-  actors.push_back(std::move(who));
+  actors.push_back(std::move(entry));
+}
+
+void fanout::set_filter(const caf::actor_addr& who, tag_filter_ptr filter) {
+  std::unique_lock<std::mutex> guard{mtx};
+  for (auto& sub : connections)
+    if (sub.client == who)
+      sub.filter = filter;
+  for (auto& sub : actors)
+    if (sub.who.address() == who)
+      sub.filter = filter;
 }
 
 bool is_history_channel(const hub_config& cfg, const std::string& topic) {
@@ -122,7 +136,7 @@ void deliver_publication(const hub_shared& shared, const publication& pub,
   std::unique_lock<std::mutex> guard{history->mtx};
   auto offset = history->next_offset();
   auto frame = codec::encode_publication(pub, offset);
-  history->append(frame, now, shared.cfg->history_size);
+  history->append(frame, pub.tags, now, shared.cfg->history_size);
   if (subscribers)
     subscribers->deliver(pub, frame, counters,
                          fanout::position{offset, &history->epoch()});

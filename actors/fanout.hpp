@@ -32,6 +32,14 @@ struct fanout {
     /// gap (once drained) and gets nothing more of this channel until it
     /// subscribes again with `since`.
     bool lagging = false;
+    /// Only publications whose tags pass reach it (null: all).
+    tag_filter_ptr filter = nullptr;
+  };
+
+  /// An application actor subscriber.
+  struct actor_entry {
+    subscriber_actor who;
+    tag_filter_ptr filter = nullptr;
   };
 
   /// A publication of a history channel, as delivered: its offset and its
@@ -61,7 +69,10 @@ struct fanout {
   void add(connection_entry entry);
 
   /// Adds an application actor (the caller holds no lock).
-  void add(subscriber_actor who);
+  void add(actor_entry entry);
+
+  /// Replaces the filter of subscriber `who` (the caller holds no lock).
+  void set_filter(const caf::actor_addr& who, tag_filter_ptr filter);
 
   /// Guards both lists. deliver() holds it across the whole delivery: once
   /// a channel removed a subscriber under it, no delivery that started before
@@ -69,7 +80,7 @@ struct fanout {
   /// `ok` final.
   std::mutex mtx;
   std::vector<connection_entry> connections;
-  std::vector<subscriber_actor> actors;
+  std::vector<actor_entry> actors;
   /// `connections.size()`, readable without the lock: deliver() encodes
   /// before locking only when a connection may want the frame.
   std::atomic<size_t> connection_count{0};

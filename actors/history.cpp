@@ -1,5 +1,6 @@
 #include "actors/history.hpp"
 
+#include <algorithm>
 #include <random>
 
 namespace livehub {
@@ -22,18 +23,28 @@ channel_history::channel_history() : epoch_(random_epoch()) {
   // nop
 }
 
-void channel_history::append(frame_ptr frame, clock_type::time_point now,
-                             size_t max_size) {
+void channel_history::append(frame_ptr frame, const tag_map& tags,
+                             clock_type::time_point now, size_t max_size) {
   ++last_;
   if (max_size == 0)
     return;
   while (entries_.size() >= max_size)
     entries_.pop_front();
-  entries_.push_back({last_, now, std::move(frame)});
+  std::shared_ptr<const tag_map> kept;
+  if (!tags.empty())
+    kept = std::make_shared<const tag_map>(tags);
+  entries_.push_back({last_, now, std::move(frame), std::move(kept)});
+}
+
+bool channel_history::entry::passes(const tag_filter_ptr& filter) const {
+  if (!filter)
+    return true;
+  static const tag_map none;
+  return filter->matches(tags ? *tags : none);
 }
 
 std::optional<std::vector<frame_ptr>>
-channel_history::after(uint64_t offset) const {
+channel_history::after(uint64_t offset, const tag_filter_ptr& filter) const {
   if (offset > last_)
     return std::nullopt;
   std::vector<frame_ptr> result;
@@ -43,18 +54,30 @@ channel_history::after(uint64_t offset) const {
   if (entries_.empty() || entries_.front().offset > offset + 1)
     return std::nullopt;
   auto first = offset + 1 - entries_.front().offset;
-  result.reserve(entries_.size() - first);
+  if (!filter)
+    result.reserve(entries_.size() - first);
   for (auto i = first; i < entries_.size(); ++i)
-    result.push_back(entries_[i].frame);
+    if (entries_[i].passes(filter))
+      result.push_back(entries_[i].frame);
   return result;
 }
 
-std::vector<frame_ptr> channel_history::last(size_t n) const {
-  n = std::min(n, entries_.size());
+std::vector<frame_ptr>
+channel_history::last(size_t n, const tag_filter_ptr& filter) const {
   std::vector<frame_ptr> result;
-  result.reserve(n);
-  for (auto i = entries_.size() - n; i < entries_.size(); ++i)
-    result.push_back(entries_[i].frame);
+  if (!filter) {
+    n = std::min(n, entries_.size());
+    result.reserve(n);
+    for (auto i = entries_.size() - n; i < entries_.size(); ++i)
+      result.push_back(entries_[i].frame);
+    return result;
+  }
+  // The last n that pass, found from the newest back.
+  for (auto i = entries_.rbegin(); i != entries_.rend() && result.size() < n;
+       ++i)
+    if (i->passes(filter))
+      result.push_back(i->frame);
+  std::reverse(result.begin(), result.end());
   return result;
 }
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "livehub/filter.hpp"
 #include "livehub/fwd.hpp"
 
 namespace livehub {
@@ -45,16 +46,20 @@ class channel_history {
     return last_ + 1;
   }
 
-  /// Stores the frame of the publication with offset next_offset(), keeping
-  /// at most `max_size` publications.
-  void append(frame_ptr frame, clock_type::time_point now, size_t max_size);
+  /// Stores the frame of the publication with offset next_offset() and its
+  /// tags, keeping at most `max_size` publications.
+  void append(frame_ptr frame, const tag_map& tags, clock_type::time_point now,
+              size_t max_size);
 
-  /// The publications after `offset`, oldest first; none when some of them
-  /// are no longer stored (then a client cannot recover from `offset`).
-  std::optional<std::vector<frame_ptr>> after(uint64_t offset) const;
+  /// The publications after `offset` that pass `filter` (null: all), oldest
+  /// first; none when some publications after `offset` are no longer stored
+  /// (then a client cannot recover from `offset`).
+  std::optional<std::vector<frame_ptr>>
+  after(uint64_t offset, const tag_filter_ptr& filter = nullptr) const;
 
-  /// The last `n` publications, oldest first.
-  std::vector<frame_ptr> last(size_t n) const;
+  /// The last `n` publications that pass `filter` (null: all), oldest first.
+  std::vector<frame_ptr> last(size_t n,
+                              const tag_filter_ptr& filter = nullptr) const;
 
   /// Drops publications stored before `cutoff`.
   void expire(clock_type::time_point cutoff);
@@ -69,6 +74,10 @@ class channel_history {
     uint64_t offset;
     clock_type::time_point stored;
     frame_ptr frame;
+    /// Null when the publication had no tags.
+    std::shared_ptr<const tag_map> tags;
+
+    bool passes(const tag_filter_ptr& filter) const;
   };
 
   std::string epoch_;

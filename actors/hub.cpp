@@ -161,7 +161,19 @@ hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
       if (!codec::valid_channel_name(topic) || topic == "*")
         return caf::make_error(caf::sec::invalid_argument, "bad channel name");
       auto& ch = self->state.route_subscribe(self, topic);
-      return self->delegate(ch, caf::subscribe_atom::value, std::move(who));
+      return self->delegate(ch, caf::subscribe_atom::value, std::move(who),
+                            tag_filter_ptr{});
+    },
+    [self](caf::subscribe_atom, const std::string& topic, subscriber_actor& who,
+           tag_filter& filter) -> caf::result<caf::ok_atom> {
+      if (!codec::valid_channel_name(topic) || topic == "*")
+        return caf::make_error(caf::sec::invalid_argument, "bad channel name");
+      tag_filter_ptr compiled;
+      if (!filter.empty())
+        compiled = std::make_shared<const tag_filter>(std::move(filter));
+      auto& ch = self->state.route_subscribe(self, topic);
+      return self->delegate(ch, caf::subscribe_atom::value, std::move(who),
+                            std::move(compiled));
     },
     [self](caf::unsubscribe_atom, const std::string& topic,
            caf::actor_addr& who) -> caf::result<caf::ok_atom> {

@@ -52,6 +52,9 @@ struct connection_ref {
   std::shared_ptr<livehub::sink> out;
   /// The peer's address, where an observer wants it (keepalive).
   std::string peer;
+  /// A subscribe: the subscription's tag filter (null: none). Subscribing
+  /// again replaces it.
+  tag_filter_ptr filter = nullptr;
 
   /// The client's address, the key under which it is registered.
   caf::actor_addr address() const {
@@ -152,3 +155,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::channel_page)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::subscribe_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<livehub::channel_history>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::frame_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::tag_filter_ptr)

@@ -126,7 +126,7 @@ class object_reader : public raw_numbers_only {
  public:
   std::optional<std::string> type, channel, event, token;
   std::string id;
-  std::optional<std::string> data, info, since, limit, offset;
+  std::optional<std::string> data, info, since, limit, offset, tags, filter;
   std::string shape_error; // first field of a wrong type, if any
   bool not_object = false;
   bool too_deep = false;
@@ -291,6 +291,10 @@ class object_reader : public raw_numbers_only {
       return &limit;
     if (key_ == "offset")
       return &offset;
+    if (key_ == "tags")
+      return &tags;
+    if (key_ == "filter")
+      return &filter;
     return nullptr;
   }
 
@@ -566,6 +570,48 @@ std::optional<position> parse_position(const std::string& text) {
                               epoch->value.GetStringLength()}};
 }
 
+/// A `tags` field's text: an object of strings within the limits (`null`:
+/// none). The error message otherwise.
+std::variant<tag_map, std::string> parse_tags(const std::string& text) {
+  rapidjson::Document doc;
+  doc.Parse(text.data(), text.size());
+  if (doc.HasParseError())
+    return std::string{"field \"tags\" is not JSON"};
+  tag_map result;
+  if (doc.IsNull())
+    return result;
+  if (!doc.IsObject())
+    return std::string{"field \"tags\" must be an object of strings"};
+  for (auto& m : doc.GetObject()) {
+    if (!m.value.IsString())
+      return std::string{"field \"tags\" must be an object of strings"};
+    auto inserted
+      = result
+          .emplace(std::string{m.name.GetString(), m.name.GetStringLength()},
+                   std::string{m.value.GetString(), m.value.GetStringLength()})
+          .second;
+    if (!inserted)
+      return std::string{"field \"tags\" has a key twice"};
+    if (result.size() > max_tags)
+      break;
+  }
+  if (auto err = validate_tags(result); !err.empty())
+    return "field \"tags\": " + err;
+  return result;
+}
+
+/// A `filter` field's text, compiled (`null`: none). The error message
+/// otherwise.
+std::variant<tag_filter_ptr, std::string>
+parse_filter(const std::string& text) {
+  if (text == "null")
+    return tag_filter_ptr{};
+  auto compiled = tag_filter::parse(text);
+  if (!compiled)
+    return compiled.error().context().get_as<std::string>(0);
+  return std::make_shared<const tag_filter>(std::move(*compiled));
+}
+
 } // namespace
 
 const char* to_string(error_code x) {
@@ -638,6 +684,13 @@ std::variant<command, parse_error> parse_command(std::string_view text) {
   cmd.channel = std::move(*obj.channel);
   if (cmd.type == command_type::subscribe && obj.token)
     cmd.token = std::move(*obj.token);
+  if ((cmd.type == command_type::subscribe || cmd.type == command_type::history)
+      && obj.filter) {
+    auto filter = parse_filter(*obj.filter);
+    if (auto msg = std::get_if<std::string>(&filter))
+      return fail(error_code::bad_command, std::move(*msg));
+    cmd.filter = std::move(std::get<tag_filter_ptr>(filter));
+  }
   if (cmd.type == command_type::subscribe && obj.since) {
     auto since = parse_position(*obj.since);
     if (!since)
@@ -663,6 +716,12 @@ std::variant<command, parse_error> parse_command(std::string_view text) {
     cmd.event = std::move(*obj.event);
     if (obj.data)
       cmd.data = json_text::trusted(std::move(*obj.data));
+    if (obj.tags) {
+      auto tags = parse_tags(*obj.tags);
+      if (auto msg = std::get_if<std::string>(&tags))
+        return fail(error_code::bad_command, std::move(*msg));
+      cmd.tags = std::move(std::get<tag_map>(tags));
+    }
   }
   return cmd;
 }
@@ -692,6 +751,12 @@ std::variant<publication, parse_error> parse_publish(std::string_view text) {
   result.type = std::move(*obj.type);
   if (obj.data)
     result.data = json_text::trusted(std::move(*obj.data));
+  if (obj.tags) {
+    auto tags = parse_tags(*obj.tags);
+    if (auto msg = std::get_if<std::string>(&tags))
+      return parse_error{error_code::bad_command, std::move(*msg), {}};
+    result.tags = std::move(std::get<tag_map>(tags));
+  }
   return result;
 }
 
@@ -793,6 +858,12 @@ std::optional<publication> parse_publication_frame(std::string_view frame) {
       return std::nullopt;
     result.offset = *n;
   }
+  if (obj.tags) {
+    auto tags = parse_tags(*obj.tags);
+    if (!std::holds_alternative<tag_map>(tags))
+      return std::nullopt;
+    result.tags = std::move(std::get<tag_map>(tags));
+  }
   return result;
 }
 
@@ -858,6 +929,15 @@ frame_ptr encode_publication(const publication& x, uint64_t offset) {
   w.String(x.type.data(), static_cast<rapidjson::SizeType>(x.type.size()));
   w.Key("data");
   w.RawValue(x.data.str().data(), x.data.str().size(), rapidjson::kObjectType);
+  if (!x.tags.empty()) {
+    w.Key("tags");
+    w.StartObject();
+    for (auto& [key, value] : x.tags) {
+      w.String(key.data(), static_cast<rapidjson::SizeType>(key.size()));
+      w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+    }
+    w.EndObject();
+  }
   if (offset > 0) {
     w.Key("offset");
     w.Uint64(offset);
@@ -1117,6 +1197,12 @@ caf::error validate(const publication& x) {
     return caf::make_error(caf::sec::invalid_argument,
                            "bad event type: event types are 1 to 255 bytes "
                            "of UTF-8 without control characters");
+  if (auto err = validate_tags(x.tags); !err.empty())
+    return caf::make_error(caf::sec::invalid_argument, "bad tags: " + err);
+  for (auto& [key, value] : x.tags)
+    if (!codec::valid_utf8(key) || !codec::valid_utf8(value))
+      return caf::make_error(caf::sec::invalid_argument,
+                             "bad tags: tags are UTF-8 text");
   return caf::none;
 }
 

@@ -84,6 +84,11 @@ struct command {
   std::optional<position> since;
   /// history: how many publications (the last ones).
   uint64_t limit = 0;
+  /// publish: the publication's tags.
+  tag_map tags;
+  /// subscribe, history: the `filter`, compiled; null when none (or
+  /// `null`).
+  tag_filter_ptr filter;
 };
 
 /// Why a frame is not a command; `id` is set when the frame had a readable id.

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "livehub/config.hpp"
+#include "livehub/filter.hpp"
 #include "livehub/fwd.hpp"
 #include "livehub/hub.hpp"
 #include "livehub/identity.hpp"

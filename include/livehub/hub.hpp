@@ -37,6 +37,11 @@ using hub_actor = caf::typed_actor<
   /// delivers to it. An invalid channel name (or `"*"`) is an error.
   caf::replies_to<caf::subscribe_atom, std::string,
                   subscriber_actor>::with<caf::ok_atom>,
+  /// As above, receiving only the publications whose tags pass `filter`
+  /// (see livehub/filter.hpp and tag_filter::parse). Subscribing an actor
+  /// again replaces its filter (an empty filter removes it).
+  caf::replies_to<caf::subscribe_atom, std::string, subscriber_actor,
+                  tag_filter>::with<caf::ok_atom>,
   /// Unsubscribes an actor from a channel; replies once no further
   /// publication reaches it. Not subscribed is not an error.
   caf::replies_to<caf::unsubscribe_atom, std::string,

@@ -12,6 +12,7 @@
 #include <caf/meta/type_name.hpp>
 #include <caf/type_id.hpp>
 
+#include "livehub/filter.hpp"
 #include "livehub/json.hpp"
 
 namespace livehub {
@@ -32,6 +33,11 @@ struct publication {
   /// (1, 2, 3, ...), set by livehub when it delivers or returns it. 0
   /// elsewhere, and ignored in what an application publishes.
   uint64_t offset = 0;
+
+  /// Tags a subscriber's filter reads (see livehub/filter.hpp); delivered
+  /// frames carry them as `"tags"`. At most 16, keys and values at most 64
+  /// bytes (checked by validate and make_publication).
+  tag_map tags{};
 };
 
 /// Checks a publication's channel name and event type (channel: 1 to 255 bytes
@@ -46,7 +52,7 @@ caf::expected<publication> make_publication(std::string channel,
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, publication& x) {
   return f(caf::meta::type_name("livehub.publication"), x.channel, x.type,
-           x.data, x.offset);
+           x.data, x.offset, x.tags);
 }
 
 /// A position in a history channel's stream: an offset and the epoch it
@@ -133,6 +139,7 @@ CAF_ADD_TYPE_ID(livehub, (livehub::hub_stats))
 CAF_ADD_TYPE_ID(livehub, (livehub::json_text))
 CAF_ADD_TYPE_ID(livehub, (livehub::stream_position))
 CAF_ADD_TYPE_ID(livehub, (livehub::history_page))
+CAF_ADD_TYPE_ID(livehub, (livehub::tag_filter))
 
 /// Asks a hub for its hub_stats.
 CAF_ADD_ATOM(livehub, livehub, stats_atom, "lh_stats")
