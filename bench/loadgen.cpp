@@ -172,6 +172,10 @@ struct options {
   std::string origin;
   /// Sent by each subscriber in a connect command before it subscribes.
   std::string token;
+  /// Tag filters: every publication carries the tag g=a, subscriber i
+  /// subscribes with the filter g eq "a" (even i) or g eq "b" (odd i), so
+  /// each publication passes half the subscribers.
+  bool filter_half = false;
   bool tls = false;
   std::string tls_ca;
 };
@@ -192,6 +196,8 @@ struct options {
     "error)\n"
     "  --origin URL (subscribers send it: untrusted connections)\n"
     "  --token JWT (subscribers connect with it before subscribing)\n"
+    "  --filter-half (tagged publications, filters passing half the "
+    "subscribers)\n"
     "  --tls (wss://)  --tls-ca FILE (verify the server against this CA)\n");
   std::exit(2);
 }
@@ -279,6 +285,8 @@ options parse_options(int argc, char** argv) {
       o.origin = next();
     else if (arg == "--token")
       o.token = next();
+    else if (arg == "--filter-half")
+      o.filter_half = true;
     else
       usage(("unknown option " + arg).c_str());
   }
@@ -293,6 +301,8 @@ options parse_options(int argc, char** argv) {
     usage("counts must be positive");
   if (!o.token.empty() && o.scen == scenario::churn)
     usage("--token works with fanout, wide, channels and idle");
+  if (o.filter_half && o.scen == scenario::churn)
+    usage("--filter-half works with fanout, wide, channels and idle");
   o.sources = std::min<size_t>(o.sources, 250);
   o.threads = std::min<size_t>(o.threads, 16);
   return o;
@@ -1188,8 +1198,11 @@ void app::on_open(conn& c) {
     return;
   }
   std::string cmd = "{\"type\":\"subscribe\",\"channel\":\""
-    + channel_name(c.channel()) + "\",\"id\":" + std::to_string(c.index())
-    + "}";
+    + channel_name(c.channel()) + "\",\"id\":" + std::to_string(c.index());
+  if (opt_.filter_half)
+    cmd += std::string{",\"filter\":{\"key\":\"g\",\"op\":\"eq\",\"value\":\""}
+      + (c.index() % 2 == 0 ? "a" : "b") + "\"}";
+  cmd += "}";
   // With a token, connect first: commands run in order, so the first ok is
   // the connect's and the second the subscribe's.
   if (!opt_.token.empty()) {
@@ -1218,7 +1231,9 @@ void app::on_ok(conn& c) {
   if (c.settled)
     return;
   c.settled = true;
-  subs_per_channel_[c.channel()].fetch_add(1, std::memory_order_relaxed);
+  // With --filter-half, only the subscribers whose filter passes g=a count.
+  if (!opt_.filter_half || c.index() % 2 == 0)
+    subs_per_channel_[c.channel()].fetch_add(1, std::memory_order_relaxed);
   subscribed_.fetch_add(1);
   subscriber_settled();
 }
@@ -1387,7 +1402,10 @@ void app::publish_one(size_t ch, uint32_t expected) {
   put(static_cast<uint64_t>(now_ns()));
   frame_ += ",\"p\":\"";
   frame_ += fill_;
-  frame_ += "\"}}";
+  frame_ += "\"}";
+  if (opt_.filter_half)
+    frame_ += ",\"tags\":{\"g\":\"a\"}";
+  frame_ += "}";
   publisher_->send_text(frame_);
   if (stalled_ && publishing_)
     end_publishing();
