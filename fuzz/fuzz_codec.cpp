@@ -1,7 +1,7 @@
 // libFuzzer target: the wire codec (protocol/codec.hpp) on arbitrary bytes.
 // Every input goes through parse_command, parse_publish, is_batch +
 // parse_publish_batch, parse_publication_frame (a stored history frame) and
-// json_text::parse; what parses is re-encoded (with offsets, in replies,
+// json_text::parse and tag_filter::parse; what parses is re-encoded (with offsets, in replies,
 // positions and gaps) and
 // must hold what the protocol promises: channel names and event types valid,
 // frames valid JSON (by an independent strict reader, strict_json.hpp) that
@@ -69,7 +69,8 @@ void check_publication(const publication& x, std::string_view input) {
   auto back = codec::parse_publish(*frame);
   auto y = std::get_if<publication>(&back);
   check(y != nullptr, "encoded publication does not parse again", *frame);
-  check(y->channel == x.channel && y->type == x.type && y->data == x.data,
+  check(y->channel == x.channel && y->type == x.type && y->data == x.data
+          && y->tags == x.tags,
         "encoded publication parses to another one", *frame);
   // With an offset (history channels), as stored and read back. Offsets
   // count publications from 1: parse_publication_frame reads up to 16
@@ -81,7 +82,7 @@ void check_publication(const publication& x, std::string_view input) {
           *stored);
     auto z = codec::parse_publication_frame(*stored);
     check(z && z->channel == x.channel && z->type == x.type && z->data == x.data
-            && z->offset == offset,
+            && z->offset == offset && z->tags == x.tags,
           "a stored publication reads back as another one", *stored);
   }
 }
@@ -213,6 +214,29 @@ void fuzz_json_text(std::string_view text) {
   check(c->data == *x, "command data differs from json_text", wrapped);
 }
 
+/// Tag filters: whatever compiles has a compact source that compiles to the
+/// same filter, and evaluating it on tags made from the input neither
+/// crashes nor differs between the two.
+void fuzz_filter(std::string_view text) {
+  auto f = tag_filter::parse(text);
+  if (!f)
+    return;
+  check(!f->source().empty() && valid_json(f->source()),
+        "a filter's source is no JSON", text);
+  auto again = tag_filter::parse(f->source());
+  check(static_cast<bool>(again) && *again == *f,
+        "a filter's source does not compile to it", text);
+  // Tags from the input's bytes: keys and values of one to three bytes.
+  tag_map tags;
+  for (size_t i = 0; i + 1 < text.size() && tags.size() < max_tags; i += 4)
+    tags.emplace(std::string{text.substr(i, 1)},
+                 std::string{text.substr(i + 1, 3)});
+  check(f->matches(tags) == again->matches(tags),
+        "a filter and its source's compilation disagree", text);
+  check(f->matches({}) == again->matches({}),
+        "a filter and its source's compilation disagree on no tags", text);
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -222,6 +246,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz_batch(text);
   fuzz_stored(text);
   fuzz_json_text(text);
+  fuzz_filter(text);
   // Names and patterns: a name always matches itself as a pattern.
   auto half = text.substr(0, text.size() / 2);
   check(codec::glob_match(half, half), "a pattern does not match itself", half);
