@@ -28,6 +28,7 @@ struct hub_counters {
   std::atomic<uint64_t> unauthorized_disconnects{0};
   std::atomic<uint64_t> expired_disconnects{0};
   std::atomic<uint64_t> rate_limited_disconnects{0};
+  std::atomic<uint64_t> broker_refused{0};
 
   static void add(std::atomic<uint64_t>& x, uint64_t n = 1) {
     x.fetch_add(n, std::memory_order_relaxed);
@@ -58,6 +59,7 @@ struct hub_counters {
     r.unauthorized_disconnects = get(unauthorized_disconnects);
     r.expired_disconnects = get(expired_disconnects);
     r.rate_limited_disconnects = get(rate_limited_disconnects);
+    r.broker_refused = get(broker_refused);
     return r;
   }
 };

@@ -120,26 +120,58 @@ bool is_presence_channel(const hub_config& cfg, const std::string& topic) {
   return false;
 }
 
-void deliver_publication(const hub_shared& shared, const publication& pub,
-                         std::chrono::steady_clock::time_point now) {
+namespace {
+
+/// Delivers `pub` to this node's subscribers (see deliver_publication);
+/// `frame`: its frame without offset, when already made.
+void deliver_here(const hub_shared& shared, const publication& pub,
+                  const frame_ptr& frame,
+                  std::chrono::steady_clock::time_point now) {
   auto& counters = *shared.counters;
-  hub_counters::add(counters.published);
   // Looked up before the history's lock: nothing takes the route table's
   // lock while holding a history's (see route_table::expire_histories).
   auto subscribers = shared.routes->find(pub.channel);
   if (!is_history_channel(*shared.cfg, pub.channel)) {
-    if (subscribers)
+    if (!subscribers)
+      return;
+    if (frame)
+      subscribers->deliver(pub, frame, counters, fanout::position{});
+    else
       subscribers->deliver(pub, counters);
     return;
   }
   auto history = shared.routes->history(pub.channel);
   std::unique_lock<std::mutex> guard{history->mtx};
   auto offset = history->next_offset();
-  auto frame = codec::encode_publication(pub, offset);
-  history->append(frame, pub.tags, now, shared.cfg->history_size);
+  auto numbered = codec::encode_publication(pub, offset);
+  history->append(numbered, pub.tags, now, shared.cfg->history_size);
   if (subscribers)
-    subscribers->deliver(pub, frame, counters,
+    subscribers->deliver(pub, numbered, counters,
                          fanout::position{offset, &history->epoch()});
+}
+
+} // namespace
+
+bool deliver_publication(const hub_shared& shared, const publication& pub,
+                         std::chrono::steady_clock::time_point now) {
+  auto& counters = *shared.counters;
+  frame_ptr frame;
+  if (auto& b = shared.broker) {
+    if (!b->up()) {
+      hub_counters::add(counters.broker_refused);
+      return false;
+    }
+    frame = codec::encode_publication(pub);
+    b->publish(pub.channel, frame);
+  }
+  hub_counters::add(counters.published);
+  deliver_here(shared, pub, frame, now);
+  return true;
+}
+
+void deliver_remote(const hub_shared& shared, const publication& pub,
+                    const frame_ptr& frame) {
+  deliver_here(shared, pub, frame, std::chrono::steady_clock::now());
 }
 
 } // namespace livehub

@@ -95,11 +95,20 @@ bool is_history_channel(const hub_config& cfg, const std::string& topic);
 bool is_presence_channel(const hub_config& cfg, const std::string& topic);
 
 /// Publishes `pub` (not to "*") to its channel's subscribers, as the hub and
-/// client actors do. On a history channel, under the channel's history lock:
-/// the next offset, the frame with it stored (made the channel's stream if
-/// it had none), then delivered. Counts the publication. `now`: the
-/// publishing actor's clock.
-void deliver_publication(const hub_shared& shared, const publication& pub,
+/// client actors do, and to the other nodes through the broker, if any. On
+/// a history channel, under the channel's history lock: the next offset,
+/// the frame with it stored (made the channel's stream if it had none),
+/// then delivered. Counts the publication. `now`: the publishing actor's
+/// clock. False (nothing delivered, counted as broker_refused) when the
+/// broker is down.
+bool deliver_publication(const hub_shared& shared, const publication& pub,
                          std::chrono::steady_clock::time_point now);
+
+/// Delivers `pub` (not to "*"), which another node published, to this
+/// node's subscribers; `frame` is its frame as that node encoded it. On a
+/// history channel it gets this node's next offset, as a local one (each
+/// node keeps its own stream; see docs/cluster.md).
+void deliver_remote(const hub_shared& shared, const publication& pub,
+                    const frame_ptr& frame);
 
 } // namespace livehub

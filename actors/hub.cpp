@@ -17,6 +17,8 @@ namespace livehub {
 const char* hub_state::name = "livehub.hub";
 
 hub_state::~hub_state() {
+  if (shared.broker)
+    shared.broker->stop();
   for (auto& [addr, out] : connections) {
     out->close(1001, "going away");
     if (auto client = caf::actor_cast<caf::actor>(addr))
@@ -27,8 +29,9 @@ hub_state::~hub_state() {
     caf::anon_send(kvp.second.handle, caf::close_atom::value);
 }
 
-channel_actor& hub_state::route_subscribe(hub_internal_actor::pointer self,
-                                          const std::string& topic) {
+hub_state::channel_entry&
+hub_state::route_subscribe(hub_internal_actor::pointer self,
+                           const std::string& topic) {
   auto i = channels.find(topic);
   if (i == channels.end()) {
     auto subscribers = std::make_shared<fanout>();
@@ -38,22 +41,53 @@ channel_actor& hub_state::route_subscribe(hub_internal_actor::pointer self,
     self->monitor(ch);
     channel_names.emplace(ch.address(), topic);
     shared.routes->set(topic, subscribers);
-    i = channels.emplace(topic, channel_entry{ch, std::move(subscribers), 0})
+    i = channels.emplace(topic, channel_entry{ch, std::move(subscribers)})
           .first;
+    if (shared.broker) {
+      auto& entry = i->second;
+      entry.ready = false;
+      entry.generation = ++generations;
+      auto hub = caf::actor_cast<caf::weak_actor_ptr>(self->ctrl());
+      shared.broker->subscribe(topic, [hub, topic, gen = entry.generation] {
+        if (auto strong = caf::actor_cast<caf::actor>(hub))
+          caf::anon_send(strong, remote_atom::value, topic, gen);
+      });
+    }
   }
   ++i->second.routed;
-  return i->second.handle;
+  return i->second;
 }
 
-void hub_state::deliver(const publication& pub,
+void hub_state::drop_channel(
+  std::unordered_map<std::string, channel_entry>::iterator i) {
+  shared.routes->erase(i->first, i->second.fanout);
+  if (shared.broker)
+    shared.broker->unsubscribe(i->first);
+  channels.erase(i);
+}
+
+bool hub_state::deliver(const publication& pub,
                         std::chrono::steady_clock::time_point now) {
   // Straight to the subscribers, without a message to the channel.
   if (pub.channel != "*")
     return deliver_publication(shared, pub, now);
   auto& counters = *shared.counters;
-  hub_counters::add(counters.published);
-  auto accepted = std::chrono::steady_clock::now();
   auto frame = codec::encode_publication(pub);
+  if (auto& b = shared.broker) {
+    if (!b->up()) {
+      hub_counters::add(counters.broker_refused);
+      return false;
+    }
+    b->publish(pub.channel, frame);
+  }
+  hub_counters::add(counters.published);
+  deliver_everywhere(frame);
+  return true;
+}
+
+void hub_state::deliver_everywhere(const frame_ptr& frame) {
+  auto& counters = *shared.counters;
+  auto accepted = std::chrono::steady_clock::now();
   uint64_t delivered = 0;
   uint64_t slow = 0;
   for (auto& kvp : connections) {
@@ -81,8 +115,7 @@ void hub_state::remove_if_idle(hub_internal_actor::pointer self,
   self->send(i->second.handle, caf::close_atom::value);
   channel_names.erase(source);
   self->demonitor(source);
-  shared.routes->erase(i->first, i->second.fanout);
-  channels.erase(i);
+  drop_channel(i);
 }
 
 channel_page hub_state::page(const std::string& after, uint64_t limit) {
@@ -122,12 +155,46 @@ void hub_state::forget(const caf::actor_addr& source) {
   // Erase the name only if it still maps to the actor that went down: a
   // newer channel may already serve it.
   auto j = channels.find(i->second);
-  if (j != channels.end() && j->second.handle.address() == source) {
-    shared.routes->erase(j->first, j->second.fanout);
-    channels.erase(j);
-  }
+  if (j != channels.end() && j->second.handle.address() == source)
+    drop_channel(j);
   channel_names.erase(i);
 }
+
+namespace {
+
+using hub_pointer = hub_internal_actor::stateful_pointer<hub_state>;
+
+/// Sends a subscribe (`xs`) to the channel of `topic`, made when missing, and
+/// answers with the channel's reply: delegated at once once the channel's
+/// broker subscription took effect, else when it does (see
+/// hub_state::channel_entry::ready).
+template<class Result, class... Ts>
+caf::result<Result>
+route(hub_pointer self, const std::string& topic, Ts&&... xs) {
+  auto& entry = self->state.route_subscribe(self, topic);
+  if (entry.ready)
+    return self->delegate(entry.handle, std::forward<Ts>(xs)...);
+  auto rp = self->make_response_promise<Result>();
+  entry.waiting.emplace_back([self, rp, ch = entry.handle,
+                              args = std::make_tuple(std::decay_t<Ts>(
+                                std::forward<Ts>(xs))...)]() mutable {
+    std::apply(
+      [&](auto&... ys) {
+        self->request(ch, caf::infinite, std::move(ys)...)
+          .then(
+            [rp](Result& r) mutable {
+              rp.deliver(std::move(r));
+            },
+            [rp](caf::error& err) mutable {
+              rp.deliver(std::move(err));
+            });
+      },
+      args);
+  });
+  return rp;
+}
+
+} // namespace
 
 hub_internal_actor::behavior_type
 hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
@@ -154,15 +221,16 @@ hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
     },
     // -- the application's API --------------------------------------------
     [self](caf::publish_atom, const publication& pub) {
+      // Refused when the broker is down: counted (broker_refused), as the
+      // API has no reply.
       self->state.deliver(pub, self->clock().now());
     },
     [self](caf::subscribe_atom, const std::string& topic,
            subscriber_actor& who) -> caf::result<caf::ok_atom> {
       if (!codec::valid_channel_name(topic) || topic == "*")
         return caf::make_error(caf::sec::invalid_argument, "bad channel name");
-      auto& ch = self->state.route_subscribe(self, topic);
-      return self->delegate(ch, caf::subscribe_atom::value, std::move(who),
-                            tag_filter_ptr{});
+      return route<caf::ok_atom>(self, topic, caf::subscribe_atom::value,
+                                 std::move(who), tag_filter_ptr{});
     },
     [self](caf::subscribe_atom, const std::string& topic, subscriber_actor& who,
            tag_filter& filter) -> caf::result<caf::ok_atom> {
@@ -171,9 +239,8 @@ hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
       tag_filter_ptr compiled;
       if (!filter.empty())
         compiled = std::make_shared<const tag_filter>(std::move(filter));
-      auto& ch = self->state.route_subscribe(self, topic);
-      return self->delegate(ch, caf::subscribe_atom::value, std::move(who),
-                            std::move(compiled));
+      return route<caf::ok_atom>(self, topic, caf::subscribe_atom::value,
+                                 std::move(who), std::move(compiled));
     },
     [self](caf::unsubscribe_atom, const std::string& topic,
            caf::actor_addr& who) -> caf::result<caf::ok_atom> {
@@ -216,10 +283,10 @@ hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
       if (!is_history_channel(*st.shared.cfg, topic))
         return caf::make_error(caf::sec::invalid_argument,
                                "no history channel: " + topic);
-      auto& ch = st.route_subscribe(self, topic);
       auto history = st.shared.routes->history(topic);
-      return self->delegate(ch, caf::subscribe_atom::value, std::move(who),
-                            std::move(since), std::move(history));
+      return route<history_page>(self, topic, caf::subscribe_atom::value,
+                                 std::move(who), std::move(since),
+                                 std::move(history));
     },
     // -- livehub's own actors and transport -------------------------------
     [self](caf::join_atom, connection_ref& ref) {
@@ -231,18 +298,18 @@ hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
     },
     [self](caf::subscribe_atom, const std::string& topic,
            connection_ref& ref) -> caf::result<caf::ok_atom> {
-      auto& ch = self->state.route_subscribe(self, topic);
-      return self->delegate(ch, caf::subscribe_atom::value, std::move(ref));
+      return route<caf::ok_atom>(self, topic, caf::subscribe_atom::value,
+                                 std::move(ref));
     },
     [self](caf::subscribe_atom, const std::string& topic, connection_ref& ref,
            subscribe_request& req) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
-      auto& ch = st.route_subscribe(self, topic);
       history_ptr history;
       if (is_history_channel(*st.shared.cfg, topic))
         history = st.shared.routes->history(topic);
-      return self->delegate(ch, caf::subscribe_atom::value, std::move(ref),
-                            std::move(req), std::move(history));
+      return route<caf::ok_atom>(self, topic, caf::subscribe_atom::value,
+                                 std::move(ref), std::move(req),
+                                 std::move(history));
     },
     [self](idle_atom, const std::string& topic, uint64_t seen) {
       auto source = caf::actor_cast<caf::actor_addr>(self->current_sender());
@@ -252,16 +319,55 @@ hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
            uint64_t limit) {
       return self->state.page(after, limit);
     },
+    // -- the broker -------------------------------------------------------
+    [self](remote_atom, const frame_ptr& frame) {
+      self->state.deliver_everywhere(frame);
+    },
+    [self](remote_atom, const std::string& topic, uint64_t generation) {
+      auto& st = self->state;
+      auto i = st.channels.find(topic);
+      if (i == st.channels.end() || i->second.generation != generation
+          || i->second.ready)
+        return;
+      i->second.ready = true;
+      auto waiting = std::move(i->second.waiting);
+      for (auto& f : waiting)
+        f();
+    },
   };
 }
 
 hub_actor spawn_hub(caf::actor_system& sys, const hub_config& cfg) {
+  return spawn_hub(sys, cfg, make_broker(cfg));
+}
+
+hub_actor spawn_hub(caf::actor_system& sys, const hub_config& cfg,
+                    broker_ptr broker) {
   hub_shared shared;
   shared.counters = std::make_shared<hub_counters>();
   shared.routes = std::make_shared<route_table>();
   shared.cfg = std::make_shared<const hub_config>(cfg);
   shared.policy = make_client_policy(cfg);
-  return sys.spawn(hub, std::move(shared));
+  shared.broker = broker;
+  auto result = sys.spawn(hub, shared);
+  if (broker) {
+    // Remote publications go straight to the subscribers, as local ones;
+    // those to "*" through the hub, which knows every connection. The hub
+    // stops the broker when it ends, which drops this handler (and with it
+    // the broker's reference to `shared`).
+    auto weak = caf::actor_cast<caf::weak_actor_ptr>(result);
+    broker->start([weak, shared](const frame_ptr& frame) {
+      auto pub = codec::parse_publication_frame(*frame);
+      if (!pub || !codec::valid_channel_name(pub->channel))
+        return;
+      if (pub->channel != "*") {
+        deliver_remote(shared, *pub, frame);
+      } else if (auto hub = caf::actor_cast<caf::actor>(weak)) {
+        caf::anon_send(hub, remote_atom::value, frame);
+      }
+    });
+  }
+  return result;
 }
 
 history_page read_page(const channel_history& history,

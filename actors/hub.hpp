@@ -3,9 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -34,12 +36,23 @@ struct hub_state {
     fanout_ptr fanout;
     /// Subscribes routed to `handle`; see channel_state::subscribes_seen.
     uint64_t routed = 0;
+    /// With a broker: whether its broker subscription took effect. Until
+    /// then subscribes wait in `waiting` (replying earlier would let a
+    /// subscriber miss what other nodes publish right after).
+    bool ready = true;
+    /// Which broker subscription of this channel (a channel removed and
+    /// made again subscribes again).
+    uint64_t generation = 0;
+    std::vector<std::function<void()>> waiting{};
   };
 
   std::unordered_map<std::string, channel_entry> channels;
 
   /// Reverse map for down messages of channels.
   std::unordered_map<caf::actor_addr, std::string> channel_names;
+
+  /// Broker subscriptions made so far (channel_entry::generation).
+  uint64_t generations = 0;
 
   /// Every open connection, for `"*"` and stats.
   std::unordered_map<caf::actor_addr, std::shared_ptr<sink>> connections;
@@ -48,15 +61,22 @@ struct hub_state {
   /// `channels`) and its config.
   hub_shared shared;
 
-  /// The channel for `topic`, spawned (and monitored) when missing; counts
-  /// one routed subscribe.
-  channel_actor& route_subscribe(hub_internal_actor::pointer self,
+  /// The channel for `topic`, spawned (and monitored, and subscribed at the
+  /// broker) when missing; counts one routed subscribe.
+  channel_entry& route_subscribe(hub_internal_actor::pointer self,
                                  const std::string& topic);
 
   /// Delivers `pub` to its channel's subscribers, or to every connection
-  /// when its channel is `"*"`.
-  void deliver(const publication& pub,
+  /// when its channel is `"*"`, and to the other nodes. False when the
+  /// broker is down: then nothing is delivered.
+  bool deliver(const publication& pub,
                std::chrono::steady_clock::time_point now);
+
+  /// Hands `frame` to every open connection of this node.
+  void deliver_everywhere(const frame_ptr& frame);
+
+  /// Removes the channel `i` points to from the routes and the broker.
+  void drop_channel(std::unordered_map<std::string, channel_entry>::iterator i);
 
   /// The channel `source` (which reported `seen` subscribes) has no
   /// subscriber left: removes it, unless a subscribe is on its way to it.

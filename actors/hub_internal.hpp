@@ -13,6 +13,7 @@
 #include <caf/actor_control_block.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 
+#include "actors/broker.hpp"
 #include "livehub/config.hpp"
 #include "livehub/hub.hpp"
 
@@ -94,6 +95,8 @@ struct hub_shared {
   std::shared_ptr<const hub_config> cfg;
   /// What client actors derive from `cfg`.
   std::shared_ptr<const client_policy> policy;
+  /// The other nodes (livehub.broker); null on a single node.
+  broker_ptr broker;
 };
 
 /// One page of a hub's channels, by name (GET /api/channels).
@@ -128,6 +131,11 @@ using hub_internal_actor = hub_actor::extend<
   caf::reacts_to<idle_atom, std::string, uint64_t>,
   /// The history sweep's timer (drops publications past history-ttl).
   caf::reacts_to<caf::tick_atom>,
+  /// From the broker: another node's publication to "*".
+  caf::reacts_to<remote_atom, frame_ptr>,
+  /// From the broker: the subscription of this generation of a channel
+  /// took effect (see hub_state::channel_entry::ready).
+  caf::reacts_to<remote_atom, std::string, uint64_t>,
   /// At most `limit` channels whose names sort after `after` ("" : from the
   /// first), with their subscriber counts.
   caf::replies_to<caf::get_atom, channels_atom, std::string,
@@ -137,6 +145,11 @@ using hub_internal_actor = hub_actor::extend<
 /// position. Needs `history.mtx`.
 history_page read_page(const channel_history& history,
                        const std::vector<frame_ptr>& frames);
+
+/// spawn_hub() with a broker of the caller's (null: none); the public one
+/// makes the broker `cfg` asks for (make_broker). Tests pass a fake.
+hub_actor spawn_hub(caf::actor_system& sys, const hub_config& cfg,
+                    broker_ptr broker);
 
 /// The client policy of a hub spawned with `cfg` (spawn_hub; tests).
 std::shared_ptr<const client_policy> make_client_policy(const hub_config& cfg);

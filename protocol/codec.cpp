@@ -1171,6 +1171,7 @@ std::string encode_stats(const hub_stats& x) {
   field("unauthorized_disconnects", x.unauthorized_disconnects);
   field("expired_disconnects", x.expired_disconnects);
   field("rate_limited_disconnects", x.rate_limited_disconnects);
+  field("broker_refused", x.broker_refused);
   w.EndObject();
   return std::string{buf.GetString(), buf.GetSize()};
 }

@@ -75,6 +75,18 @@ bool backend_only(server::impl& srv, const connection_ptr& con) {
   return true;
 }
 
+/// True when this node has a broker and it is down: publications must be
+/// refused (503), not accepted and then lost.
+bool broker_down(const server::impl& srv) {
+  return srv.shared.broker && !srv.shared.broker->up();
+}
+
+void respond_unavailable(server::impl& srv, const connection_ptr& con) {
+  hub_counters::add(srv.shared.counters->broker_refused);
+  respond_error(con, status::service_unavailable, "unavailable",
+                "broker unavailable");
+}
+
 /// A publication of event type join or leave on a presence channel: those
 /// are livehub's presence events.
 bool fake_presence_event(server::impl& srv, const publication& x) {
@@ -90,6 +102,8 @@ void publish_batch(server::impl& srv, const connection_ptr& con) {
     return respond_error(con, status::bad_request, codec::to_string(err->code),
                          describe(*err));
   auto& items = std::get<0>(parsed);
+  if (broker_down(srv))
+    return respond_unavailable(srv, con);
   std::string results;
   bool all_ok = true;
   for (auto& item : items) {
@@ -128,6 +142,8 @@ void publish(server::impl& srv, const connection_ptr& con) {
     return respond_error(con, status::bad_request, "bad_command",
                          "join and leave are the presence events of this "
                          "channel");
+  if (broker_down(srv))
+    return respond_unavailable(srv, con);
   caf::anon_send(srv.hub, caf::publish_atom::value,
                  std::move(std::get<publication>(parsed)));
   respond_json(con, status::accepted, "{\"ok\":true}");
@@ -384,6 +400,13 @@ void metrics(server::impl& srv, const connection_ptr& con) {
          get(c.expired_disconnects));
   sample(out, "livehub_disconnects_total{reason=\"rate_limited\"}",
          get(c.rate_limited_disconnects));
+  single(out, "livehub_broker_refused_total", "counter",
+         "Publications refused because the broker was unavailable.",
+         get(c.broker_refused));
+  if (auto& b = srv.shared.broker)
+    single(out, "livehub_broker_up", "gauge",
+           "1 while the broker (livehub.broker) is connected, else 0.",
+           b->up() ? 1 : 0);
   single(out, "livehub_bytes_sent_total", "counter",
          "Payload bytes of WebSocket messages handed to the sockets.", sent);
   single(out, "livehub_bytes_received_total", "counter",
@@ -477,8 +500,10 @@ void handle_http(server::impl& srv, connection_hdl hdl) {
     case handler::healthz:
       return respond(con, status::ok, "text/plain; charset=utf-8", "ok");
     case handler::readyz:
-      // Ready while the server serves: with no broker (only the local one so
-      // far) nothing else can keep it from serving.
+      // Ready while the server serves and its broker, if any, is up.
+      if (broker_down(srv))
+        return respond(con, status::service_unavailable,
+                       "text/plain; charset=utf-8", "broker unavailable");
       return respond(con, status::ok, "text/plain; charset=utf-8", "ready");
     case handler::upgrade_required:
       return respond_error(con, status::upgrade_required, "upgrade_required",

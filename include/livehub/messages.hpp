@@ -117,6 +117,10 @@ struct hub_stats {
   uint64_t expired_disconnects = 0;
   /// Connections closed with 4029 (kept exceeding the command rate).
   uint64_t rate_limited_disconnects = 0;
+  /// Publications refused because the broker (livehub.broker) was
+  /// unavailable: HTTP 503, command error `unavailable`, or dropped from
+  /// the C++ API.
+  uint64_t broker_refused = 0;
 };
 
 template<class Inspector>
@@ -125,7 +129,7 @@ typename Inspector::result_type inspect(Inspector& f, hub_stats& x) {
            x.subscriptions, x.actor_subscriptions, x.published, x.delivered,
            x.slow_consumer_disconnects, x.command_errors, x.rejected_origin,
            x.rejected_capacity, x.rejected_rate, x.unauthorized_disconnects,
-           x.expired_disconnects, x.rate_limited_disconnects);
+           x.expired_disconnects, x.rate_limited_disconnects, x.broker_refused);
 }
 
 } // namespace livehub
@@ -159,5 +163,8 @@ CAF_ADD_ATOM(livehub, livehub, text_atom, "lh_text")
 CAF_ADD_ATOM(livehub, livehub, closed_atom, "lh_closed")
 /// Asks a hub for a page of its channels (GET /api/channels).
 CAF_ADD_ATOM(livehub, livehub, channels_atom, "lh_chans")
+/// From the broker: a remote publication to "*", or a channel's broker
+/// subscription took effect.
+CAF_ADD_ATOM(livehub, livehub, remote_atom, "lh_remote")
 
 CAF_END_TYPE_ID_BLOCK(livehub)
