@@ -524,6 +524,13 @@ void server::impl::stop() {
   for (auto& t : threads)
     if (t.joinable())
       t.join();
+  // The stop_listening posted above may not have run (with no connection
+  // open, nothing waited above): close the acceptor here, where no thread
+  // runs its context any more.
+  if (ep.is_listening()) {
+    websocketpp::lib::error_code ec;
+    ep.stop_listening(ec);
+  }
   for (auto& box : outboxes)
     box->shut();
   // Whatever the deadline cut short (connections whose peer does not read,
