@@ -303,6 +303,16 @@ void server::impl::configure_endpoint() {
     if (con->out)
       con->out->pong_received();
   });
+  // HTTP keep-alive: after a response whose request may be followed by
+  // another (handle_http decides), a new connection adopts the socket and
+  // reads the next request as if the socket were just accepted (so it may
+  // be an upgrade, validated like any other).
+  ep.set_keep_alive(std::chrono::duration_cast<std::chrono::milliseconds>(
+                      cfg->http_idle_timeout),
+                    [this] {
+                      if (auto con = ep.get_connection())
+                        con->start();
+                    });
 }
 
 caf::error server::impl::listen() {
