@@ -233,6 +233,8 @@ TEST_CASE("an unset option reads as hub_config's default") {
   CHECK(cfg->send_queue_bytes == defaults.send_queue_bytes);
   CHECK(cfg->allowed_origins == defaults.allowed_origins);
   CHECK(cfg->io_threads == defaults.io_threads);
+  CHECK(cfg->http_idle_timeout == caf::timespan{5s});
+  CHECK(cfg->http_max_requests == 1000);
 }
 
 TEST_CASE("options given on the command line are what read_config returns") {
@@ -241,7 +243,8 @@ TEST_CASE("options given on the command line are what read_config returns") {
      "--livehub.ping-interval=30s", "--livehub.write-timeout=1500ms",
      "--livehub.max-message-size=1024", "--livehub.max-subscriptions=10",
      R"(--livehub.client-publish=["room:*","lobby"])",
-     "--livehub.api-key=secret", "--livehub.io-threads=2"});
+     "--livehub.api-key=secret", "--livehub.io-threads=2",
+     "--livehub.http-idle-timeout=250ms", "--livehub.http-max-requests=7"});
   REQUIRE_MESSAGE(cfg, message(cfg));
   CHECK(cfg->host == "0.0.0.0");
   CHECK(cfg->port == 0);
@@ -253,6 +256,8 @@ TEST_CASE("options given on the command line are what read_config returns") {
   CHECK(cfg->client_publish == std::vector<std::string>{"room:*", "lobby"});
   CHECK(cfg->api_key == "secret");
   CHECK(cfg->io_threads == 2);
+  CHECK(cfg->http_idle_timeout == caf::timespan{250ms});
+  CHECK(cfg->http_max_requests == 7);
   CHECK(cfg->pong_timeout == livehub::hub_config{}.pong_timeout); // unset
 }
 
@@ -268,6 +273,10 @@ TEST_CASE("an invalid value gets an error that names its option") {
     {"--livehub.pong-timeout=0s", "livehub.pong-timeout must be at least 1ms"},
     {"--livehub.write-timeout=0ms",
      "livehub.write-timeout must be at least 1ms"},
+    {"--livehub.http-idle-timeout=0s",
+     "livehub.http-idle-timeout must be at least 1ms"},
+    {"--livehub.http-max-requests=0",
+     "livehub.http-max-requests must be at least 1"},
     {"--livehub.max-message-size=63",
      "livehub.max-message-size must be at least 64 bytes"},
     {"--livehub.send-queue-limit=0",
@@ -310,7 +319,7 @@ TEST_CASE("the values at the edge of each rule are valid") {
   auto cfg
     = load({"--livehub.ping-interval=1ms", "--livehub.io-threads=64",
             "--livehub.max-message-size=64", "--livehub.send-queue-bytes=64",
-            "--livehub.send-queue-limit=1",
+            "--livehub.send-queue-limit=1", "--livehub.http-max-requests=1",
             R"(--livehub.allowed-origins=["*","http://a:1"])"});
   CHECK_MESSAGE(cfg, message(cfg));
 }

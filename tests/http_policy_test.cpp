@@ -1,5 +1,6 @@
 // The HTTP decisions on their own: which origins may connect, which bearer
-// keys match, what MIME type a file has, and which file a request names.
+// keys match, what MIME type a file has, which file a request names, and
+// whether a request keeps its connection.
 #include <doctest/doctest.h>
 
 #include <climits>
@@ -442,4 +443,47 @@ TEST_CASE("the API paths come before a WebSocket path of the same name") {
         == handler::metrics);
   CHECK(route_request("GET", "/live", "/live", false).to
         == handler::upgrade_required);
+}
+
+// -- keep-alive ---------------------------------------------------------------
+
+TEST_CASE("Connection tokens are found case-insensitively in a list") {
+  CHECK(has_token("close", "close"));
+  CHECK(has_token("Keep-Alive", "keep-alive"));
+  CHECK(has_token("keep-alive, Upgrade", "upgrade"));
+  CHECK(has_token(" upgrade ,\tkeep-alive\t", "keep-alive"));
+  CHECK_FALSE(has_token("", "close"));
+  CHECK_FALSE(has_token("closed", "close"));
+  CHECK_FALSE(has_token("keep-alive", "close"));
+  CHECK_FALSE(has_token(",,", "close"));
+}
+
+TEST_CASE("HTTP/1.1 keeps its connection unless it asks to close") {
+  CHECK(keeps_connection("HTTP/1.1", "", "", ""));
+  CHECK(keeps_connection("HTTP/1.1", "keep-alive", "", "12"));
+  CHECK_FALSE(keeps_connection("HTTP/1.1", "close", "", ""));
+  CHECK_FALSE(keeps_connection("HTTP/1.1", "keep-alive, Close", "", ""));
+}
+
+TEST_CASE("HTTP/1.0 keeps its connection only when it asks to, and other "
+          "versions never") {
+  CHECK_FALSE(keeps_connection("HTTP/1.0", "", "", ""));
+  CHECK(keeps_connection("HTTP/1.0", "Keep-Alive", "", ""));
+  CHECK_FALSE(keeps_connection("HTTP/1.0", "keep-alive, close", "", ""));
+  CHECK_FALSE(keeps_connection("HTTP/0.9", "keep-alive", "", ""));
+  CHECK_FALSE(keeps_connection("HTTP/2.0", "", "", ""));
+  CHECK_FALSE(keeps_connection("http/1.1", "", "", ""));
+}
+
+TEST_CASE("a request whose end is in doubt never keeps its connection") {
+  // Chunked (or any) transfer coding: livehub does not read it.
+  CHECK_FALSE(keeps_connection("HTTP/1.1", "", "chunked", ""));
+  CHECK_FALSE(keeps_connection("HTTP/1.1", "", "gzip, chunked", "10"));
+  // A Content-Length other than plain digits: two headers ("5, 5"), a sign,
+  // trailing text. (websocketpp reads such a length with strtoul.)
+  CHECK_FALSE(keeps_connection("HTTP/1.1", "", "", "5, 5"));
+  CHECK_FALSE(keeps_connection("HTTP/1.1", "", "", "+5"));
+  CHECK_FALSE(keeps_connection("HTTP/1.1", "", "", "5abc"));
+  CHECK_FALSE(keeps_connection("HTTP/1.1", "", "", "-1"));
+  CHECK(keeps_connection("HTTP/1.1", "", "", "0"));
 }

@@ -196,6 +196,46 @@ TEST_CASE("https serves the HTTP endpoints: GET /healthz and POST "
   CHECK(stats.body.find(R"("connections":1)") != std::string::npos);
 }
 
+TEST_CASE("https keeps a connection alive across requests, pipelined ones "
+          "included, within one TLS session") {
+  tls_hub h;
+  auto sub = h.connect();
+  REQUIRE(sub.status() == 101);
+  subscribe(sub, "news");
+  http_connection http{h.srv.port, &h.trusting};
+  REQUIRE(http.is_open());
+  auto publish = [&](int n) {
+    return http.request("POST", "/api/publish",
+                        R"({"channel":"news","type":"t","data":)"
+                          + std::to_string(n) + "}");
+  };
+  REQUIRE(http.send(publish(1)));
+  auto first = http.read_response();
+  CHECK(first.status == 202);
+  CHECK(first.headers["connection"] == "keep-alive");
+  // Three requests in one write: one run of TLS records, which the server
+  // reads (and OpenSSL decrypts) ahead of the request it serves.
+  REQUIRE(http.send(publish(2) + http.request("GET", "/healthz") + publish(3)));
+  for (int status : {202, 200, 202}) {
+    auto res = http.read_response();
+    CHECK(res.status == status);
+    CHECK(res.headers["connection"] == "keep-alive");
+  }
+  REQUIRE(
+    http.send(http.request("GET", "/healthz", {}, {{"Connection", "close"}})));
+  auto last = http.read_response();
+  CHECK(last.status == 200);
+  CHECK(last.headers["connection"] == "close");
+  CHECK(http.ends(wait_time));
+  for (int n = 1; n <= 3; ++n) {
+    auto msg = sub.receive(wait_time);
+    INFO(msg.describe());
+    CHECK(msg.data
+          == R"({"channel":"news","type":"t","data":)" + std::to_string(n)
+            + "}");
+  }
+}
+
 TEST_CASE("a client that does not trust the server's CA, or expects another "
           "name, fails the handshake") {
   tls_hub h;

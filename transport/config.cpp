@@ -220,6 +220,11 @@ const std::vector<any_setting>& table() {
     setting{"write-timeout", &hub_config::write_timeout, reader::server,
             "close a connection whose queued frames stall this long",
             at_least(1ms)},
+    // -- HTTP keep-alive
+    setting{"http-idle-timeout", &hub_config::http_idle_timeout, reader::server,
+            "close a kept-alive HTTP connection idle this long", at_least(1ms)},
+    setting{"http-max-requests", &hub_config::http_max_requests, reader::server,
+            "HTTP requests per connection; 1: no keep-alive", at_least(1)},
     // -- limits
     setting{"max-message-size", &hub_config::max_message_size, reader::server,
             "bytes per incoming message and HTTP publish body",

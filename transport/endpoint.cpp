@@ -303,6 +303,16 @@ void server::impl::configure_endpoint() {
     if (con->out)
       con->out->pong_received();
   });
+  // HTTP keep-alive: after a response whose request may be followed by
+  // another (handle_http decides), a new connection adopts the socket and
+  // reads the next request as if the socket were just accepted (so it may
+  // be an upgrade, validated like any other).
+  ep.set_keep_alive(std::chrono::duration_cast<std::chrono::milliseconds>(
+                      cfg->http_idle_timeout),
+                    [this] {
+                      if (auto con = ep.get_connection())
+                        con->start();
+                    });
 }
 
 caf::error server::impl::listen() {
@@ -524,6 +534,13 @@ void server::impl::stop() {
   for (auto& t : threads)
     if (t.joinable())
       t.join();
+  // The stop_listening posted above may not have run (with no connection
+  // open, nothing waited above): close the acceptor here, where no thread
+  // runs its context any more.
+  if (ep.is_listening()) {
+    websocketpp::lib::error_code ec;
+    ep.stop_listening(ec);
+  }
   for (auto& box : outboxes)
     box->shut();
   // Whatever the deadline cut short (connections whose peer does not read,

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -57,6 +58,11 @@ struct ws_config : websocketpp::config::asio {
   struct transport_config {
     using alog_type = websocketpp::config::asio::alog_type;
     using elog_type = websocketpp::config::asio::elog_type;
+    /// Bytes of its request's body that websocketpp still reads on `con`, 0
+    /// once the request is complete: the transport hands it no more, so that
+    /// a pipelined next request stays with the transport (see
+    /// lean::connection::admit()). Defined below, with the connection type.
+    static size_t request_body_left(lean::connection<transport_config>& con);
   };
   using transport_type = lean::endpoint<transport_config>;
   using connection_base = connection_data;
@@ -72,6 +78,23 @@ struct ws_config : websocketpp::config::asio {
 using ws_server = websocketpp::server<ws_config>;
 using connection_ptr = ws_server::connection_ptr;
 using websocketpp::connection_hdl;
+
+inline size_t ws_config::transport_config::request_body_left(
+  lean::connection<transport_config>& con) {
+  // Every transport connection is the base of a websocketpp connection.
+  auto& wcon = static_cast<ws_server::connection_type&>(con);
+  if (wcon.get_state() != websocketpp::session::state::connecting)
+    return 0; // upgraded (on_open even cleared the request)
+  auto& req = wcon.get_request();
+  if (req.ready())
+    return 0;
+  // What websocketpp's parser still expects (http::parser::prepare_body and
+  // process_body): Content-Length as strtoul reads it, less the body so far.
+  auto length = std::strtoul(req.get_header("Content-Length").c_str(), nullptr,
+                             10);
+  auto have = req.get_body().size();
+  return length > have ? length - have : 0;
+}
 
 /// One piece of work for a connection's I/O thread.
 struct io_op {

@@ -127,6 +127,41 @@ bool bearer_matches(std::string_view authorization, std::string_view key) {
   return diff == 0;
 }
 
+bool has_token(std::string_view list, std::string_view token) {
+  auto wanted = lower(token);
+  while (!list.empty()) {
+    auto comma = list.find(',');
+    auto item = list.substr(0, comma);
+    list = comma == std::string_view::npos ? std::string_view{}
+                                           : list.substr(comma + 1);
+    auto first = item.find_first_not_of(" \t");
+    if (first == std::string_view::npos)
+      continue;
+    item = item.substr(first, item.find_last_not_of(" \t") - first + 1);
+    if (lower(item) == wanted)
+      return true;
+  }
+  return false;
+}
+
+bool keeps_connection(std::string_view version, std::string_view connection,
+                      std::string_view transfer_encoding,
+                      std::string_view content_length) {
+  if (!transfer_encoding.empty())
+    return false;
+  if (!std::all_of(content_length.begin(), content_length.end(),
+                   [](unsigned char c) {
+                     return std::isdigit(c) != 0;
+                   }))
+    return false;
+  if (version == "HTTP/1.1")
+    return !has_token(connection, "close");
+  if (version == "HTTP/1.0")
+    return has_token(connection, "keep-alive")
+      && !has_token(connection, "close");
+  return false;
+}
+
 const char* mime_type(std::string_view path) {
   struct entry {
     std::string_view ext;

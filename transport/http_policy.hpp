@@ -1,6 +1,7 @@
 // The HTTP decisions of the server, free of websocketpp so that they are
 // tested (and fuzzed) on their own: origin checks, bearer keys, query
-// strings, static file paths, and which handler a request goes to.
+// strings, static file paths, which handler a request goes to, and whether
+// its connection stays open after the response.
 #pragma once
 
 #include <optional>
@@ -25,6 +26,22 @@ bool bearer_matches(std::string_view authorization, std::string_view key);
 /// form encoders write it); none when absent or malformed.
 std::optional<std::string> query_param(std::string_view target,
                                        std::string_view name);
+
+/// True when the comma-separated header value `list` names `token`
+/// (case-insensitive, spaces around items ignored): "keep-alive, Upgrade"
+/// names "upgrade".
+bool has_token(std::string_view list, std::string_view token);
+
+/// Whether a plain HTTP request lets its connection carry another request
+/// after the response (keep-alive), by its version (e.g. "HTTP/1.1") and
+/// headers (empty: absent): HTTP/1.1 unless `Connection` names `close`,
+/// HTTP/1.0 only when it names `keep-alive`, no other version. Never when
+/// the request's end is in doubt: with a `Transfer-Encoding` (livehub reads
+/// no chunked body) or a `Content-Length` other than plain digits (two of
+/// them arrive as "5, 5").
+bool keeps_connection(std::string_view version, std::string_view connection,
+                      std::string_view transfer_encoding,
+                      std::string_view content_length);
 
 /// The Content-Type for a file name, by extension.
 const char* mime_type(std::string_view path);

@@ -1,7 +1,9 @@
 // The plain HTTP requests of the server's port: POST /api/publish,
 // GET /api/stats, GET /healthz, static files, and errors for the rest.
+#include <algorithm>
 #include <array>
 #include <atomic>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -27,13 +29,22 @@ namespace status = websocketpp::http::status_code;
 void respond(const connection_ptr& con, status::value code,
              const std::string& content_type, std::string body) {
   con->set_status(code);
-  // websocketpp ends the connection after each HTTP response: say so, or a
-  // client with a connection pool reuses it and gets EOF on its next request.
-  con->replace_header("Connection", "close");
+  // What handle_http decided; said in both cases, so that an HTTP/1.0
+  // client knows too, and a pooling client never reuses a connection that
+  // is about to close.
+  con->replace_header("Connection",
+                      con->keeps_alive() ? "keep-alive" : "close");
   con->replace_header("Content-Type", content_type);
   con->replace_header("Cache-Control", "no-store");
   con->replace_header("X-Content-Type-Options", "nosniff");
+  // set_body writes Content-Length, but none for an empty body: without
+  // one, the body of a response would last until the connection closes.
+  // (Responses that never have a body, 1xx, 204 and 304, must not say it.)
+  bool empty = body.empty();
   con->set_body(std::move(body));
+  if (empty && code >= 200 && code != status::no_content
+      && code != status::not_modified)
+    con->replace_header("Content-Length", "0");
 }
 
 void respond_json(const connection_ptr& con, status::value code,
@@ -449,10 +460,24 @@ bool application_route(server::impl& srv, const connection_ptr& con) {
   auto reply = handler(x);
   if (!reply)
     return false;
+  // The application may end the connection (Connection: close), but not
+  // keep it open, nor frame the body itself: the next request's bytes
+  // follow this response on a kept connection.
+  auto header_is = [](const std::string& name, std::string_view wanted) {
+    return std::equal(name.begin(), name.end(), wanted.begin(), wanted.end(),
+                      [](unsigned char a, unsigned char b) {
+                        return std::tolower(a) == std::tolower(b);
+                      });
+  };
+  for (auto& [name, value] : reply->headers)
+    if (header_is(name, "Connection") && http_policy::has_token(value, "close"))
+      con->keep_alive(false);
   respond(con, static_cast<status::value>(reply->status), reply->content_type,
           std::move(reply->body));
   for (auto& [name, value] : reply->headers)
-    con->replace_header(name, value);
+    if (!header_is(name, "Connection") && !header_is(name, "Content-Length")
+        && !header_is(name, "Transfer-Encoding"))
+      con->replace_header(name, value);
   return true;
 }
 
@@ -470,12 +495,38 @@ void static_file(server::impl& srv, const connection_ptr& con,
   con->replace_header("Cache-Control", "no-cache");
 }
 
+/// Whether the connection of this request may carry another one after the
+/// response (HTTP keep-alive; see http_policy::keeps_connection): not past
+/// livehub.http-max-requests, nor once the server stops, nor after HEAD
+/// (websocketpp writes the body of every response, and a client that asked
+/// HEAD would read it as the start of the next response).
+bool may_keep_alive(server::impl& srv, const connection_ptr& con) {
+  if (con->requests_before() + size_t{1} >= srv.cfg->http_max_requests)
+    return false;
+  auto& req = con->get_request();
+  if (req.get_method() == "HEAD")
+    return false;
+  if (!http_policy::keeps_connection(
+        req.get_version(), req.get_header("Connection"),
+        req.get_header("Transfer-Encoding"), req.get_header("Content-Length")))
+    return false;
+  std::unique_lock<std::mutex> guard{srv.mtx};
+  return !srv.stopping;
+}
+
 } // namespace
 
 void handle_http(server::impl& srv, connection_hdl hdl) {
   auto con = srv.ep.get_con_from_hdl(hdl);
+  con->keep_alive(may_keep_alive(srv, con));
   srv.outboxes[con->context_index()]->metrics.add_received(
     con->get_request_body().size());
+  // websocketpp reads no chunked body (it would take the chunks for the
+  // next request): refuse it, and close (keep_alive said no).
+  if (!con->get_request_header("Transfer-Encoding").empty())
+    return respond_error(con, status::length_required, "length_required",
+                         "chunked request bodies are not supported: send "
+                         "Content-Length");
   // A web page must not act through a visitor's browser: a foreign Origin
   // gets nothing here (same rule as for upgrades).
   if (!http_policy::origin_allowed(srv.cfg->allowed_origins,

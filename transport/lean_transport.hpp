@@ -22,6 +22,17 @@
 //  - knows every connection it made, so that a server that stops can abort
 //    the sockets its close handshakes did not end in time (websocketpp's
 //    transport leaves them open until the last reference to each goes);
+//  - keeps an HTTP connection's socket for its next request (HTTP/1.1
+//    keep-alive) where livehub asks for it: websocketpp reads one request per
+//    connection and closes after a plain HTTP response, dropping whatever it
+//    read beyond the request. Here, until a request is complete, websocketpp
+//    is handed no byte past its end (the head up to its blank line, then as
+//    much body as websocketpp's own parse of Content-Length still expects),
+//    so pipelined requests wait in the transport; once the response is
+//    written, a fresh websocketpp connection adopts the socket and those
+//    bytes and reads the next request as if the socket were just accepted.
+//    An idle kept socket costs that connection object and waits at most an
+//    idle timeout for its next request's first byte;
 //  - speaks TLS or plain TCP as the endpoint was told at run time, with one
 //    websocketpp config (a second server type would double the compile
 //    time). With TLS, OpenSSL works the non-blocking socket directly (see
@@ -37,8 +48,11 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -149,6 +163,25 @@ class socket_registry {
     live_.erase(sock);
   }
 
+  /// True when sockets may be kept between HTTP requests: a way to start
+  /// the adopting connections is set, and abort_all() did not run.
+  bool keeps_sockets() {
+    std::unique_lock<std::mutex> guard{mtx_};
+    return !aborted_ && static_cast<bool>(start_adopting);
+  }
+
+  // -- HTTP keep-alive: set before listening, then only read ---------------
+
+  /// Makes and starts a websocketpp connection, which adopts the socket of
+  /// the connection ending on the calling thread (see
+  /// connection::async_shutdown). Set by the endpoint's owner: only
+  /// websocketpp's server makes its connections. Empty: every socket closes
+  /// after its HTTP response.
+  std::function<void()> start_adopting;
+
+  /// How long a kept socket waits for the first byte of its next request.
+  std::chrono::milliseconds idle_timeout{5000};
+
   /// Closes every registered socket at once (a TCP reset, dropping unsent
   /// data) and forgets them; returns how many. Only while no thread runs the
   /// sockets' io_contexts.
@@ -184,13 +217,15 @@ class connection : public std::enable_shared_from_this<connection<config>> {
   using timer_ptr = std::shared_ptr<asio::steady_timer>;
 
   connection(bool /* is_server */, const std::shared_ptr<alog_type>&,
-             const std::shared_ptr<elog_type>&) {
+             const std::shared_ptr<elog_type>&)
+    : phase_(before_head), matched_(0), keep_(false), answered_(false) {
     // nop
   }
 
   ~connection() {
     // Runs before socket_ goes: abort_all() never sees a destroyed socket.
-    if (registry_)
+    // (No socket: another connection adopted it.)
+    if (registry_ && socket_)
       registry_->remove(&*socket_);
   }
 
@@ -239,6 +274,24 @@ class connection : public std::enable_shared_from_this<connection<config>> {
     observer_ = obs;
   }
 
+  /// HTTP requests this socket carried before the current one: 0 on a
+  /// socket just accepted, one more on each connection that adopts it.
+  uint32_t requests_before() const {
+    return served_;
+  }
+
+  /// Asks to keep the socket for another request once the response to the
+  /// current plain HTTP request is written whole (never meant for WebSocket
+  /// upgrades). False by default: the socket closes after the response.
+  void keep_alive(bool keep) {
+    keep_ = keep;
+  }
+
+  /// What keep_alive() set.
+  bool keeps_alive() const {
+    return keep_;
+  }
+
   /// Calls `callback` after `duration` milliseconds, or with
   /// operation_aborted when the returned timer is cancelled first.
   timer_ptr set_timer(long duration, wtp::timer_handler callback) {
@@ -263,7 +316,15 @@ class connection : public std::enable_shared_from_this<connection<config>> {
   }
 
   /// Starts the connection, on its own thread: accept ran on the acceptor's.
+  /// A kept socket (see async_shutdown) starts once its next request
+  /// begins: websocketpp's open-handshake timeout then bounds reading that
+  /// request, as for a new connection, while the idle timeout bounds the
+  /// wait before it.
   void init(wtp::init_handler callback) {
+    if (served_ > 0 && spilled() == 0 && !(tls_ && tls_.has_pending())) {
+      await_request(std::move(callback));
+      return;
+    }
     asio::post(*ctx_, [cb = std::move(callback)] {
       cb(error_code{});
     });
@@ -275,6 +336,11 @@ class connection : public std::enable_shared_from_this<connection<config>> {
   /// busy one still reads many frames per system call.
   void async_read_at_least(size_t num_bytes, char* buf, size_t len,
                            wtp::read_handler handler) {
+    if (phase_ == before_head && spilled() > 0) {
+      spill_pos_ += skip_empty_lines(spill_.data() + spill_pos_, spilled());
+      if (spilled() == 0)
+        release_spill();
+    }
     if (spilled() >= num_bytes) {
       // Served from memory; posted, so a long run of buffered frames does
       // not recurse through websocketpp's read loop.
@@ -348,7 +414,24 @@ class connection : public std::enable_shared_from_this<connection<config>> {
   /// Shuts the socket down both ways (the descriptor closes with the
   /// connection object), after a TLS close_notify where the socket takes it
   /// at once: a peer that does not read cannot hold the shutdown up.
+  ///
+  /// websocketpp calls this after every plain HTTP response. Where the
+  /// request asked to keep the socket (keep_alive()) and the response went
+  /// out whole, a fresh websocketpp connection adopts the socket instead,
+  /// with the bytes read beyond the request (see endpoint::init and
+  /// adopt()), and this one ends as if it had closed.
   void async_shutdown(wtp::shutdown_handler callback) {
+    if (keep_ && answered_ && registry_->keeps_sockets()) {
+      {
+        handover offer{this};
+        registry_->start_adopting();
+      }
+      if (!socket_) {
+        callback(error_code{});
+        return;
+      }
+      // Not adopted (no connection could be made): close after all.
+    }
     if (tls_)
       tls_.close_notify();
     asio::error_code ec;
@@ -366,17 +449,152 @@ class connection : public std::enable_shared_from_this<connection<config>> {
     return spill_.size() - spill_pos_;
   }
 
-  /// Moves up to `len` spilled bytes to `buf`; frees the spill when empty.
+  /// Moves up to `len` spilled bytes to `buf` (no more than admit()
+  /// allows); frees the spill when empty.
   size_t take_spill(char* buf, size_t len) {
-    auto n = std::min(len, spilled());
+    auto n = admit(spill_.data() + spill_pos_, std::min(len, spilled()));
     std::memcpy(buf, spill_.data() + spill_pos_, n);
     spill_pos_ += n;
-    if (spill_pos_ == spill_.size()) {
-      std::vector<char>{}.swap(spill_);
-      spill_pos_ = 0;
-    }
+    if (spill_pos_ == spill_.size())
+      release_spill();
     return n;
   }
+
+  /// Frees the spill's memory once all of it was taken.
+  void release_spill() {
+    std::vector<char>{}.swap(spill_);
+    spill_pos_ = 0;
+  }
+
+  // -- HTTP keep-alive -------------------------------------------------------
+
+  /// Where reading stands in the connection's request. websocketpp reads one
+  /// request per connection, and after a plain HTTP response drops what it
+  /// was handed beyond the request; so until the request is complete it
+  /// gets no byte past the request's end, and the rest stays in spill_ for
+  /// the connection that adopts the socket.
+  enum phase {
+    before_head,   ///< nothing of the request read yet
+    in_head,       ///< before the blank line that ends the head
+    in_body,       ///< after it: websocketpp may still read a body
+    after_request, ///< the request is complete: WebSocket frames follow
+  };
+
+  /// Drops the empty lines (CR and LF bytes) that may come before a request
+  /// from the front of the `n` bytes at `data`, the next ones of the stream,
+  /// and returns how many it dropped: RFC 9112 (section 2.2) asks a server to
+  /// ignore them, since some clients end a body with an extra CRLF, which on
+  /// a kept connection precedes the next request. websocketpp would answer
+  /// them with 400.
+  size_t skip_empty_lines(const char* data, size_t n) {
+    if (phase_ != before_head)
+      return 0;
+    size_t i = 0;
+    while (i < n && (data[i] == '\r' || data[i] == '\n'))
+      ++i;
+    if (i < n)
+      phase_ = in_head;
+    return i;
+  }
+
+  /// How many of the `n` bytes at `data`, the next ones of the stream,
+  /// websocketpp may take now (at least one of them); advances the phase
+  /// past them.
+  size_t admit(const char* data, size_t n) {
+    switch (phase_) {
+      case before_head: // (skip_empty_lines() dropped what it drops)
+        phase_ = in_head;
+        [[fallthrough]];
+      case in_head:
+        // The head ends at the first CRLF CRLF, where websocketpp's parser
+        // (line by line, at each CRLF) finds its first empty line.
+        for (size_t i = 0; i < n; ++i) {
+          auto c = data[i];
+          matched_ = c == "\r\n\r\n"[matched_] ? matched_ + 1
+                                               : (c == '\r' ? 1 : 0);
+          if (matched_ == 4) {
+            phase_ = in_body;
+            return i + 1;
+          }
+        }
+        return n;
+      case in_body:
+        if (auto left = config::request_body_left(*this); left > 0)
+          return std::min(n, left);
+        phase_ = after_request;
+        return n;
+      default: return n;
+    }
+  }
+
+  /// Takes over the socket of `from`, an HTTP connection ending after its
+  /// response, and what it read beyond that response's request: this
+  /// connection serves the socket's next request.
+  void adopt(connection& from) {
+    ctx_ = from.ctx_;
+    ctx_index_ = from.ctx_index_;
+    registry_ = from.registry_;
+    registry_->remove(&*from.socket_);
+    socket_.emplace(std::move(*from.socket_));
+    from.socket_.reset();
+    registry_->add(&*socket_);
+    tls_ = std::move(from.tls_);
+    if (tls_)
+      tls_.rebind(*socket_);
+    spill_.swap(from.spill_);
+    spill_pos_ = std::exchange(from.spill_pos_, 0);
+    served_ = from.served_ < std::numeric_limits<uint32_t>::max()
+      ? from.served_ + 1
+      : from.served_;
+  }
+
+  /// Calls `callback` once the kept socket is readable (its next request
+  /// begins, or the peer closed it), or with a timeout error once it stayed
+  /// idle for the registry's idle_timeout: websocketpp then fails the
+  /// connection, which closes the socket.
+  void await_request(wtp::init_handler callback) {
+    struct waiting {
+      asio::steady_timer timer;
+      wtp::init_handler callback; // empty once called
+    };
+    auto w = std::make_shared<waiting>(waiting{
+      asio::steady_timer{*ctx_, registry_->idle_timeout}, std::move(callback)});
+    w->timer.async_wait([self = get_shared(), w](const asio::error_code&) {
+      if (!w->callback)
+        return; // the request began first
+      auto cb = std::move(w->callback);
+      w->callback = nullptr;
+      asio::error_code ignored;
+      self->socket_->cancel(ignored);
+      cb(wtp::error::make_error_code(wtp::error::timeout));
+    });
+    socket_->async_wait(
+      asio::socket_base::wait_read, [w](const asio::error_code& ec) {
+        if (!w->callback)
+          return; // timed out first
+        auto cb = std::move(w->callback);
+        w->callback = nullptr;
+        w->timer.cancel();
+        cb(ec ? wtp::error::make_error_code(wtp::error::pass_through)
+              : error_code{});
+      });
+  }
+
+  /// The connection ending on this thread whose socket the next connection
+  /// made on this thread adopts (set around registry::start_adopting).
+  inline static thread_local connection* handing_over_ = nullptr;
+
+  /// Offers `from`'s socket to the next connection made on this thread, for
+  /// the scope of this object only (what no connection took is not offered
+  /// to a later one, e.g. to the next accepted socket's).
+  struct handover {
+    explicit handover(connection* from) {
+      handing_over_ = from;
+    }
+    ~handover() {
+      handing_over_ = nullptr;
+    }
+  };
 
   /// What one attempt to read the socket gave.
   enum class input { data, wait_read, wait_write, eof, failed };
@@ -416,17 +634,26 @@ class connection : public std::enable_shared_from_this<connection<config>> {
       case input::failed: handler(ec, 0); return;
       case input::data: break;
     }
+    const char* data = chunk.get();
+    if (auto skipped = skip_empty_lines(data, n); skipped > 0) {
+      data += skipped;
+      n -= skipped;
+      if (n == 0) {
+        async_read_at_least(num_bytes, buf, len, handler);
+        return;
+      }
+    }
     if (spill_.empty() && n >= num_bytes) {
       // The common case: straight into websocketpp's buffer, any excess
-      // spilled.
-      auto direct = std::min(n, len);
-      std::memcpy(buf, chunk.get(), direct);
+      // spilled. (admit() gives at least one byte, all websocketpp asks.)
+      auto direct = admit(data, std::min(n, len));
+      std::memcpy(buf, data, direct);
       if (direct < n)
-        spill_.assign(chunk.get() + direct, chunk.get() + n);
+        spill_.assign(data + direct, data + n);
       handler(error_code{}, direct);
       return;
     }
-    spill_.insert(spill_.end(), chunk.get(), chunk.get() + n);
+    spill_.insert(spill_.end(), data, data + n);
     if (spilled() < num_bytes) {
       async_read_at_least(num_bytes, buf, len, handler);
       return;
@@ -517,6 +744,8 @@ class connection : public std::enable_shared_from_this<connection<config>> {
   }
 
   void written(const wtp::write_handler& handler, const asio::error_code& ec) {
+    // An HTTP connection writes once: its response.
+    answered_ = !ec;
     handler(ec ? wtp::error::make_error_code(wtp::error::pass_through)
                : error_code{});
     // Read after the handler: websocketpp has updated its send buffer, and
@@ -545,7 +774,20 @@ class connection : public std::enable_shared_from_this<connection<config>> {
   /// Read but not yet handed over (empty, allocating nothing, while idle).
   std::vector<char> spill_;
   size_t spill_pos_ = 0;
-  uint32_t ctx_index_ = 0;
+  /// HTTP requests this socket carried before the current one.
+  uint32_t served_ = 0;
+  /// At most 64 (livehub.io-threads).
+  uint16_t ctx_index_ = 0;
+  /// The reader's phase in the current request (see admit()).
+  phase phase_ : 2;
+  /// How much of "\r\n\r\n" ends the head bytes handed so far (0 to 4).
+  uint8_t matched_ : 3;
+  /// Keep the socket after the response (keep_alive()).
+  bool keep_ : 1;
+  /// The last write (for an HTTP connection: its response) completed.
+  bool answered_ : 1;
+  // served_ and these fill the space the old uint32_t ctx_index_ left
+  // padded: a WebSocket connection is no larger than before.
 };
 
 /// The transport half of a websocketpp server endpoint: one acceptor and
@@ -679,6 +921,18 @@ class endpoint {
       ctx->stop();
   }
 
+  /// Keeps sockets open between HTTP requests where a connection asks for
+  /// it (connection::keep_alive): `start` makes and starts a websocketpp
+  /// connection (websocketpp's server: get_connection(), then start()),
+  /// which adopts the socket in init(); a kept socket waits at most `idle`
+  /// for its next request. Call before listen(). Without it, every socket
+  /// closes after its HTTP response.
+  void set_keep_alive(std::chrono::milliseconds idle,
+                      std::function<void()> start) {
+    registry_->idle_timeout = idle;
+    registry_->start_adopting = std::move(start);
+  }
+
   /// Aborts every connection's socket (see socket_registry::abort_all);
   /// returns how many were still open. Call after stop(), once every run()
   /// returned; connections made later are not registered.
@@ -692,11 +946,18 @@ class endpoint {
     // livehub's transport logs nothing
   }
 
-  /// Binds a new connection to the next context.
+  /// Binds a new connection to the next context, or, where a connection
+  /// ending after an HTTP response hands its socket over on this thread (see
+  /// connection::async_shutdown), to that socket and its context.
   error_code init(transport_con_ptr tcon) {
+    if (auto* from = transport_con_type::handing_over_) {
+      transport_con_type::handing_over_ = nullptr;
+      tcon->adopt(*from);
+      return {};
+    }
     auto index = next_++ % contexts_.size();
     tcon->ctx_ = contexts_[index].get();
-    tcon->ctx_index_ = static_cast<uint32_t>(index);
+    tcon->ctx_index_ = static_cast<uint16_t>(index);
     tcon->socket_.emplace(*tcon->ctx_);
     tcon->registry_ = registry_;
     registry_->add(&*tcon->socket_);

@@ -233,6 +233,11 @@ session& session::operator=(session&& other) noexcept {
   return *this;
 }
 
+void session::rebind(asio::ip::tcp::socket& sock) {
+  if (ssl_)
+    BIO_set_data(SSL_get_rbio(ssl_), &sock); // one BIO reads and writes
+}
+
 bool session::established() const {
   return SSL_is_init_finished(ssl_) == 1;
 }

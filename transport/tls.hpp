@@ -87,6 +87,10 @@ class session {
     return ssl_ != nullptr;
   }
 
+  /// Points the session at `sock`: the socket it runs over, moved to a new
+  /// address (a kept HTTP socket that the next connection adopted).
+  void rebind(asio::ip::tcp::socket& sock);
+
   /// True once the handshake completed.
   bool established() const;
 

@@ -31,8 +31,9 @@ type API struct {
 	// loopback peers only).
 	Key string
 	// HTTPClient makes the requests; nil means a client with a 30 s timeout.
-	// livehub answers each request with "Connection: close", so no
-	// connection is reused.
+	// livehub keeps HTTP connections alive between requests (it closes one
+	// left idle for livehub.http-idle-timeout, 5 s by default), so the
+	// client's pool reuses them.
 	HTTPClient *http.Client
 	// MaxRetries is how many times a request that may safely be repeated is
 	// tried again; 0 means 2, a negative value means never.

@@ -59,6 +59,17 @@ struct hub_config {
   /// progress for this long is closed (4008).
   caf::timespan write_timeout = std::chrono::seconds(10);
 
+  // -- HTTP keep-alive -----------------------------------------------------
+
+  /// `livehub.http-idle-timeout`: how long a kept-alive HTTP connection may
+  /// wait for its next request's first byte; then the server closes it.
+  caf::timespan http_idle_timeout = std::chrono::seconds(5);
+
+  /// `livehub.http-max-requests`: plain HTTP requests one connection may
+  /// carry; the response to the last one says `Connection: close` and the
+  /// connection closes. 1 turns keep-alive off.
+  size_t http_max_requests = 1000;
+
   // -- limits --------------------------------------------------------------
 
   /// `livehub.max-message-size`: largest incoming message (bytes, after

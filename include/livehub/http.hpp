@@ -34,8 +34,10 @@ struct http_reply {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
-  /// Further headers (livehub sets Content-Type, Cache-Control: no-store,
-  /// X-Content-Type-Options and Connection itself).
+  /// Further headers. livehub sets Content-Type, Content-Length,
+  /// Cache-Control: no-store, X-Content-Type-Options and Connection itself:
+  /// `Connection: close` here closes the connection after the reply; other
+  /// Connection values, Content-Length and Transfer-Encoding are ignored.
   std::vector<std::pair<std::string, std::string>> headers;
 };
 

@@ -334,7 +334,12 @@ std::string ws_message::describe() const {
 
 ws_client::ws_client(uint16_t port, ws_options opts) : opts_(std::move(opts)) {
   auto deadline = clock_type::now() + opts_.connect_timeout;
-  fd_ = connect_loopback(port, opts_.receive_buffer, deadline);
+  if (opts_.socket >= 0) {
+    fd_ = std::exchange(opts_.socket, -1);
+    ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
+  } else {
+    fd_ = connect_loopback(port, opts_.receive_buffer, deadline);
+  }
   if (fd_ >= 0 && opts_.tls) {
     ssl_ = start_tls(fd_, *opts_.tls, deadline, tls_error_);
     if (!ssl_) {
@@ -531,6 +536,26 @@ ws_message ws_client::close(uint16_t code, milliseconds timeout) {
 
 namespace {
 
+/// The header lines of `head` (after its status line, "Name: value") into
+/// `out.headers`, names in lower case.
+void parse_headers(const std::string& head, http_response& out) {
+  for (size_t pos = head.find("\r\n"); pos + 2 < head.size();) {
+    auto eol = head.find("\r\n", pos + 2);
+    auto line = head.substr(pos + 2, eol - pos - 2);
+    pos = eol;
+    auto colon = line.find(':');
+    if (colon == std::string::npos)
+      continue;
+    auto name = line.substr(0, colon);
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) {
+      return std::tolower(c);
+    });
+    auto value = line.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(' '));
+    out.headers[name] = value;
+  }
+}
+
 /// http_request() and https_request(): `tls` nullptr for plain HTTP.
 http_response request(uint16_t port, const tls_options* tls,
                       std::string_view method, std::string_view path,
@@ -555,22 +580,8 @@ http_response request(uint16_t port, const tls_options* tls,
   int status = 0;
   if (write_all(c, req, deadline))
     status = read_http_head(c, deadline, head, result.body);
-  // Header lines after the status line: "Name: value".
-  for (size_t pos = head.find("\r\n"); status != 0 && pos + 2 < head.size();) {
-    auto eol = head.find("\r\n", pos + 2);
-    auto line = head.substr(pos + 2, eol - pos - 2);
-    pos = eol;
-    auto colon = line.find(':');
-    if (colon == std::string::npos)
-      continue;
-    auto name = line.substr(0, colon);
-    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) {
-      return std::tolower(c);
-    });
-    auto value = line.substr(colon + 1);
-    value.erase(0, value.find_first_not_of(' '));
-    result.headers[name] = value;
-  }
+  if (status != 0)
+    parse_headers(head, result);
   // Body: Content-Length bytes, or whatever arrives until the server closes.
   auto cl = result.headers.find("content-length");
   size_t want = cl != result.headers.end() ? std::stoul(cl->second)
@@ -597,6 +608,106 @@ http_response http_request(uint16_t port, std::string_view method,
                            std::string_view path, const header_list& headers,
                            std::string_view body, milliseconds timeout) {
   return request(port, nullptr, method, path, headers, body, timeout);
+}
+
+// -- http_connection ----------------------------------------------------------
+
+http_connection::http_connection(uint16_t port, const tls_options* tls,
+                                 milliseconds timeout)
+  : port_(port) {
+  auto deadline = clock_type::now() + timeout;
+  fd_ = connect_loopback(port, 0, deadline);
+  if (fd_ >= 0 && tls) {
+    std::string error;
+    ssl_ = start_tls(fd_, *tls, deadline, error);
+    if (!ssl_) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+}
+
+http_connection::~http_connection() {
+  SSL_free(ssl_);
+  if (fd_ >= 0)
+    ::close(fd_);
+}
+
+std::string
+http_connection::request(std::string_view method, std::string_view path,
+                         std::string_view body, const header_list& headers,
+                         std::string_view version) const {
+  auto out = request_head(port_, method, path, headers);
+  // request_head writes HTTP/1.1.
+  out.replace(out.find(" HTTP/1.1\r\n") + 1, 8, version);
+  if (!body.empty())
+    out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  out += "\r\n";
+  out.append(body);
+  return out;
+}
+
+bool http_connection::send(std::string_view bytes, milliseconds timeout) {
+  return fd_ >= 0
+    && write_all(link{fd_, ssl_}, bytes, clock_type::now() + timeout);
+}
+
+http_response http_connection::read_response(milliseconds timeout) {
+  http_response result;
+  auto deadline = clock_type::now() + timeout;
+  link c{fd_, ssl_};
+  size_t end;
+  while (fd_ >= 0 && (end = in_.find("\r\n\r\n")) == std::string::npos)
+    if (read_some(c, in_, deadline) != read_result::data)
+      return result;
+  if (fd_ < 0)
+    return result;
+  auto head = in_.substr(0, end + 4);
+  in_.erase(0, end + 4);
+  auto sp = head.find(' ');
+  if (head.compare(0, 5, "HTTP/") != 0 || sp == std::string::npos)
+    return result;
+  parse_headers(head, result);
+  auto status = std::atoi(head.c_str() + sp + 1);
+  auto cl = result.headers.find("content-length");
+  if (status < 200 || status == 204 || status == 304) {
+    // No body, whatever the headers say.
+  } else if (cl != result.headers.end()) {
+    auto want = std::stoul(cl->second);
+    while (in_.size() < want)
+      if (read_some(c, in_, deadline) != read_result::data)
+        return result;
+    result.body = in_.substr(0, want);
+    in_.erase(0, want);
+  } else {
+    read_result res;
+    while ((res = read_some(c, in_, deadline)) == read_result::data)
+      ; // up to the end of the connection
+    if (res != read_result::ended)
+      return result;
+    ended_ = true;
+    result.body = std::move(in_);
+    in_.clear();
+  }
+  result.status = status;
+  return result;
+}
+
+bool http_connection::ends(milliseconds timeout) {
+  if (fd_ < 0 || !in_.empty())
+    return false;
+  std::string more;
+  auto res = read_some(link{fd_, ssl_}, more, clock_type::now() + timeout);
+  in_ += more;
+  if (res == read_result::ended)
+    ended_ = true;
+  return res == read_result::ended && more.empty();
+}
+
+int http_connection::release() {
+  if (ssl_)
+    return -1;
+  return std::exchange(fd_, -1);
 }
 
 http_response https_request(uint16_t port, const tls_options& tls,

@@ -61,6 +61,11 @@ struct ws_options {
 
   /// Speak TLS (wss://) with these settings; nullptr: plain TCP (ws://).
   const tls_options* tls = nullptr;
+
+  /// A plain TCP socket already connected to the server (e.g. one that
+  /// carried HTTP requests first, see http_connection::release()) to send
+  /// the upgrade on; the client takes it over. -1: connect a new one.
+  int socket = -1;
 };
 
 /// What receive() returns.
@@ -212,6 +217,59 @@ http_response http_request(uint16_t port, std::string_view method,
                            std::string_view path, const header_list& headers,
                            std::string_view body = {},
                            milliseconds timeout = milliseconds{5000});
+
+/// One HTTP/1.1 connection to 127.0.0.1 that stays open across requests
+/// (keep-alive), plain or over TLS: send() writes raw bytes (one request,
+/// several pipelined ones, or part of one), read_response() reads the next
+/// response. Not thread-safe.
+class http_connection {
+ public:
+  /// Connects to 127.0.0.1:`port` (and completes the TLS handshake when
+  /// `tls` is given); check is_open().
+  explicit http_connection(uint16_t port, const tls_options* tls = nullptr,
+                           milliseconds timeout = milliseconds{5000});
+
+  http_connection(const http_connection&) = delete;
+  http_connection& operator=(const http_connection&) = delete;
+
+  ~http_connection();
+
+  /// True while connected and not seen ended.
+  bool is_open() const noexcept {
+    return fd_ >= 0 && !ended_;
+  }
+
+  /// The text of one request to this server: `method` `path` `version`, a
+  /// Host header, `headers`, and Content-Length when there is a body.
+  std::string request(std::string_view method, std::string_view path,
+                      std::string_view body = {},
+                      const header_list& headers = {},
+                      std::string_view version = "HTTP/1.1") const;
+
+  /// Writes `bytes` as they are, in one call; false when the socket failed.
+  bool send(std::string_view bytes, milliseconds timeout = milliseconds{5000});
+
+  /// The next response: its head, then Content-Length bytes of body, or,
+  /// without Content-Length, whatever arrives until the server closes (no
+  /// body for 1xx, 204 and 304).
+  /// Status 0 when no complete response arrived within `timeout`.
+  http_response read_response(milliseconds timeout = milliseconds{5000});
+
+  /// True when the server ends the connection (end of stream, or a reset)
+  /// within `timeout` with no further byte; false on a byte or a timeout.
+  bool ends(milliseconds timeout = milliseconds{5000});
+
+  /// Hands the (plain TCP) socket over, e.g. to a ws_client; this object is
+  /// then closed. -1 when it holds none or speaks TLS.
+  int release();
+
+ private:
+  uint16_t port_;
+  int fd_ = -1;
+  ssl_st* ssl_ = nullptr;
+  bool ended_ = false;
+  std::string in_; // received bytes not yet part of a response read
+};
 
 /// http_request() over TLS (https://), verifying the server as `tls` says.
 http_response https_request(uint16_t port, const tls_options& tls,
