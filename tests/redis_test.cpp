@@ -9,6 +9,11 @@
 // resubscription.
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <caf/sec.hpp>
 
 #include <algorithm>
@@ -143,11 +148,84 @@ class io_thread {
 
 redis::options options_for(const std::string& text) {
   auto address = redis::url::parse(text);
-  REQUIRE_MESSAGE(address, caf::to_string(address.error()));
+  if (!address)
+    FAIL(caf::to_string(address.error()));
   redis::options opts;
   opts.address = *address;
   return opts;
 }
+
+/// A socket on 127.0.0.1 that plays a Redis server by hand, for what a real
+/// one will not do on cue.
+class fake_redis {
+ public:
+  fake_redis() {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (listener_ < 0
+        || ::bind(listener_, reinterpret_cast<sockaddr*>(&addr), len) != 0
+        || ::listen(listener_, 8) != 0
+        || ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len)
+          != 0)
+      throw std::runtime_error("fake_redis: cannot listen");
+    port_ = ntohs(addr.sin_port);
+    timeval tv{10, 0}; // accept() and recv() wait at most this
+    ::setsockopt(listener_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  }
+
+  ~fake_redis() {
+    if (peer_ >= 0)
+      ::close(peer_);
+    ::close(listener_);
+  }
+
+  fake_redis(const fake_redis&) = delete;
+  fake_redis& operator=(const fake_redis&) = delete;
+
+  std::string url() const {
+    return "redis://127.0.0.1:" + std::to_string(port_);
+  }
+
+  /// Accepts the client and answers its handshake (a PING) with PONG.
+  bool accept_and_pong() {
+    peer_ = ::accept(listener_, nullptr, nullptr);
+    if (peer_ < 0)
+      return false;
+    timeval tv{10, 0};
+    ::setsockopt(peer_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    const std::string ping = "*1\r\n$4\r\nPING\r\n";
+    std::string got;
+    char buf[64];
+    while (got.size() < ping.size()) {
+      auto n = ::recv(peer_, buf, sizeof(buf), 0);
+      if (n <= 0)
+        return false;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    return got == ping && ::send(peer_, "+PONG\r\n", 7, MSG_NOSIGNAL) == 7;
+  }
+
+  /// Goes away as a server may: a FIN, then, with the client still in
+  /// CLOSE_WAIT, a reset. The client's next write(2) fails with EPIPE, and
+  /// raises SIGPIPE unless it is kept from it.
+  void fin_then_reset() {
+    ::shutdown(peer_, SHUT_WR);
+    std::this_thread::sleep_for(20ms); // the FIN arrives
+    linger abort{1, 0};
+    ::setsockopt(peer_, SOL_SOCKET, SO_LINGER, &abort, sizeof(abort));
+    ::close(peer_);
+    peer_ = -1;
+    std::this_thread::sleep_for(20ms); // the RST arrives
+  }
+
+ private:
+  int listener_ = -1;
+  int peer_ = -1;
+  uint16_t port_ = 0;
+};
 
 using state_report = std::pair<redis::state, std::string>;
 
@@ -248,8 +326,7 @@ struct client_fixture {
 
 } // namespace
 
-// -- urls
-// ------------------------------------------------------------------------
+// -- urls ---------------------------------------------------------------------
 
 TEST_CASE("a redis url names the host, port, password, user and database") {
   auto plain = redis::url::parse("redis://127.0.0.1:6380");
@@ -342,8 +419,7 @@ TEST_CASE("a redis url that is not one is refused with the reason, and the "
   }
 }
 
-// -- commands
-// --------------------------------------------------------------------
+// -- commands -----------------------------------------------------------------
 
 TEST_CASE_FIXTURE(client_fixture,
                   "commands get their replies in order: SET, "
@@ -490,8 +566,7 @@ TEST_CASE_FIXTURE(client_fixture,
   CHECK(command({"PING"})); // still usable
 }
 
-// -- pub/sub
-// ---------------------------------------------------------------------
+// -- pub/sub ------------------------------------------------------------------
 
 TEST_CASE_FIXTURE(client_fixture,
                   "a subscriber receives what a connection publishes on its "
@@ -575,8 +650,7 @@ TEST_CASE_FIXTURE(client_fixture,
   CHECK_EQ(outcomes->size(), 0); // every PUBLISH reached the subscriber
 }
 
-// -- AUTH and SELECT
-// ---------------------------------------------------------------
+// -- AUTH and SELECT ----------------------------------------------------------
 
 TEST_CASE_FIXTURE(client_fixture,
                   "AUTH: the right password connects, a wrong or missing one "
@@ -648,8 +722,7 @@ TEST_CASE_FIXTURE(client_fixture,
   CHECK_EQ(in_db2->str, "db2");
 }
 
-// -- when Redis goes away
-// ------------------------------------------------------------
+// -- when Redis goes away -----------------------------------------------------
 
 TEST_CASE_FIXTURE(client_fixture,
                   "a server that is not there: down with the reason, "
@@ -817,8 +890,36 @@ TEST_CASE_FIXTURE(client_fixture,
   REQUIRE_MESSAGE(ping, show(ping));
 }
 
-// -- stop
-// ------------------------------------------------------------------------------
+TEST_CASE_FIXTURE(client_fixture,
+                  "a server gone while a command is written raises no "
+                  "SIGPIPE: the command fails and the state goes down") {
+  // hiredis 0.14 writes with write(2), without MSG_NOSIGNAL, and this test
+  // binary does not ignore SIGPIPE: without the adapter's guard, the
+  // process dies here.
+  fake_redis fake;
+  auto opts = options_for(fake.url());
+  opts.connect_timeout = 200ms; // the fake answers no second handshake
+  open_connection(opts);
+  REQUIRE(fake.accept_and_pong());
+  REQUIRE(wait_for(conn_states, redis::state::up));
+  auto outcome = std::make_shared<inbox<result>>();
+  io.call([this, &fake, outcome] {
+    // On the I/O thread, so that the client hears of nothing before it
+    // writes: the write is the first thing it does afterwards.
+    fake.fin_then_reset();
+    conn->command({"PING"}, [outcome](result r) {
+      outcome->push(r);
+    });
+  });
+  auto r = outcome->pop();
+  REQUIRE(r);
+  CHECK_MESSAGE(failed_with(*r, caf::sec::socket_disconnected), show(*r));
+  auto why = wait_for(conn_states, redis::state::down);
+  REQUIRE(why);
+  MESSAGE("the client saw: " << *why);
+}
+
+// -- stop ---------------------------------------------------------------------
 
 TEST_CASE_FIXTURE(client_fixture,
                   "stop() with commands in flight calls each handler once, "

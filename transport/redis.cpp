@@ -322,8 +322,7 @@ const char* to_string(state x) {
 
 namespace detail {
 
-// -- link: one hiredis context
-// --------------------------------------------------
+// -- link: one hiredis context ------------------------------------------------
 
 class link;
 
@@ -528,8 +527,7 @@ class link : public std::enable_shared_from_this<link> {
   std::deque<pending> pending_;
 };
 
-// -- client: connect, handshake, report, retry
-// ---------------------------------
+// -- client: connect, handshake, report, retry --------------------------------
 
 class client : public link_owner, public std::enable_shared_from_this<client> {
  public:
@@ -779,8 +777,7 @@ class client : public link_owner, public std::enable_shared_from_this<client> {
   bool drain_posted_ = false;
 };
 
-// -- commands
-// -------------------------------------------------------------------
+// -- commands -----------------------------------------------------------------
 
 class command_client final : public client {
  public:
@@ -862,8 +859,7 @@ class command_client final : public client {
   uint64_t watch_ = 0;
 };
 
-// -- pub/sub
-// --------------------------------------------------------------------
+// -- pub/sub ------------------------------------------------------------------
 
 class subscription_client final : public client {
  public:
@@ -957,8 +953,7 @@ class subscription_client final : public client {
 
 } // namespace detail
 
-// -- the handles
-// ------------------------------------------------------------------
+// -- the handles --------------------------------------------------------------
 
 connection::connection(asio::io_context& io, options opts)
   : impl_(std::make_shared<detail::command_client>(io, std::move(opts))) {

@@ -110,8 +110,7 @@ struct reply {
 /// `(error) ERR ...`, `[1, "two"]`: for logs and test messages.
 std::string to_string(const reply& x);
 
-// -- settings and callbacks
-// -----------------------------------------------------
+// -- settings and callbacks ---------------------------------------------------
 
 /// Settings of a connection or subscriber.
 struct options {
@@ -161,8 +160,7 @@ class command_client;
 class subscription_client;
 } // namespace detail
 
-// -- commands
-// -------------------------------------------------------------------
+// -- commands -----------------------------------------------------------------
 
 /// One Redis connection for commands. Replies come in the order the
 /// commands were sent; every handler is called exactly once.
@@ -207,8 +205,7 @@ class connection {
   std::shared_ptr<detail::command_client> impl_;
 };
 
-// -- pub/sub
-// ----------------------------------------------------------------------
+// -- pub/sub ------------------------------------------------------------------
 
 /// One Redis connection in subscribed mode. It holds the set of channels
 /// wanted; it subscribes to all of them on every (re)connection by itself,

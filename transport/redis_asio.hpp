@@ -31,10 +31,22 @@
 //  - the connect phase: hiredis 0.14 connects without blocking and learns
 //    the outcome from the first write readiness (redisAsyncSetConnectCallback
 //    and every command call addWrite); the adapter needs nothing special.
+//  - SIGPIPE: hiredis 0.14 writes with write(2), not send() with
+//    MSG_NOSIGNAL, and has no hook for its I/O. A write to a connection the
+//    server reset raises SIGPIPE, which ends a host process that does not
+//    ignore it (livehub's own sockets never raise it). So writes run with
+//    SIGPIPE blocked on the thread, and a SIGPIPE they raised is taken off
+//    before the old mask returns: hiredis sees EPIPE, nothing else does.
+//    Three system calls per write readiness, not per command (hiredis
+//    writes all it has queued at once).
 //
 // One thread: the io_context's. Internal to redis.cpp.
 #pragma once
 
+#include <pthread.h>
+#include <signal.h>
+
+#include <ctime>
 #include <functional>
 #include <memory>
 #include <system_error>
@@ -149,8 +161,25 @@ class asio_events : public std::enable_shared_from_this<asio_events> {
     if (d == reading)
       redisAsyncHandleRead(ac_);
     else
-      redisAsyncHandleWrite(ac_);
+      write_without_sigpipe(ac_);
     // hiredis re-armed through the add hooks what it still wants.
+  }
+
+  static void write_without_sigpipe(redisAsyncContext* ac) {
+    sigset_t pipe_only;
+    sigset_t before;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &before);
+    redisAsyncHandleWrite(ac);
+    if (sigismember(&before, SIGPIPE))
+      return; // blocked already: whoever blocked it deals with it
+    sigset_t pending;
+    if (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
+      timespec now{0, 0};
+      sigtimedwait(&pipe_only, nullptr, &now);
+    }
+    pthread_sigmask(SIG_SETMASK, &before, nullptr);
   }
 
   void detach() {
