@@ -208,6 +208,42 @@ class fake_redis {
     return got == ping && ::send(peer_, "+PONG\r\n", 7, MSG_NOSIGNAL) == 7;
   }
 
+  /// Reads exactly `expected` from the client; false if something else (or
+  /// nothing) came.
+  bool receive(const std::string& expected) {
+    std::string got;
+    char buf[256];
+    while (got.size() < expected.size()) {
+      auto n = ::recv(peer_, buf,
+                      std::min(sizeof(buf), expected.size() - got.size()), 0);
+      if (n <= 0)
+        return false;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    return got == expected;
+  }
+
+  /// Sends `bytes` one at a time, a millisecond apart.
+  bool send_slowly(const std::string& bytes) {
+    for (auto c : bytes) {
+      if (::send(peer_, &c, 1, MSG_NOSIGNAL) != 1)
+        return false;
+      std::this_thread::sleep_for(1ms);
+    }
+    return true;
+  }
+
+  bool send(const std::string& bytes) {
+    return ::send(peer_, bytes.data(), bytes.size(), MSG_NOSIGNAL)
+      == static_cast<ssize_t>(bytes.size());
+  }
+
+  /// Closes the connection (a FIN).
+  void close_peer() {
+    ::close(peer_);
+    peer_ = -1;
+  }
+
   /// Goes away as a server may: a FIN, then, with the client still in
   /// CLOSE_WAIT, a reset. The client's next write(2) fails with EPIPE, and
   /// raises SIGPIPE unless it is kept from it.
@@ -888,6 +924,53 @@ TEST_CASE_FIXTURE(client_fixture,
   REQUIRE(wait_for(conn_states, redis::state::up));
   auto ping = command({"PING"});
   REQUIRE_MESSAGE(ping, show(ping));
+}
+
+TEST_CASE_FIXTURE(client_fixture,
+                  "a reply that comes byte by byte is read whole, and a "
+                  "server that dies in the middle of one fails the commands "
+                  "waiting") {
+  fake_redis fake;
+  auto opts = options_for(fake.url());
+  opts.connect_timeout = 200ms; // the fake answers no second handshake
+  open_connection(opts);
+  REQUIRE(fake.accept_and_pong());
+  REQUIRE(wait_for(conn_states, redis::state::up));
+
+  auto outcomes = std::make_shared<inbox<result>>();
+  auto send = [this, outcomes](std::vector<std::string> argv) {
+    io.call([this, outcomes, argv] {
+      conn->command(argv, [outcomes](result r) {
+        outcomes->push(r);
+      });
+    });
+  };
+  send({"LRANGE", "k", "0", "-1"});
+  REQUIRE(fake.receive("*4\r\n$6\r\nLRANGE\r\n$1\r\nk\r\n$1\r\n0\r\n"
+                       "$2\r\n-1\r\n"));
+  REQUIRE(fake.send_slowly("*2\r\n$5\r\nhello\r\n:42\r\n"));
+  auto whole = outcomes->pop();
+  REQUIRE(whole);
+  REQUIRE_MESSAGE(*whole, show(*whole));
+  CHECK_EQ(to_string(**whole), R"(["hello", (integer) 42])");
+
+  send({"GET", "a"});
+  send({"GET", "b"});
+  REQUIRE(fake.receive("*2\r\n$3\r\nGET\r\n$1\r\na\r\n"
+                       "*2\r\n$3\r\nGET\r\n$1\r\nb\r\n"));
+  REQUIRE(fake.send("$100\r\nthe first reply, cut"));
+  fake.close_peer();
+  for (int i = 0; i < 2; ++i) {
+    auto cut = outcomes->pop();
+    REQUIRE(cut);
+    CHECK_MESSAGE(failed_with(*cut, caf::sec::socket_disconnected), show(*cut));
+  }
+  auto why = wait_for(conn_states, redis::state::down);
+  REQUIRE(why);
+  CHECK_MESSAGE(why->find("connection lost: Server closed the connection")
+                  != std::string::npos,
+                *why);
+  CHECK_EQ(outcomes->size(), 0);
 }
 
 TEST_CASE_FIXTURE(client_fixture,
