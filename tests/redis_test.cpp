@@ -1066,6 +1066,48 @@ TEST_CASE_FIXTURE(client_fixture,
 }
 
 TEST_CASE_FIXTURE(client_fixture,
+                  "a connection stopped from its own state handler stays "
+                  "stopped: from the up report, and from the down report") {
+  redis_server server;
+  auto reports = std::make_shared<inbox<state_report>>();
+  auto stop_on = [this, reports, &server](redis::state when) {
+    return io.call([this, reports, &server, when] {
+      extras.push_back(std::make_unique<redis::connection>(
+        io.context(), options_for(server.url())));
+      auto* c = extras.back().get();
+      c->on_state([c, reports, when](redis::state s, const std::string& why) {
+        reports->push({s, why});
+        if (s == when)
+          c->stop();
+      });
+      c->start();
+      return c;
+    });
+  };
+  auto* stops_when_up = stop_on(redis::state::up);
+  auto first = reports->pop();
+  REQUIRE(first);
+  CHECK_EQ(first->first, redis::state::up);
+  CHECK_FALSE(io.call([stops_when_up] {
+    return stops_when_up->up();
+  }));
+
+  auto* stops_when_down = stop_on(redis::state::down);
+  auto second = reports->pop();
+  REQUIRE(second);
+  CHECK_EQ(second->first, redis::state::up);
+  server.restart(); // a kill, then a server again
+  auto third = reports->pop();
+  REQUIRE(third);
+  CHECK_EQ(third->first, redis::state::down);
+  // Neither comes back, though the server is there.
+  CHECK_FALSE(reports->pop(300ms));
+  CHECK_FALSE(io.call([stops_when_down] {
+    return stops_when_down->up();
+  }));
+}
+
+TEST_CASE_FIXTURE(client_fixture,
                   "a connection destroyed from its own handler, with commands "
                   "in flight, fails the rest and calls nothing after") {
   redis_server server;

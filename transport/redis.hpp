@@ -18,6 +18,11 @@
 // run(), after it returned). Every callback runs on that context's thread.
 // Destroy connections before their io_context.
 //
+// Callbacks may call anything here, stop() and the destructor included (the
+// connection may go from inside its own callback). Set the handlers before
+// start(); replacing a handler from inside itself is not allowed. A
+// moved-from connection may only be destroyed or assigned to.
+//
 // Errors of a command (`caf::expected<reply>` holding a caf::error):
 //  - `caf::sec::unavailable_or_would_block`: not sent. The connection was
 //    down (not connected yet, reconnecting, or stopped). Nothing reached
@@ -211,6 +216,13 @@ class connection {
 /// wanted; it subscribes to all of them on every (re)connection by itself,
 /// before it reports up. subscribe() and unsubscribe() change the set at any
 /// time, and tell Redis at once when connected.
+///
+/// A subscriber only listens, so it notices a server that closed or reset
+/// the connection at once, but not one that hangs with the connection open
+/// (stopped, or cut off without a reset): TCP keepalive (as hiredis sets
+/// it: idle 15 s, then 3 probes 5 s apart) finds a vanished host after
+/// about 30 s. A redis::connection to the same server notices a hang by its
+/// reply timeout; stop() and start() make the subscriber connect anew.
 class subscriber {
  public:
   subscriber(asio::io_context& io, options opts);
