@@ -758,6 +758,23 @@ TEST_CASE_FIXTURE(client_fixture,
   CHECK_EQ(in_db2->str, "db2");
 }
 
+TEST_CASE_FIXTURE(client_fixture,
+                  "a channel the ACL forbids: the subscriber goes down with "
+                  "Redis' NOPERM, for every channel of its connection") {
+  redis_server server{{"--user", "bob", "on", ">builder", "~*", "resetchannels",
+                       "&allowed", "+@all"}};
+  auto opts = options_for("redis://bob:builder@127.0.0.1:"
+                          + std::to_string(server.port()));
+  opts.backoff_initial = 1s; // one attempt is enough to look at
+  open_subscriber(opts, {"allowed", "forbidden"});
+  auto why = wait_for(sub_states, redis::state::down);
+  REQUIRE(why);
+  CHECK_MESSAGE(why->find("NOPERM") != std::string::npos, *why);
+  CHECK_FALSE(io.call([this] {
+    return sub->up();
+  }));
+}
+
 // -- when Redis goes away -----------------------------------------------------
 
 TEST_CASE_FIXTURE(client_fixture,

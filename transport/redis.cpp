@@ -653,11 +653,13 @@ class client : public link_owner, public std::enable_shared_from_this<client> {
         if (!self || ec == asio::error::operation_aborted
             || self->generation_ != gen || self->up_ || !self->link_)
           return;
-        auto limit = text(self->opts_.connect_timeout);
-        self->drop(self->link_->connected()
-                     ? self->where_ + ": no answer to the handshake within "
-                       + limit
-                     : self->where_ + ": cannot connect within " + limit);
+        auto limit = " within " + text(self->opts_.connect_timeout);
+        if (!self->link_->connected())
+          self->drop(self->where_ + ": cannot connect" + limit);
+        else if (self->handshake_left_ > 0)
+          self->drop(self->where_ + ": no answer to the handshake" + limit);
+        else // a subscriber waiting for its SUBSCRIBE to be confirmed
+          self->drop(self->where_ + ": subscriptions not confirmed" + limit);
       });
     // The handshake, pipelined: hiredis sends it once connected. PING when
     // there is nothing else to ask, so that up means Redis answered.
