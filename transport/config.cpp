@@ -21,6 +21,7 @@
 #include <variant>
 
 #include "protocol/token.hpp"
+#include "transport/redis.hpp"
 #include "transport/settings.hpp"
 
 namespace livehub {
@@ -170,6 +171,21 @@ std::string tls_file(const std::string& path, const hub_config& cfg) {
   return {};
 }
 
+std::string broker_name(const std::string& x, const hub_config&) {
+  return x == "local" || x == "redis" ? "" : "must be local or redis";
+}
+
+/// Each URL parses; with broker = redis there is at least one.
+std::string redis_urls(const strings& xs, const hub_config& cfg) {
+  if (cfg.broker == "redis" && xs.empty())
+    return "is empty (broker = redis needs at least one)";
+  for (size_t i = 0; i < xs.size(); ++i)
+    if (auto u = redis::url::parse(xs[i]); !u)
+      return "entry " + std::to_string(i + 1) + ": "
+        + u.error().context().get_as<std::string>(0);
+  return {};
+}
+
 // -- the table --------------------------------------------------------------
 
 /// One setting: a hub_config field and its CAF option `livehub.<name>`.
@@ -293,6 +309,13 @@ const std::vector<any_setting>& table() {
             tls_file},
     setting{"tls-key-file", &hub_config::tls_key_file, reader::server,
             "PEM private key of the certificate", tls_file},
+    // -- several nodes
+    setting{"broker", &hub_config::broker, reader::hub,
+            "local (one node) or redis (a cluster through Redis)", broker_name},
+    setting{"redis-urls", &hub_config::redis_urls, reader::hub,
+            "redis:// URLs; several shard the channels", redis_urls},
+    setting{"redis-prefix", &hub_config::redis_prefix, reader::hub,
+            "prefix of livehub's Redis channel names", not_empty},
     // -- threads
     setting{"io-threads", &hub_config::io_threads, reader::server,
             "threads running the WebSocket and HTTP I/O", between(1, 64)},

@@ -248,6 +248,22 @@ struct hub_config {
   /// option; set it in code. Default: none.
   std::function<std::optional<http_reply>(const http_request&)> http_handler;
 
+  // -- several nodes -------------------------------------------------------
+
+  /// `livehub.broker`: `local` (one node, the default) or `redis` (every
+  /// node of a cluster publishes through Redis; see docs/cluster.md). Read
+  /// by the hub (spawn_hub makes the broker).
+  std::string broker = "local";
+
+  /// `livehub.redis-urls`: `redis://[[user]:password@]host[:port][/db]`,
+  /// one or more; several spread channels over them by a stable hash of the
+  /// channel name. Read by the hub, with broker = redis.
+  std::vector<std::string> redis_urls = {"redis://127.0.0.1:6379"};
+
+  /// `livehub.redis-prefix`: the prefix of livehub's Redis channel names,
+  /// so that several clusters may share one Redis. Read by the hub.
+  std::string redis_prefix = "livehub";
+
   // -- threads -------------------------------------------------------------
 
   /// `livehub.io-threads`: threads running the WebSocket and HTTP I/O. Each

@@ -1,0 +1,251 @@
+// Several nodes over a real Redis (started by the test on a free loopback
+// port): each node is a hub with a server in an actor system of its own,
+// with broker = redis. A publication on one node reaches the subscribers of
+// the others, once, in order; "*" reaches everyone; while Redis is away
+// publications are refused (503, `unavailable`), /readyz says 503, the
+// connections stay, and once Redis is back delivery resumes by itself.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "livehub/all.hpp"
+#include "support/json_field.hpp"
+#include "support/redis_server.hpp"
+#include "support/served_hub.hpp"
+#include "support/ws_client.hpp"
+#include "transport/redis_broker.hpp"
+
+using namespace std::chrono_literals;
+using namespace livehub::test;
+using livehub::hub_config;
+
+namespace {
+
+hub_config node_config(const std::vector<std::string>& urls,
+                       const std::string& prefix = "livehub") {
+  auto cfg = loopback_config();
+  cfg.broker = "redis";
+  cfg.redis_urls = urls;
+  cfg.redis_prefix = prefix;
+  return cfg;
+}
+
+/// A node: hub + server, with its own actor system.
+struct node : served_hub {
+  explicit node(const hub_config& cfg) : served_hub(cfg) {
+    // nop
+  }
+
+  /// GET `path` on this node.
+  http_response get(const std::string& path) {
+    return http_request(port, "GET", path, {});
+  }
+
+  http_response publish(const std::string& body) {
+    return http_request(port, "POST", "/api/publish",
+                        {{"Content-Type", "application/json"}}, body);
+  }
+};
+
+/// Waits (bounded) until `node` says it is ready: its broker connected.
+void wait_ready(node& n, std::chrono::seconds limit = 10s) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (n.get("/readyz").status == 200)
+      return;
+    std::this_thread::sleep_for(50ms);
+  }
+  FAIL("node not ready within " << limit.count() << " s");
+}
+
+ws_client subscribed(uint16_t port, const std::string& channel) {
+  ws_client c{port};
+  REQUIRE(c.status() == 101);
+  REQUIRE(c.send_text(R"({"type":"subscribe","channel":")" + channel
+                      + R"(","id":1})"));
+  auto reply = c.receive(10s);
+  REQUIRE_MESSAGE(reply.kind == ws_kind::text, reply.describe());
+  REQUIRE_MESSAGE(livehub::test::json_field(reply.data, "type") == "ok",
+                  reply.data);
+  return c;
+}
+
+std::string next(ws_client& c, std::chrono::milliseconds wait = 10s) {
+  auto m = c.receive(wait);
+  REQUIRE_MESSAGE(m.kind == ws_kind::text, m.describe());
+  return m.data;
+}
+
+std::string pub(const std::string& channel, int n) {
+  return R"({"channel":")" + channel + R"(","type":"m","data":)"
+    + std::to_string(n) + "}";
+}
+
+} // namespace
+
+TEST_SUITE_BEGIN("cluster");
+
+TEST_CASE("cluster: a publication on one node reaches the subscribers of "
+          "both, once, in order") {
+  redis_server redis;
+  node a{node_config({redis.url()})};
+  node b{node_config({redis.url()})};
+  wait_ready(a);
+  wait_ready(b);
+  auto on_a = subscribed(a.port, "chat");
+  auto on_b = subscribed(b.port, "chat");
+  for (int i = 1; i <= 50; ++i) {
+    auto res = (i % 2 ? a : b).publish(pub("chat", i));
+    REQUIRE_MESSAGE(res.status == 202, res.body);
+  }
+  // Both see the publications of one node in its order; every one once.
+  std::vector<int> seen_a, seen_b;
+  for (int i = 0; i < 50; ++i) {
+    seen_a.push_back(std::stoi(json_field(next(on_a), "data")));
+    seen_b.push_back(std::stoi(json_field(next(on_b), "data")));
+  }
+  for (auto* seen : {&seen_a, &seen_b}) {
+    std::vector<int> odd, even;
+    for (auto x : *seen)
+      (x % 2 ? odd : even).push_back(x);
+    REQUIRE(odd.size() == 25);
+    REQUIRE(even.size() == 25);
+    CHECK(std::is_sorted(odd.begin(), odd.end()));
+    CHECK(std::is_sorted(even.begin(), even.end()));
+  }
+  // Nothing more (no echo doubles a publication).
+  REQUIRE(on_b.send_text(R"({"type":"ping","id":2})"));
+  CHECK(json_field(next(on_b), "type") == "pong");
+  // Each node counts the publications it accepted, not those it received.
+  CHECK(a.get("/api/stats").body.find("\"published\":25") != std::string::npos);
+}
+
+TEST_CASE("cluster: \"*\" reaches every connection of every node, and the "
+          "publish command goes across too") {
+  redis_server redis;
+  node a{node_config({redis.url()})};
+  node b{node_config({redis.url()})};
+  wait_ready(a);
+  wait_ready(b);
+  ws_client plain{b.port};
+  REQUIRE(plain.status() == 101);
+  auto res = a.publish(pub("*", 7));
+  REQUIRE(res.status == 202);
+  CHECK(next(plain) == pub("*", 7));
+  // A subscriber made just before a publication on the other node gets it:
+  // the subscribe's ok comes once the node's Redis subscription holds.
+  for (int round = 0; round < 5; ++round) {
+    auto channel = "fresh-" + std::to_string(round);
+    auto c = subscribed(b.port, channel);
+    REQUIRE(a.publish(pub(channel, round)).status == 202);
+    CHECK(next(c) == pub(channel, round));
+  }
+}
+
+TEST_CASE("cluster: channels spread over two Redis shards, and everything "
+          "still reaches everyone") {
+  redis_server one;
+  redis_server two;
+  auto urls = std::vector<std::string>{one.url(), two.url()};
+  node a{node_config(urls)};
+  node b{node_config(urls)};
+  wait_ready(a);
+  wait_ready(b);
+  std::vector<ws_client> subs;
+  std::vector<std::string> names;
+  size_t on_second = 0;
+  for (int i = 0; i < 8; ++i) {
+    names.push_back("room-" + std::to_string(i));
+    on_second += livehub::transport::shard_of(names.back(), 2);
+    subs.push_back(subscribed(b.port, names.back()));
+  }
+  CHECK(on_second > 0); // both shards carry channels
+  CHECK(on_second < 8);
+  for (size_t i = 0; i < names.size(); ++i)
+    REQUIRE(a.publish(pub(names[i], static_cast<int>(i))).status == 202);
+  for (size_t i = 0; i < names.size(); ++i)
+    CHECK(next(subs[i]) == pub(names[i], static_cast<int>(i)));
+  ws_client plain{b.port};
+  REQUIRE(plain.status() == 101);
+  REQUIRE(a.publish(pub("*", 1)).status == 202);
+  CHECK(next(plain) == pub("*", 1));
+}
+
+TEST_CASE("cluster: Redis away, publications are refused loudly and "
+          "connections stay; Redis back, delivery resumes by itself") {
+  redis_server redis;
+  node a{node_config({redis.url()})};
+  node b{node_config({redis.url()})};
+  wait_ready(a);
+  wait_ready(b);
+  auto on_b = subscribed(b.port, "chat");
+  REQUIRE(a.publish(pub("chat", 1)).status == 202);
+  CHECK(next(on_b) == pub("chat", 1));
+  redis.kill();
+  // Within a moment both nodes notice.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (a.get("/readyz").status != 503
+         && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  CHECK(a.get("/readyz").status == 503);
+  CHECK(a.get("/healthz").status == 200);
+  auto refused = a.publish(pub("chat", 2));
+  CHECK(refused.status == 503);
+  CHECK(json_field(refused.body, "error") == "broker unavailable");
+  CHECK(json_field(refused.body, "code") == "unavailable");
+  auto metrics = a.get("/metrics").body;
+  CHECK(metrics.find("livehub_broker_up 0") != std::string::npos);
+  // A WebSocket publisher gets the command error.
+  ws_client backend{a.port};
+  REQUIRE(backend.status() == 101);
+  REQUIRE(backend.send_text(
+    R"({"type":"publish","channel":"chat","event":"m","data":3,"id":9})"));
+  auto err = next(backend);
+  CHECK(json_field(err, "code") == "unavailable");
+  // The subscriber is still connected.
+  REQUIRE(on_b.send_text(R"({"type":"ping","id":2})"));
+  CHECK(json_field(next(on_b), "type") == "pong");
+  // Back: both nodes reconnect and resubscribe within 5 s (plus the
+  // backoff's jitter), with no client action.
+  redis.restart();
+  auto start = std::chrono::steady_clock::now();
+  wait_ready(a, 10s);
+  wait_ready(b, 10s);
+  auto took = std::chrono::steady_clock::now() - start;
+  CHECK(took < 7s);
+  REQUIRE(a.publish(pub("chat", 4)).status == 202);
+  CHECK(next(on_b) == pub("chat", 4));
+  CHECK(a.get("/metrics").body.find("livehub_broker_up 1")
+        != std::string::npos);
+}
+
+TEST_CASE("cluster: two clusters on one Redis stay apart by prefix") {
+  redis_server redis;
+  node a{node_config({redis.url()}, "one")};
+  node b{node_config({redis.url()}, "two")};
+  wait_ready(a);
+  wait_ready(b);
+  auto on_b = subscribed(b.port, "chat");
+  REQUIRE(a.publish(pub("chat", 1)).status == 202);
+  REQUIRE(b.publish(pub("chat", 2)).status == 202);
+  CHECK(next(on_b) == pub("chat", 2));
+}
+
+TEST_CASE("cluster: bad broker settings are refused at start") {
+  auto cfg = node_config({"http://127.0.0.1:6379"});
+  auto err = cfg.validate();
+  REQUIRE(err);
+  cfg = node_config({});
+  CHECK(cfg.validate());
+  cfg = node_config({"redis://127.0.0.1:1"});
+  cfg.broker = "kafka";
+  CHECK(cfg.validate());
+  cfg.broker = "redis";
+  CHECK_FALSE(cfg.validate());
+}
+
+TEST_SUITE_END();
