@@ -176,6 +176,9 @@ struct options {
   /// subscribes with the filter g eq "a" (even i) or g eq "b" (odd i), so
   /// each publication passes half the subscribers.
   bool filter_half = false;
+  /// The publisher connects to this port (another node of a cluster)
+  /// instead of --port; 0: --port.
+  uint16_t publish_port = 0;
   bool tls = false;
   std::string tls_ca;
 };
@@ -198,6 +201,7 @@ struct options {
     "  --token JWT (subscribers connect with it before subscribing)\n"
     "  --filter-half (tagged publications, filters passing half the "
     "subscribers)\n"
+    "  --publish-port P (the publisher connects there: another node)\n"
     "  --tls (wss://)  --tls-ca FILE (verify the server against this CA)\n");
   std::exit(2);
 }
@@ -287,6 +291,8 @@ options parse_options(int argc, char** argv) {
       o.token = next();
     else if (arg == "--filter-half")
       o.filter_half = true;
+    else if (arg == "--publish-port")
+      o.publish_port = static_cast<uint16_t>(num());
     else
       usage(("unknown option " + arg).c_str());
   }
@@ -473,6 +479,10 @@ class app {
     return server_;
   }
 
+  const tcp::endpoint& publish_server() const {
+    return publish_server_;
+  }
+
   const std::string& handshake(bool publisher) const {
     return publisher ? handshake_ : subscriber_handshake_;
   }
@@ -515,6 +525,7 @@ class app {
 
   options opt_;
   tcp::endpoint server_;
+  tcp::endpoint publish_server_;
   std::string handshake_;
   std::string subscriber_handshake_;
   std::unique_ptr<asio::ssl::context> tls_;
@@ -620,10 +631,11 @@ void conn::start() {
     return;
   }
   ++pending_;
-  sock_.async_connect(app_.server(), [this](const asio::error_code& ec) {
-    --pending_;
-    on_connect(ec);
-  });
+  sock_.async_connect(is_publisher() ? app_.publish_server() : app_.server(),
+                      [this](const asio::error_code& ec) {
+                        --pending_;
+                        on_connect(ec);
+                      });
 }
 
 void conn::on_connect(const asio::error_code& ec) {
@@ -991,6 +1003,8 @@ app::app(options opt) : opt_(std::move(opt)) {
   if (ec)
     usage(("bad --host " + opt_.host).c_str());
   server_ = tcp::endpoint(addr, opt_.port);
+  publish_server_ = tcp::endpoint(
+    addr, opt_.publish_port != 0 ? opt_.publish_port : opt_.port);
   if (opt_.tls) {
     tls_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
     if (opt_.tls_ca.empty()) {
