@@ -23,6 +23,7 @@
 
 #include "room_policy.hpp"
 #include "support/json_field.hpp"
+#include "support/redis_server.hpp"
 #include "support/ws_client.hpp"
 
 extern char** environ;
@@ -95,6 +96,10 @@ class chat_process {
 
   uint16_t port() const {
     return port_;
+  }
+
+  pid_t pid() const {
+    return pid_;
   }
 
   const std::string& first_line() const {
@@ -311,6 +316,50 @@ TEST_CASE("livehub-chat's rooms keep their history and know who is in them: "
   auto recovered = next_text(again);
   CHECK(json_field(recovered, "recovered") == "true");
   CHECK(json_field(recovered, "offset") == "2");
+}
+
+TEST_CASE("two livehub-chat nodes on one Redis: a room message on one "
+          "reaches the other's pages; a node killed harms nobody else") {
+  redis_server redis;
+  auto urls = "--livehub.redis-urls=[\"" + redis.url() + "\"]";
+  chat_process a{{"--livehub.broker=redis", urls}};
+  chat_process b{{"--livehub.broker=redis", urls}};
+  // Ready: each node's /readyz says 200 once its Redis connections are up.
+  for (auto port : {a.port(), b.port()}) {
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (http_request(port, "GET", "/readyz", {}).status != 200
+           && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(50ms);
+    REQUIRE(http_request(port, "GET", "/readyz", {}).status == 200);
+  }
+  auto ada = browser(a.port());
+  auto bob = browser(b.port());
+  REQUIRE(bob.send_text(subscribe("room:lobby", 1)));
+  CHECK(json_field(next_text(bob), "type") == "ok");
+  REQUIRE(ada.send_text(subscribe("room:lobby", 1)));
+  CHECK(json_field(next_text(ada), "type") == "ok");
+  REQUIRE(ada.send_text(say("room:lobby", "Ada", "hi from A", 2)));
+  // Its own page gets the message (delivered at once), then the ok.
+  CHECK(json_field(next_text(ada), "data")
+        == R"({"name":"Ada","text":"hi from A"})");
+  CHECK(json_field(next_text(ada), "type") == "ok");
+  CHECK(json_field(next_text(bob), "data")
+        == R"({"name":"Ada","text":"hi from A"})");
+  REQUIRE(bob.send_text(say("room:lobby", "Bob", "hi from B", 3)));
+  // Its own page gets the message (delivered at once), then the ok.
+  CHECK(json_field(next_text(bob), "data")
+        == R"({"name":"Bob","text":"hi from B"})");
+  CHECK(json_field(next_text(bob), "type") == "ok");
+  CHECK(json_field(next_text(ada), "data")
+        == R"({"name":"Bob","text":"hi from B"})");
+  // Node A dies without a goodbye; B and its pages go on.
+  kill(a.pid(), SIGKILL);
+  REQUIRE(bob.send_text(say("room:lobby", "Bob", "still here", 4)));
+  // Its own page gets the message (delivered at once), then the ok.
+  CHECK(json_field(next_text(bob), "data")
+        == R"({"name":"Bob","text":"still here"})");
+  CHECK(json_field(next_text(bob), "type") == "ok");
+  CHECK(http_request(b.port(), "GET", "/readyz", {}).status == 200);
 }
 
 TEST_CASE("livehub-chat exits 0 on SIGINT with no client connected") {
