@@ -276,7 +276,18 @@ func encodeJSON(v interface{}) ([]byte, error) {
 // names of 255 bytes is about 300 KB).
 const maxResponse = 8 << 20
 
-var defaultHTTPClient = &http.Client{Timeout: 30 * time.Second}
+// defaultHTTPClient keeps idle connections 4 s, less than livehub's
+// http-idle-timeout (5 s by default): a POST never goes out on a connection
+// the server is closing at that moment (Go does not retry a POST that fails
+// so).
+var defaultHTTPClient = &http.Client{
+	Timeout: 30 * time.Second,
+	Transport: func() http.RoundTripper {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.IdleConnTimeout = 4 * time.Second
+		return t
+	}(),
+}
 
 // do makes one request, with retries where safe, and returns the body of a
 // 2xx answer or an *Error. idempotent: a GET that may be repeated after any
