@@ -1,12 +1,12 @@
 // libFuzzer target: the wire codec (protocol/codec.hpp) on arbitrary bytes.
 // Every input goes through parse_command, parse_publish, is_batch +
 // parse_publish_batch, parse_publication_frame (a stored history frame) and
-// json_text::parse and tag_filter::parse; what parses is re-encoded (with offsets, in replies,
-// positions and gaps) and
-// must hold what the protocol promises: channel names and event types valid,
-// frames valid JSON (by an independent strict reader, strict_json.hpp) that
-// parse back to the same publication, json_text compact and stable and
-// accepting exactly what is JSON. Any broken promise aborts (a finding).
+// json_text::parse and tag_filter::parse; what parses is re-encoded (with
+// offsets, in replies, positions and gaps) and must hold what the protocol
+// promises: channel names and event types valid, frames valid JSON (by an
+// independent strict reader, strict_json.hpp) that parse back to the same
+// publication, json_text compact and stable and accepting exactly what is JSON.
+// Any broken promise aborts (a finding).
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
