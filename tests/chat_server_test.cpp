@@ -319,7 +319,7 @@ TEST_CASE("livehub-chat's rooms keep their history and know who is in them: "
 }
 
 TEST_CASE("two livehub-chat nodes on one Redis: a room message on one "
-          "reaches the other's pages; a node killed harms nobody else") {
+          "reaches the other's pages, and a node killed harms nobody else") {
   redis_server redis;
   auto urls = "--livehub.redis-urls=[\"" + redis.url() + "\"]";
   chat_process a{{"--livehub.broker=redis", urls}};
