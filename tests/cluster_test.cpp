@@ -176,7 +176,7 @@ TEST_CASE("cluster: channels spread over two Redis shards, and everything "
 }
 
 TEST_CASE("cluster: Redis away, publications are refused loudly and "
-          "connections stay; Redis back, delivery resumes by itself") {
+          "connections stay, and Redis back, delivery resumes by itself") {
   redis_server redis;
   node a{node_config({redis.url()})};
   node b{node_config({redis.url()})};
