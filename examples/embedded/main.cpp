@@ -72,28 +72,30 @@ caf::behavior ticker(caf::event_based_actor* self, livehub::hub_actor hub) {
   };
 }
 
-/// Prints what the server tells about its connections.
-livehub::observer_actor::behavior_type
-watcher(livehub::observer_actor::pointer) {
+/// Prints what the server tells about its connections, each line starting
+/// with `tag`. (It takes an argument: CAF 0.17 reads a null argument tuple
+/// when spawning a function without any, which UBSan reports.)
+livehub::observer_actor::behavior_type watcher(livehub::observer_actor::pointer,
+                                               std::string tag) {
   return {
-    [](const livehub::connected_event& x) {
-      std::cout << "observer: connected " << x.client << " from " << x.peer
+    [tag](const livehub::connected_event& x) {
+      std::cout << tag << ": connected " << x.client << " from " << x.peer
                 << std::endl;
     },
-    [](const livehub::disconnected_event& x) {
-      std::cout << "observer: disconnected " << x.client << " (" << x.code
+    [tag](const livehub::disconnected_event& x) {
+      std::cout << tag << ": disconnected " << x.client << " (" << x.code
                 << (x.reason.empty() ? "" : " " + x.reason) << ")" << std::endl;
     },
-    [](const livehub::subscribed_event& x) {
-      std::cout << "observer: " << x.client << " subscribed to " << x.channel
+    [tag](const livehub::subscribed_event& x) {
+      std::cout << tag << ": " << x.client << " subscribed to " << x.channel
                 << std::endl;
     },
-    [](const livehub::unsubscribed_event& x) {
-      std::cout << "observer: " << x.client << " unsubscribed from "
-                << x.channel << std::endl;
+    [tag](const livehub::unsubscribed_event& x) {
+      std::cout << tag << ": " << x.client << " unsubscribed from " << x.channel
+                << std::endl;
     },
-    [](const livehub::refused_event& x) {
-      std::cout << "observer: refused a connection from " << x.peer << " ("
+    [tag](const livehub::refused_event& x) {
+      std::cout << tag << ": refused a connection from " << x.peer << " ("
                 << x.reason << ")" << std::endl;
     },
   };
@@ -168,7 +170,7 @@ int main(int argc, char** argv) {
   livehub::hub_config hub_cfg;
   hub_cfg.host = "127.0.0.1";
   hub_cfg.port = 0;
-  hub_cfg.observer = sys.spawn(watcher);
+  hub_cfg.observer = sys.spawn(watcher, std::string{"observer"});
   auto hub = livehub::spawn_hub(sys, hub_cfg);
   auto audit = sys.spawn(auditor, std::string{"auditor"});
   auto big = sys.spawn(auditor, std::string{"big-moves"});
