@@ -212,9 +212,11 @@ caf::expected<tag_filter> tag_filter::parse(std::string_view json) {
     return bad_filter("longer than " + std::to_string(max_filter_size)
                       + " bytes");
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseIterativeFlag>(json.data(), json.size());
+  // Strings must be UTF-8 (the source is written back as JSON text).
+  doc.Parse<rapidjson::kParseIterativeFlag
+            | rapidjson::kParseValidateEncodingFlag>(json.data(), json.size());
   if (doc.HasParseError())
-    return bad_filter("not JSON");
+    return bad_filter("not JSON (or not UTF-8)");
   filter_compiler c;
   if (!c.compile(doc, 1))
     return bad_filter(std::move(c.error));
@@ -224,6 +226,13 @@ caf::expected<tag_filter> tag_filter::parse(std::string_view json) {
   rapidjson::Writer<rapidjson::StringBuffer> w{buf};
   doc.Accept(w);
   result.source_.assign(buf.GetString(), buf.GetSize());
+  // RapidJSON decodes a lone "\udc00" escape into the UTF-8 form of a
+  // surrogate, which is no UTF-8 at all (ED A0..BF ..): refused, as the
+  // codec refuses it everywhere else.
+  for (size_t i = 0; i + 1 < result.source_.size(); ++i)
+    if (static_cast<unsigned char>(result.source_[i]) == 0xED
+        && static_cast<unsigned char>(result.source_[i + 1]) >= 0xA0)
+      return bad_filter("a string holds a lone surrogate");
   return result;
 }
 

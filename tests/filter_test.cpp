@@ -192,6 +192,11 @@ TEST_CASE("filter: malformed expressions are refused with a reason") {
     many += (i > 0 ? R"(,"v")" : R"("v")");
   has(many + "]}", "at most 64 values");
   has(cmp("a", "eq", '"' + std::string(9000, 'v') + '"'), "longer than 8192");
+  // Text that is no UTF-8, in a key or value, or a lone surrogate escape
+  // (which would make the source no UTF-8): refused (found by fuzz_codec).
+  has(R"({"key":")" + std::string{"\x9az"} + R"(","op":"exists"})", "UTF-8");
+  has(cmp("a", "eq", "\"\xff\""), "UTF-8");
+  has(cmp("a", "eq", R"("\udc00")"), "lone surrogate");
 }
 
 TEST_CASE("filter: its source is the compact expression, and equality "
