@@ -223,6 +223,29 @@ TEST_CASE("cluster: Redis away, publications are refused loudly and "
         != std::string::npos);
 }
 
+TEST_CASE("cluster: a Redis that hangs does not hold a subscribe forever") {
+  redis_server redis;
+  node a{node_config({redis.url()})};
+  node b{node_config({redis.url()})};
+  wait_ready(a);
+  wait_ready(b);
+  redis.pause(); // SIGSTOP: connections stay open, nothing is answered
+  auto start = std::chrono::steady_clock::now();
+  ws_client c{b.port};
+  REQUIRE(c.status() == 101);
+  REQUIRE(c.send_text(R"({"type":"subscribe","channel":"hung","id":1})"));
+  auto reply = c.receive(15s);
+  auto took = std::chrono::steady_clock::now() - start;
+  redis.resume();
+  REQUIRE_MESSAGE(reply.kind == ws_kind::text, reply.describe());
+  CHECK(json_field(reply.data, "type") == "ok");
+  CHECK(took < 9s); // answered after the broker's 5 s limit, not never
+  // Once Redis answers again, the queued SUBSCRIBE holds and delivery works.
+  std::this_thread::sleep_for(300ms);
+  REQUIRE(a.publish(pub("hung", 1)).status == 202);
+  CHECK(next(c) == pub("hung", 1));
+}
+
 TEST_CASE("cluster: two clusters on one Redis stay apart by prefix") {
   redis_server redis;
   node a{node_config({redis.url()}, "one")};

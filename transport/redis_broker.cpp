@@ -19,6 +19,7 @@
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 
 #include "transport/redis.hpp"
 
@@ -27,6 +28,14 @@ namespace livehub::transport {
 namespace {
 
 constexpr size_t node_id_size = 16;
+
+/// Longest wait for Redis to confirm a SUBSCRIBE. A Redis that hangs with
+/// its connections open says nothing; past this the subscribe is answered
+/// anyway (its client must not wait forever), and the channel gets what
+/// Redis delivers once it answers again.
+constexpr auto confirm_limit = std::chrono::seconds{5};
+
+using clock_type = std::chrono::steady_clock;
 
 std::string random_node_id() {
   std::random_device rd;
@@ -44,7 +53,7 @@ class redis_broker : public broker,
  public:
   redis_broker(std::vector<redis::url> urls, std::string prefix)
     : prefix_(std::move(prefix)), node_(random_node_id()),
-      work_(asio::make_work_guard(io_)) {
+      work_(asio::make_work_guard(io_)), sweep_(io_) {
     for (auto& url : urls) {
       redis::options opts;
       opts.address = url;
@@ -88,6 +97,7 @@ class redis_broker : public broker,
       s->commands.start();
       s->messages.start();
     }
+    arm_sweep();
     thread_ = std::thread{[this] {
       io_.run();
     }};
@@ -101,6 +111,7 @@ class redis_broker : public broker,
     }
     stopped_ = true;
     asio::post(io_, [this] {
+      sweep_.cancel();
       for (auto& s : shards_) {
         s->commands.stop();
         s->messages.stop();
@@ -154,7 +165,8 @@ class redis_broker : public broker,
           ready(); // subscribed already, and confirmed
           return;
         }
-        waiting.push_back(std::move(ready));
+        waiting.push_back(
+          {clock_type::now() + confirm_limit, std::move(ready)});
         s.messages.subscribe(name);
       });
   }
@@ -181,11 +193,26 @@ class redis_broker : public broker,
       auto i = waiting.find(channel);
       if (i == waiting.end() || i->second.empty())
         return;
-      auto f = std::move(i->second.front());
+      auto f = std::move(i->second.front().ready);
       i->second.pop_front();
       if (i->second.empty())
         waiting.erase(i);
       f();
+    }
+
+    /// Answers the subscribes that waited past their deadline.
+    void expire(clock_type::time_point now) {
+      std::vector<std::function<void()>> due;
+      for (auto i = waiting.begin(); i != waiting.end();) {
+        auto& q = i->second;
+        while (!q.empty() && q.front().deadline <= now) {
+          due.push_back(std::move(q.front().ready));
+          q.pop_front();
+        }
+        i = q.empty() ? waiting.erase(i) : std::next(i);
+      }
+      for (auto& f : due)
+        f();
     }
 
     void release(const std::string& channel) {
@@ -194,26 +221,30 @@ class redis_broker : public broker,
         return;
       auto fs = std::move(i->second);
       waiting.erase(i);
-      for (auto& f : fs)
-        f();
+      for (auto& w : fs)
+        w.ready();
     }
 
     void release_all() {
       auto all = std::move(waiting);
       waiting.clear();
       for (auto& kvp : all)
-        for (auto& f : kvp.second)
-          f();
+        for (auto& w : kvp.second)
+          w.ready();
     }
 
     redis::connection commands;
     redis::subscriber messages;
     bool commands_up = false;
     bool messages_up = false;
+    struct waiter {
+      clock_type::time_point deadline;
+      std::function<void()> ready;
+    };
+
     /// Subscribes waiting for Redis' confirmation, per Redis channel, in
     /// the order they were sent.
-    std::map<std::string, std::deque<std::function<void()>>, std::less<>>
-      waiting;
+    std::map<std::string, std::deque<waiter>, std::less<>> waiting;
   };
 
   std::string redis_name(const std::string& channel) const {
@@ -224,6 +255,19 @@ class redis_broker : public broker,
     if (channel == "*")
       return *shards_.front();
     return *shards_[shard_of(channel, shards_.size())];
+  }
+
+  /// Once a second: answers subscribes Redis left unconfirmed too long.
+  void arm_sweep() {
+    sweep_.expires_after(std::chrono::seconds{1});
+    sweep_.async_wait([this](const asio::error_code& ec) {
+      if (ec)
+        return;
+      auto now = clock_type::now();
+      for (auto& s : shards_)
+        s->expire(now);
+      arm_sweep();
+    });
   }
 
   void refresh_up() {
@@ -246,6 +290,7 @@ class redis_broker : public broker,
   std::string node_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
+  asio::steady_timer sweep_;
   std::vector<std::unique_ptr<shard>> shards_;
   remote_handler handler_;
   std::atomic<bool> up_{false};
