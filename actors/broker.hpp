@@ -23,9 +23,11 @@ class broker {
 
   virtual ~broker() = default;
 
-  /// Starts delivering remote publications to `handler`. Called once,
+  /// Starts delivering remote publications to `handler`. `node` is this
+  /// node's id (the hub's prefix of client ids: 16 hex digits, random), by
+  /// which the broker tells its own publications from others'. Called once,
   /// before anything else.
-  virtual void start(remote_handler handler) = 0;
+  virtual void start(const std::string& node, remote_handler handler) = 0;
 
   /// Stops: no handler call and no `ready` call starts after it returns.
   virtual void stop() = 0;

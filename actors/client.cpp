@@ -310,19 +310,18 @@ void publish(self_ptr self, publication pub, const std::string& id) {
       return st.fail(error_code::bad_command, reason, id);
   }
   // Refused loudly while the broker is down: never accepted, then lost.
-  auto unavailable = [&] {
-    hub_counters::add(st.shared.counters->broker_refused);
-    st.fail(error_code::unavailable, "broker unavailable", id);
-  };
+  bool accepted;
   if (pub.channel == "*") {
-    if (st.shared.broker && !st.shared.broker->up())
-      return unavailable();
-    self->send(st.hub, caf::publish_atom::value, std::move(pub));
-  } else if (!deliver_publication(st.shared, pub, self->clock().now())) {
+    accepted = !refuse_for_broker(st.shared);
+    if (accepted)
+      self->send(st.hub, caf::publish_atom::value, std::move(pub));
+  } else {
     // Straight to the channel's subscribers, as the hub would (no hop
-    // through the hub; see route_table); deliver_publication counted it.
-    return st.fail(error_code::unavailable, "broker unavailable", id);
+    // through the hub; see route_table).
+    accepted = deliver_publication(st.shared, pub, self->clock().now());
   }
+  if (!accepted)
+    return st.fail(error_code::unavailable, "broker unavailable", id);
   acknowledge(st, id);
 }
 

@@ -152,19 +152,23 @@ void deliver_here(const hub_shared& shared, const publication& pub,
 
 } // namespace
 
+bool refuse_for_broker(const hub_shared& shared) {
+  if (!shared.broker || shared.broker->up())
+    return false;
+  hub_counters::add(shared.counters->broker_refused);
+  return true;
+}
+
 bool deliver_publication(const hub_shared& shared, const publication& pub,
                          std::chrono::steady_clock::time_point now) {
-  auto& counters = *shared.counters;
+  if (refuse_for_broker(shared))
+    return false;
   frame_ptr frame;
-  if (auto& b = shared.broker) {
-    if (!b->up()) {
-      hub_counters::add(counters.broker_refused);
-      return false;
-    }
+  if (shared.broker) {
     frame = codec::encode_publication(pub);
-    b->publish(pub.channel, frame);
+    shared.broker->publish(pub.channel, frame);
   }
-  hub_counters::add(counters.published);
+  hub_counters::add(shared.counters->published);
   deliver_here(shared, pub, frame, now);
   return true;
 }

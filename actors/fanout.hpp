@@ -94,6 +94,11 @@ bool is_history_channel(const hub_config& cfg, const std::string& topic);
 /// True when `topic` is a presence channel under `cfg`.
 bool is_presence_channel(const hub_config& cfg, const std::string& topic);
 
+/// True when `shared` has a broker and it is down: then the publication at
+/// hand must be refused (and is counted as broker_refused), not accepted
+/// and lost.
+bool refuse_for_broker(const hub_shared& shared);
+
 /// Publishes `pub` (not to "*") to its channel's subscribers, as the hub and
 /// client actors do, and to the other nodes through the broker, if any. On
 /// a history channel, under the channel's history lock: the next offset,

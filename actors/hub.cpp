@@ -71,16 +71,12 @@ bool hub_state::deliver(const publication& pub,
   // Straight to the subscribers, without a message to the channel.
   if (pub.channel != "*")
     return deliver_publication(shared, pub, now);
-  auto& counters = *shared.counters;
+  if (refuse_for_broker(shared))
+    return false;
   auto frame = codec::encode_publication(pub);
-  if (auto& b = shared.broker) {
-    if (!b->up()) {
-      hub_counters::add(counters.broker_refused);
-      return false;
-    }
-    b->publish(pub.channel, frame);
-  }
-  hub_counters::add(counters.published);
+  if (shared.broker)
+    shared.broker->publish(pub.channel, frame);
+  hub_counters::add(shared.counters->published);
   deliver_everywhere(frame);
   return true;
 }
@@ -356,7 +352,7 @@ hub_actor spawn_hub(caf::actor_system& sys, const hub_config& cfg,
     // stops the broker when it ends, which drops this handler (and with it
     // the broker's reference to `shared`).
     auto weak = caf::actor_cast<caf::weak_actor_ptr>(result);
-    broker->start([weak, shared](const frame_ptr& frame) {
+    broker->start(shared.policy->node, [weak, shared](const frame_ptr& frame) {
       auto pub = codec::parse_publication_frame(*frame);
       if (!pub || !codec::valid_channel_name(pub->channel))
         return;

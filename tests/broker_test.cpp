@@ -14,6 +14,7 @@
 
 using namespace livehub;
 using livehub::test::actor_fixture;
+using livehub::test::collector;
 using livehub::test::json_field;
 
 namespace {
@@ -21,7 +22,7 @@ namespace {
 /// A broker that records what the hub asks of it and plays other nodes.
 class fake_broker : public broker {
  public:
-  void start(remote_handler handler) override {
+  void start(const std::string&, remote_handler handler) override {
     handler_ = std::move(handler);
     ++starts;
   }
@@ -81,17 +82,6 @@ class fake_broker : public broker {
   remote_handler handler_;
 };
 
-using received_list = std::shared_ptr<std::vector<publication>>;
-
-subscriber_actor::behavior_type collector(subscriber_actor::pointer,
-                                          received_list received) {
-  return {
-    [received](const publication& x) {
-      received->push_back(x);
-    },
-  };
-}
-
 struct broker_fixture : actor_fixture {
   std::shared_ptr<fake_broker> fake = std::make_shared<fake_broker>();
 
@@ -145,9 +135,7 @@ TEST_CASE_FIXTURE(broker_fixture,
     R"({"type":"subscribe","channel":"chat","filter":{"key":"k","op":"eq","value":"v"}})");
   auto received = std::make_shared<std::vector<publication>>();
   auto who = sys.spawn(collector, received);
-  self->send(hub, caf::subscribe_atom::value, std::string{"chat"}, who);
-  run();
-  self->receive([](caf::ok_atom) {});
+  expect_ok(caf::subscribe_atom::value, std::string{"chat"}, who);
   fake->remote(chat_frame);
   fake->remote(R"({"channel":"chat","type":"m","data":2,"tags":{"k":"v"}})");
   run();
@@ -234,10 +222,7 @@ TEST_CASE_FIXTURE(broker_fixture,
   // removed and made again, it waits for its own.
   disconnect(a);
   disconnect(b);
-  self->send(hub, caf::unsubscribe_atom::value, std::string{"chat"},
-             who.address());
-  run();
-  self->receive([](caf::ok_atom) {});
+  expect_ok(caf::unsubscribe_atom::value, std::string{"chat"}, who.address());
   auto c = connect();
   say(c, R"({"type":"subscribe","channel":"chat","id":3})");
   CHECK(c.out->take().empty());

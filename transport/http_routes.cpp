@@ -86,14 +86,7 @@ bool backend_only(server::impl& srv, const connection_ptr& con) {
   return true;
 }
 
-/// True when this node has a broker and it is down: publications must be
-/// refused (503), not accepted and then lost.
-bool broker_down(const server::impl& srv) {
-  return srv.shared.broker && !srv.shared.broker->up();
-}
-
-void respond_unavailable(server::impl& srv, const connection_ptr& con) {
-  hub_counters::add(srv.shared.counters->broker_refused);
+void respond_unavailable(const connection_ptr& con) {
   respond_error(con, status::service_unavailable, "unavailable",
                 "broker unavailable");
 }
@@ -113,8 +106,8 @@ void publish_batch(server::impl& srv, const connection_ptr& con) {
     return respond_error(con, status::bad_request, codec::to_string(err->code),
                          describe(*err));
   auto& items = std::get<0>(parsed);
-  if (broker_down(srv))
-    return respond_unavailable(srv, con);
+  if (refuse_for_broker(srv.shared))
+    return respond_unavailable(con);
   std::string results;
   bool all_ok = true;
   for (auto& item : items) {
@@ -153,8 +146,8 @@ void publish(server::impl& srv, const connection_ptr& con) {
     return respond_error(con, status::bad_request, "bad_command",
                          "join and leave are the presence events of this "
                          "channel");
-  if (broker_down(srv))
-    return respond_unavailable(srv, con);
+  if (refuse_for_broker(srv.shared))
+    return respond_unavailable(con);
   caf::anon_send(srv.hub, caf::publish_atom::value,
                  std::move(std::get<publication>(parsed)));
   respond_json(con, status::accepted, "{\"ok\":true}");
@@ -552,7 +545,7 @@ void handle_http(server::impl& srv, connection_hdl hdl) {
       return respond(con, status::ok, "text/plain; charset=utf-8", "ok");
     case handler::readyz:
       // Ready while the server serves and its broker, if any, is up.
-      if (broker_down(srv))
+      if (srv.shared.broker && !srv.shared.broker->up())
         return respond(con, status::service_unavailable,
                        "text/plain; charset=utf-8", "broker unavailable");
       return respond(con, status::ok, "text/plain; charset=utf-8", "ready");

@@ -11,7 +11,6 @@
 #include <deque>
 #include <map>
 #include <mutex>
-#include <random>
 #include <thread>
 
 #include <caf/sec.hpp>
@@ -27,6 +26,8 @@ namespace livehub::transport {
 
 namespace {
 
+/// The length of a node's id (client_policy::node), which starts every
+/// message.
 constexpr size_t node_id_size = 16;
 
 /// Longest wait for Redis to confirm a SUBSCRIBE. A Redis that hangs with
@@ -37,23 +38,11 @@ constexpr auto confirm_limit = std::chrono::seconds{5};
 
 using clock_type = std::chrono::steady_clock;
 
-std::string random_node_id() {
-  std::random_device rd;
-  std::uniform_int_distribution<uint64_t> dist;
-  auto bits = dist(rd);
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string result;
-  for (int i = 60; i >= 0; i -= 4)
-    result += hex[(bits >> i) & 0xF];
-  return result;
-}
-
-class redis_broker : public broker,
-                     public std::enable_shared_from_this<redis_broker> {
+class redis_broker : public broker {
  public:
   redis_broker(std::vector<redis::url> urls, std::string prefix)
-    : prefix_(std::move(prefix)), node_(random_node_id()),
-      work_(asio::make_work_guard(io_)), sweep_(io_) {
+    : prefix_(std::move(prefix)), work_(asio::make_work_guard(io_)),
+      sweep_(io_) {
     for (auto& url : urls) {
       redis::options opts;
       opts.address = url;
@@ -68,7 +57,8 @@ class redis_broker : public broker,
     stop();
   }
 
-  void start(remote_handler handler) override {
+  void start(const std::string& node, remote_handler handler) override {
+    node_ = node;
     handler_ = std::move(handler);
     for (size_t i = 0; i < shards_.size(); ++i) {
       auto& s = *shards_[i];
