@@ -90,6 +90,19 @@ struct fake_connection {
   std::shared_ptr<fake_sink> out;
 };
 
+/// Publications an application actor received (see collector).
+using received_list = std::shared_ptr<std::vector<publication>>;
+
+/// An application actor that records the publications it receives.
+inline subscriber_actor::behavior_type collector(subscriber_actor::pointer,
+                                                 received_list received) {
+  return {
+    [received](const publication& x) {
+      received->push_back(x);
+    },
+  };
+}
+
 struct actor_fixture {
   caf::actor_system sys{test_config()};
   caf::scheduler::test_coordinator& sched
@@ -180,6 +193,21 @@ struct actor_fixture {
   void disconnect(const fake_connection& conn) {
     self->send(conn.client, closed_atom::value);
     run();
+  }
+
+  /// Sends `xs` to the hub, as an application does (a subscribe, say),
+  /// runs, and requires the hub's `ok`.
+  template<class... Ts>
+  void expect_ok(Ts&&... xs) {
+    self->send(hub, std::forward<Ts>(xs)...);
+    run();
+    bool ok = false;
+    self->receive(
+      [&](caf::ok_atom) {
+        ok = true;
+      },
+      [](caf::error&) {});
+    REQUIRE(ok);
   }
 
   /// Publishes through the hub, as an application does.

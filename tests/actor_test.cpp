@@ -7,20 +7,9 @@
 using namespace std::chrono_literals;
 using namespace livehub;
 using livehub::test::actor_fixture;
+using livehub::test::collector;
 
 namespace {
-
-using received_list = std::shared_ptr<std::vector<publication>>;
-
-/// An application actor that records the publications it receives.
-subscriber_actor::behavior_type recorder(subscriber_actor::pointer,
-                                         received_list received) {
-  return {
-    [received](const publication& x) {
-      received->push_back(x);
-    },
-  };
-}
 
 const char* pub_chat_hello
   = R"({"channel":"chat","type":"message","data":{"text":"hello"}})";
@@ -345,10 +334,8 @@ TEST_CASE_FIXTURE(actor_fixture,
                   "application actors subscribe and receive "
                   "typed publications") {
   auto received = std::make_shared<std::vector<publication>>();
-  auto rec = sys.spawn(recorder, received);
-  self->send(hub, caf::subscribe_atom::value, std::string{"orders"}, rec);
-  run();
-  self->receive([](caf::ok_atom) {});
+  auto rec = sys.spawn(collector, received);
+  expect_ok(caf::subscribe_atom::value, std::string{"orders"}, rec);
   publish("orders", "created", R"({"id":12345678901234567890})");
   auto& st = *received;
   REQUIRE(st.size() == 1);
@@ -356,10 +343,7 @@ TEST_CASE_FIXTURE(actor_fixture,
   CHECK(st[0].type == "created");
   CHECK(st[0].data.str() == R"({"id":12345678901234567890})");
   CHECK(stats().actor_subscriptions == 1);
-  self->send(hub, caf::unsubscribe_atom::value, std::string{"orders"},
-             rec.address());
-  run();
-  self->receive([](caf::ok_atom) {});
+  expect_ok(caf::unsubscribe_atom::value, std::string{"orders"}, rec.address());
   publish("orders", "created", "{}");
   CHECK(st.size() == 1);
   CHECK(hub_internals().channels.empty());

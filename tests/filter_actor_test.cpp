@@ -12,20 +12,10 @@
 using namespace std::chrono_literals;
 using namespace livehub;
 using livehub::test::actor_fixture;
+using livehub::test::collector;
 using livehub::test::json_field;
 
 namespace {
-
-using received_list = std::shared_ptr<std::vector<publication>>;
-
-subscriber_actor::behavior_type collector(subscriber_actor::pointer,
-                                          received_list received) {
-  return {
-    [received](const publication& x) {
-      received->push_back(x);
-    },
-  };
-}
 
 const char* only_news = R"("filter":{"key":"kind","op":"eq","value":"news"})";
 
@@ -239,9 +229,7 @@ TEST_CASE_FIXTURE(filter_fixture,
   auto who = sys.spawn(collector, received);
   auto f = tag_filter::parse(R"({"key":"kind","op":"in","values":["a","b"]})");
   REQUIRE(f);
-  self->send(hub, caf::subscribe_atom::value, std::string{"c"}, who, *f);
-  run();
-  self->receive([](caf::ok_atom) {});
+  expect_ok(caf::subscribe_atom::value, std::string{"c"}, who, *f);
   pub("c", 1, "a");
   pub("c", 2, "c");
   pub("c", 3, "b");
@@ -251,10 +239,7 @@ TEST_CASE_FIXTURE(filter_fixture,
   CHECK((*received)[0].tags == tag_map{{"kind", "a"}});
   CHECK((*received)[1].data.str() == "3");
   // An empty filter removes it.
-  self->send(hub, caf::subscribe_atom::value, std::string{"c"}, who,
-             tag_filter{});
-  run();
-  self->receive([](caf::ok_atom) {});
+  expect_ok(caf::subscribe_atom::value, std::string{"c"}, who, tag_filter{});
   pub("c", 5, "");
   CHECK(received->size() == 3);
   CHECK(stats().subscriptions == 0); // actor subscriptions count apart

@@ -13,6 +13,7 @@
 using namespace std::chrono_literals;
 using namespace livehub;
 using livehub::test::actor_fixture;
+using livehub::test::collector;
 
 namespace {
 
@@ -281,21 +282,6 @@ TEST_CASE_FIXTURE(history_fixture,
   say(anon, R"({"type":"history","channel":"room:x","limit":1,"id":1})");
   CHECK(str(anon.out->take()[0], "code") == "unauthorized");
 }
-
-namespace {
-
-using pub_list = std::shared_ptr<std::vector<publication>>;
-
-subscriber_actor::behavior_type collector(subscriber_actor::pointer,
-                                          pub_list got) {
-  return {
-    [got](const publication& x) {
-      got->push_back(x);
-    },
-  };
-}
-
-} // namespace
 
 TEST_CASE_FIXTURE(history_fixture,
                   "history: the C++ API reads history and recovers an "
