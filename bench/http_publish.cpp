@@ -9,13 +9,9 @@
 //
 //   livehub-http-publish --port P [--connections C (4)] [--duration D (5)]
 //                        [--close] [--channel NAME (bench)] [--payload B (64)]
-#include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <arpa/inet.h>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -24,6 +20,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "support/sockets.hpp"
 
 using clock_type = std::chrono::steady_clock;
 
@@ -77,34 +75,15 @@ options parse(int argc, char** argv) {
   return o;
 }
 
+/// A connection to 127.0.0.1:`port` with Nagle off (each request is one
+/// write), or -1.
 int connect_loopback(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0)
-    return -1;
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    ::close(fd);
-    return -1;
+  int fd = livehub::test::connect_tcp(port, 5);
+  if (fd >= 0) {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   }
   return fd;
-}
-
-bool write_all(int fd, const std::string& data) {
-  size_t done = 0;
-  while (done < data.size()) {
-    auto n = ::send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
-    if (n <= 0)
-      return false;
-    done += static_cast<size_t>(n);
-  }
-  return true;
 }
 
 /// Reads one response from `fd` (`buf` keeps bytes read beyond it). Returns
@@ -167,7 +146,9 @@ void run(const options& o, clock_type::time_point end, result& r) {
     }
     auto t0 = clock_type::now();
     bool closes = false;
-    int status = write_all(fd, request) ? read_response(fd, buf, closes) : 0;
+    int status = livehub::test::write_all(fd, request)
+      ? read_response(fd, buf, closes)
+      : 0;
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                 clock_type::now() - t0)
                 .count();

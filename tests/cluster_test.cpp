@@ -34,10 +34,21 @@ hub_config node_config(const std::vector<std::string>& urls,
   return cfg;
 }
 
-/// A node: hub + server, with its own actor system.
+/// A node: hub + server, with its own actor system; made once it is ready.
 struct node : served_hub {
   explicit node(const hub_config& cfg) : served_hub(cfg) {
-    // nop
+    wait_ready();
+  }
+
+  /// Waits (bounded) until /readyz says 200: the broker is connected.
+  void wait_ready(std::chrono::seconds limit = 10s) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (get("/readyz").status == 200)
+        return;
+      std::this_thread::sleep_for(50ms);
+    }
+    FAIL("node not ready within " << limit.count() << " s");
   }
 
   /// GET `path` on this node.
@@ -50,17 +61,6 @@ struct node : served_hub {
                         {{"Content-Type", "application/json"}}, body);
   }
 };
-
-/// Waits (bounded) until `node` says it is ready: its broker connected.
-void wait_ready(node& n, std::chrono::seconds limit = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (n.get("/readyz").status == 200)
-      return;
-    std::this_thread::sleep_for(50ms);
-  }
-  FAIL("node not ready within " << limit.count() << " s");
-}
 
 ws_client subscribed(uint16_t port, const std::string& channel) {
   ws_client c{port};
@@ -94,8 +94,6 @@ TEST_CASE("cluster: a publication on one node reaches the subscribers of "
   redis_server redis;
   node a{node_config({redis.url()})};
   node b{node_config({redis.url()})};
-  wait_ready(a);
-  wait_ready(b);
   auto on_a = subscribed(a.port, "chat");
   auto on_b = subscribed(b.port, "chat");
   for (int i = 1; i <= 50; ++i) {
@@ -129,8 +127,6 @@ TEST_CASE("cluster: \"*\" reaches every connection of every node, and the "
   redis_server redis;
   node a{node_config({redis.url()})};
   node b{node_config({redis.url()})};
-  wait_ready(a);
-  wait_ready(b);
   ws_client plain{b.port};
   REQUIRE(plain.status() == 101);
   auto res = a.publish(pub("*", 7));
@@ -153,8 +149,6 @@ TEST_CASE("cluster: channels spread over two Redis shards, and everything "
   auto urls = std::vector<std::string>{one.url(), two.url()};
   node a{node_config(urls)};
   node b{node_config(urls)};
-  wait_ready(a);
-  wait_ready(b);
   std::vector<ws_client> subs;
   std::vector<std::string> names;
   size_t on_second = 0;
@@ -180,8 +174,6 @@ TEST_CASE("cluster: Redis away, publications are refused loudly and "
   redis_server redis;
   node a{node_config({redis.url()})};
   node b{node_config({redis.url()})};
-  wait_ready(a);
-  wait_ready(b);
   auto on_b = subscribed(b.port, "chat");
   REQUIRE(a.publish(pub("chat", 1)).status == 202);
   CHECK(next(on_b) == pub("chat", 1));
@@ -213,8 +205,8 @@ TEST_CASE("cluster: Redis away, publications are refused loudly and "
   // backoff's jitter), with no client action.
   redis.restart();
   auto start = std::chrono::steady_clock::now();
-  wait_ready(a, 10s);
-  wait_ready(b, 10s);
+  a.wait_ready();
+  b.wait_ready();
   auto took = std::chrono::steady_clock::now() - start;
   CHECK(took < 7s);
   REQUIRE(a.publish(pub("chat", 4)).status == 202);
@@ -227,8 +219,6 @@ TEST_CASE("cluster: a Redis that hangs does not hold a subscribe forever") {
   redis_server redis;
   node a{node_config({redis.url()})};
   node b{node_config({redis.url()})};
-  wait_ready(a);
-  wait_ready(b);
   redis.pause(); // SIGSTOP: connections stay open, nothing is answered
   auto start = std::chrono::steady_clock::now();
   ws_client c{b.port};
@@ -250,8 +240,6 @@ TEST_CASE("cluster: two clusters on one Redis stay apart by prefix") {
   redis_server redis;
   node a{node_config({redis.url()}, "one")};
   node b{node_config({redis.url()}, "two")};
-  wait_ready(a);
-  wait_ready(b);
   auto on_b = subscribed(b.port, "chat");
   REQUIRE(a.publish(pub("chat", 1)).status == 202);
   REQUIRE(b.publish(pub("chat", 2)).status == 202);

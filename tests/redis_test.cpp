@@ -282,6 +282,16 @@ struct client_fixture {
     });
   }
 
+  /// Opens `conn` on `fake` and waits until it is up (the fake answers the
+  /// handshake's PING once, so a reconnection would time out quickly).
+  void connect_to(fake_redis& fake) {
+    auto opts = options_for(fake.url());
+    opts.connect_timeout = 200ms; // the fake answers no second handshake
+    open_connection(opts);
+    REQUIRE(fake.accept_and_pong());
+    REQUIRE(wait_for(conn_states, redis::state::up));
+  }
+
   void open_subscriber(redis::options opts,
                        std::vector<std::string> channels = {}) {
     io.call([this, opts, channels] {
@@ -948,11 +958,7 @@ TEST_CASE_FIXTURE(client_fixture,
                   "server that dies in the middle of one fails the commands "
                   "waiting") {
   fake_redis fake;
-  auto opts = options_for(fake.url());
-  opts.connect_timeout = 200ms; // the fake answers no second handshake
-  open_connection(opts);
-  REQUIRE(fake.accept_and_pong());
-  REQUIRE(wait_for(conn_states, redis::state::up));
+  connect_to(fake);
 
   auto outcomes = std::make_shared<inbox<result>>();
   auto send = [this, outcomes](std::vector<std::string> argv) {
@@ -997,11 +1003,7 @@ TEST_CASE_FIXTURE(client_fixture,
   // binary does not ignore SIGPIPE: without the adapter's guard, the
   // process dies here.
   fake_redis fake;
-  auto opts = options_for(fake.url());
-  opts.connect_timeout = 200ms; // the fake answers no second handshake
-  open_connection(opts);
-  REQUIRE(fake.accept_and_pong());
-  REQUIRE(wait_for(conn_states, redis::state::up));
+  connect_to(fake);
   auto outcome = std::make_shared<inbox<result>>();
   io.call([this, &fake, outcome] {
     // On the I/O thread, so that the client hears of nothing before it

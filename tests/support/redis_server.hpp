@@ -37,6 +37,8 @@
 #include <thread>
 #include <vector>
 
+#include "support/sockets.hpp"
+
 namespace livehub::test {
 
 class redis_server {
@@ -206,18 +208,11 @@ class redis_server {
   /// True when the port answers PING with a reply line (+PONG, or -NOAUTH
   /// when a password is required: it answers all the same).
   bool answers_ping() const {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    int fd = connect_tcp(port_, 1);
     if (fd < 0)
       return false;
-    timeval tv{1, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port_);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     bool ok = false;
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0
-        && ::send(fd, "PING\r\n", 6, MSG_NOSIGNAL) == 6) {
+    if (write_all(fd, "PING\r\n")) {
       char buf[64];
       auto n = ::recv(fd, buf, sizeof(buf), 0);
       ok = n > 0 && (buf[0] == '+' || buf[0] == '-');
