@@ -64,6 +64,15 @@ std::optional<std::string> percent_decode(std::string_view s) {
   return r;
 }
 
+/// Cuts the first `sep`-separated item off the front of `list`.
+std::string_view take_item(std::string_view& list, char sep) {
+  auto at = list.find(sep);
+  auto item = list.substr(0, at);
+  list = at == std::string_view::npos ? std::string_view{}
+                                      : list.substr(at + 1);
+  return item;
+}
+
 } // namespace
 
 std::optional<std::string> query_param(std::string_view target,
@@ -74,10 +83,7 @@ std::optional<std::string> query_param(std::string_view target,
   auto query = target.substr(q + 1);
   query = query.substr(0, query.find('#'));
   while (!query.empty()) {
-    auto amp = query.find('&');
-    auto pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{}
-                                          : query.substr(amp + 1);
+    auto pair = take_item(query, '&');
     auto eq = pair.find('=');
     if (pair.substr(0, eq) != name)
       continue;
@@ -130,10 +136,7 @@ bool bearer_matches(std::string_view authorization, std::string_view key) {
 bool has_token(std::string_view list, std::string_view token) {
   auto wanted = lower(token);
   while (!list.empty()) {
-    auto comma = list.find(',');
-    auto item = list.substr(0, comma);
-    list = comma == std::string_view::npos ? std::string_view{}
-                                           : list.substr(comma + 1);
+    auto item = take_item(list, ',');
     auto first = item.find_first_not_of(" \t");
     if (first == std::string_view::npos)
       continue;
