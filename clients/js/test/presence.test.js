@@ -1,29 +1,13 @@
 // Presence channels: the presence and presence_stats commands, join and leave
 // events, and a member list kept up to date across reconnects. Against a
 // scripted fake WebSocket with fake timers.
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createLiveClient } from '../src/index.js';
-import { flush, makeFakeWebSocket } from './fake-websocket.js';
+import { describe, expect, it, vi } from 'vitest';
+import { flush } from './fake-websocket.js';
+import { WS, lastSent, openClient, useFakeSockets } from './fake-client.js';
 
-const URL = 'ws://127.0.0.1:1/ws';
 const ADA = { client: 'n-1', user: '', info: { name: 'Ada' } };
 const BOB = { client: 'n-2', user: '', info: { name: 'Bob' } };
 const CAROL = { client: 'n-3', user: 'carol', info: null };
-
-let WS;
-let clients;
-
-/** A client whose first socket is open; reconnects after exactly 1 s. */
-function openClient(options = {}) {
-  const c = createLiveClient(URL, { WebSocket: WS, jitter: 0, reconnectDelay: 1000, ...options });
-  clients.push(c);
-  WS.last.open();
-  return c;
-}
-
-function lastSent(type) {
-  return WS.last.commands.filter((m) => m.type === type).at(-1);
-}
 
 function sentTypes() {
   return WS.last.commands.map((m) => m.type);
@@ -37,16 +21,7 @@ function event(type, channel, who) {
 /** Client ids of a member list. */
 const ids = (members) => members.map((m) => m.client);
 
-beforeEach(() => {
-  vi.useFakeTimers();
-  WS = makeFakeWebSocket();
-  clients = [];
-});
-
-afterEach(() => {
-  for (const c of clients) c.close();
-  vi.useRealTimers();
-});
+useFakeSockets();
 
 describe('presence commands', () => {
   it('presence() resolves with the members', async () => {

@@ -2,27 +2,9 @@
 // what it missed (subscribe with since) after a reconnect and after a gap
 // frame, never delivers an offset twice, and says how each recovery went.
 // Against a scripted fake WebSocket with fake timers.
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createLiveClient } from '../src/index.js';
-import { flush, makeFakeWebSocket } from './fake-websocket.js';
-
-const URL = 'ws://127.0.0.1:1/ws';
-
-let WS;
-let clients;
-
-/** A client whose first socket is open; reconnects after exactly 1 s. */
-function openClient(options = {}) {
-  const c = createLiveClient(URL, { WebSocket: WS, jitter: 0, reconnectDelay: 1000, ...options });
-  clients.push(c);
-  WS.last.open();
-  return c;
-}
-
-/** The last command of `type` sent on the last socket. */
-function lastSent(type) {
-  return WS.last.commands.filter((m) => m.type === type).at(-1);
-}
+import { describe, expect, it, vi } from 'vitest';
+import { flush } from './fake-websocket.js';
+import { WS, lastSent, openClient, useFakeSockets } from './fake-client.js';
 
 /** A publication frame of channel `channel` with this offset. */
 function pub(channel, offset, text = `m${offset}`) {
@@ -51,16 +33,7 @@ function record(c, channel) {
   return seen;
 }
 
-beforeEach(() => {
-  vi.useFakeTimers();
-  WS = makeFakeWebSocket();
-  clients = [];
-});
-
-afterEach(() => {
-  for (const c of clients) c.close();
-  vi.useRealTimers();
-});
+useFakeSockets();
 
 describe('history channels: position', () => {
   it('keeps the position from the subscribe reply and from every publication, and passes the offset on', async () => {

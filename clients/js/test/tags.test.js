@@ -4,27 +4,9 @@
 // replaced by a second subscribe with another filter, removed with
 // `filter: null`, and kept when the server refuses a new one.
 // Against a scripted fake WebSocket with fake timers.
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createLiveClient } from '../src/index.js';
-import { flush, makeFakeWebSocket } from './fake-websocket.js';
-
-const URL = 'ws://127.0.0.1:1/ws';
-
-let WS;
-let clients;
-
-/** A client whose first socket is open; reconnects after exactly 1 s. */
-function openClient(options = {}) {
-  const c = createLiveClient(URL, { WebSocket: WS, jitter: 0, reconnectDelay: 1000, ...options });
-  clients.push(c);
-  WS.last.open();
-  return c;
-}
-
-/** The last command of `type` sent on the last socket. */
-function lastSent(type) {
-  return WS.last.commands.filter((m) => m.type === type).at(-1);
-}
+import { describe, expect, it, vi } from 'vitest';
+import { flush } from './fake-websocket.js';
+import { WS, lastSent, newClient, openClient, useFakeSockets } from './fake-client.js';
 
 /** The subscribe commands sent on the last socket. */
 function subscribes() {
@@ -41,16 +23,7 @@ function reconnect() {
 const english = { key: 'lang', op: 'eq', value: 'en' };
 const french = { key: 'lang', op: 'eq', value: 'fr' };
 
-beforeEach(() => {
-  vi.useFakeTimers();
-  WS = makeFakeWebSocket();
-  clients = [];
-});
-
-afterEach(() => {
-  for (const c of clients) c.close();
-  vi.useRealTimers();
-});
+useFakeSockets();
 
 describe('tags', () => {
   it('gives handlers the tags of a publication in their meta, and no tags where it has none', () => {
@@ -105,8 +78,7 @@ describe('tags', () => {
 
 describe('filters', () => {
   it('sends the filter in the subscribe frame, also for a subscribe made before open', async () => {
-    const c = createLiveClient(URL, { WebSocket: WS, jitter: 0 });
-    clients.push(c);
+    const c = newClient();
     const done = c.subscribe('room:a', { filter: english });
     const plain = c.subscribe('room:b');
     WS.last.open();
