@@ -212,12 +212,9 @@ caf::expected<tag_filter> tag_filter::parse(std::string_view json) {
     return bad_filter("longer than " + std::to_string(max_filter_size)
                       + " bytes");
   rapidjson::Document doc;
-  // Strings must be UTF-8 (the source is written back as JSON text), and
-  // numbers read exactly, so that the source (numbers written back in
-  // their shortest form) compiles to the same filter (found by fuzz_codec).
+  // Strings must be UTF-8 (the source is written back as JSON text).
   doc.Parse<rapidjson::kParseIterativeFlag
-            | rapidjson::kParseValidateEncodingFlag
-            | rapidjson::kParseFullPrecisionFlag>(json.data(), json.size());
+            | rapidjson::kParseValidateEncodingFlag>(json.data(), json.size());
   if (doc.HasParseError())
     return bad_filter("not JSON (or not UTF-8)");
   filter_compiler c;
