@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 
 #include <caf/error.hpp>
 #include <caf/sec.hpp>
 
 #include <rapidjson/document.h>
+#include <rapidjson/encodedstream.h>
+#include <rapidjson/memorystream.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
@@ -31,6 +34,94 @@ bool read_number(std::string_view s, double& out) noexcept {
   auto [end, ec] = std::from_chars(first, last, out);
   return ec == std::errc{} && end == last && std::isfinite(out);
 }
+
+/// Forwards RapidJSON's parse events to a Document, but reads each number
+/// from its own text with `from_chars`, which rounds correctly (RapidJSON
+/// 1.1's default number parse does not, and its full-precision one has
+/// undefined behaviour on some inputs). So a filter's source, where numbers
+/// are written in their shortest form, compiles to exactly the same filter.
+class exact_numbers {
+ public:
+  explicit exact_numbers(rapidjson::Document& doc) : doc_(doc) {
+    // nop
+  }
+
+  bool Null() {
+    return doc_.Null();
+  }
+  bool Bool(bool x) {
+    return doc_.Bool(x);
+  }
+  bool Int(int x) {
+    return doc_.Int(x);
+  }
+  bool Uint(unsigned x) {
+    return doc_.Uint(x);
+  }
+  bool Int64(int64_t x) {
+    return doc_.Int64(x);
+  }
+  bool Uint64(uint64_t x) {
+    return doc_.Uint64(x);
+  }
+  bool Double(double x) {
+    return doc_.Double(x);
+  }
+
+  bool RawNumber(const char* str, rapidjson::SizeType len, bool) {
+    std::string_view text{str, len};
+    auto first = text.data();
+    auto last = first + text.size();
+    if (text.find_first_of(".eE") == std::string_view::npos) {
+      if (text.front() == '-') {
+        int64_t i = 0;
+        if (auto [end, ec] = std::from_chars(first, last, i);
+            ec == std::errc{} && end == last)
+          return doc_.Int64(i);
+      } else {
+        uint64_t u = 0;
+        if (auto [end, ec] = std::from_chars(first, last, u);
+            ec == std::errc{} && end == last)
+          return doc_.Uint64(u);
+      }
+    }
+    double d = 0;
+    auto [end, ec] = std::from_chars(first, last, d);
+    if (ec == std::errc::result_out_of_range) {
+      // Too small for a double reads as zero, as RapidJSON reads it; too
+      // large is an error, as in RapidJSON.
+      std::string copy{text};
+      d = std::strtod(copy.c_str(), nullptr);
+      if (d != 0)
+        return false;
+    } else if (ec != std::errc{} || end != last) {
+      return false;
+    }
+    return doc_.Double(d);
+  }
+
+  bool String(const char* str, rapidjson::SizeType len, bool copy) {
+    return doc_.String(str, len, copy);
+  }
+  bool StartObject() {
+    return doc_.StartObject();
+  }
+  bool Key(const char* str, rapidjson::SizeType len, bool copy) {
+    return doc_.Key(str, len, copy);
+  }
+  bool EndObject(rapidjson::SizeType n) {
+    return doc_.EndObject(n);
+  }
+  bool StartArray() {
+    return doc_.StartArray();
+  }
+  bool EndArray(rapidjson::SizeType n) {
+    return doc_.EndArray(n);
+  }
+
+ private:
+  rapidjson::Document& doc_;
+};
 
 caf::error bad_filter(std::string what) {
   return caf::make_error(caf::sec::invalid_argument,
@@ -212,10 +303,23 @@ caf::expected<tag_filter> tag_filter::parse(std::string_view json) {
     return bad_filter("longer than " + std::to_string(max_filter_size)
                       + " bytes");
   rapidjson::Document doc;
-  // Strings must be UTF-8 (the source is written back as JSON text).
-  doc.Parse<rapidjson::kParseIterativeFlag
-            | rapidjson::kParseValidateEncodingFlag>(json.data(), json.size());
-  if (doc.HasParseError())
+  // Strings must be UTF-8 (the source is written back as JSON text);
+  // numbers come as text to exact_numbers.
+  constexpr unsigned flags = rapidjson::kParseIterativeFlag
+    | rapidjson::kParseValidateEncodingFlag
+    | rapidjson::kParseNumbersAsStringsFlag;
+  bool parsed = false;
+  auto generate = [&](rapidjson::Document& d) {
+    rapidjson::Reader reader;
+    rapidjson::MemoryStream ms{json.data(), json.size()};
+    rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream>
+      in{ms};
+    exact_numbers handler{d};
+    parsed = !reader.Parse<flags>(in, handler).IsError();
+    return parsed;
+  };
+  doc.Populate(generate);
+  if (!parsed)
     return bad_filter("not JSON (or not UTF-8)");
   filter_compiler c;
   if (!c.compile(doc, 1))
