@@ -8,7 +8,8 @@ namespace livehub {
 
 const char* channel_state::name = "livehub.channel";
 
-bool channel_state::remove(const caf::actor_addr& who) {
+bool channel_state::remove(channel_actor::pointer self,
+                           const caf::actor_addr& who) {
   auto i = index.find(who);
   if (i == index.end())
     return false;
@@ -41,14 +42,37 @@ bool channel_state::remove(const caf::actor_addr& who) {
   if (auto m = members.find(who); m != members.end()) {
     auto gone = std::move(m->second);
     members.erase(m);
-    announce("leave", gone);
+    announce(self, "leave", gone);
   }
   return true;
 }
 
-void channel_state::announce(const char* type, const identity& who) {
-  publication pub{topic, type, json_text::trusted(codec::encode_identity(who))};
-  fanout->deliver(pub, *counters);
+void channel_state::announce(channel_actor::pointer self, const char* type,
+                             const identity& who) {
+  auto entry = codec::encode_identity(who);
+  publication pub{topic, type, json_text::trusted(entry)};
+  auto frame = codec::encode_publication(pub);
+  fanout->deliver(pub, frame, *counters, livehub::fanout::position{});
+  if (!broker)
+    return;
+  if (std::string_view{type} == "join") {
+    // Recorded by record_join() already.
+    if (!refreshing) {
+      refreshing = true;
+      self->delayed_send(self, presence_refresh_period, caf::tick_atom::value);
+    }
+  } else {
+    broker->presence_leave(topic, who.client, frame);
+  }
+}
+
+void channel_state::record_join(const identity& who) {
+  if (!broker)
+    return;
+  auto entry = codec::encode_identity(who);
+  publication pub{topic, "join", json_text::trusted(entry)};
+  broker->presence_join(topic, {who.client, std::move(entry)},
+                        codec::encode_publication(pub));
 }
 
 bool channel_state::add(channel_actor::pointer self, connection_ref& ref,
@@ -86,14 +110,129 @@ void channel_state::add(channel_actor::pointer self, subscriber_actor who,
 }
 
 void channel_state::report_if_idle(channel_actor::pointer self) {
-  if (index.empty())
+  // A held subscribe is on its way in: not idle.
+  if (index.empty() && held.empty())
     self->send(hub, idle_atom::value, topic, subscribes_seen);
 }
 
+namespace {
+
+using channel_pointer = channel_actor::stateful_pointer<channel_state>;
+
+/// A connection's subscribe to a history or presence channel (see
+/// subscribe_request), with the channel's history (null: none).
+caf::ok_atom subscribe_connection(channel_pointer self, connection_ref& ref,
+                                  subscribe_request& req,
+                                  const history_ptr& history) {
+  auto& st = self->state;
+  auto who = ref.address();
+  auto out = ref.out;
+  // Joining a presence channel: announced to everyone once subscribed,
+  // the new member included.
+  bool joins = req.presence && st.members.count(who) == 0;
+  // Recorded for the cluster before the reply: a presence command the
+  // client sends after it finds it there.
+  if (joins)
+    st.record_join(req.who);
+  auto announce_join = [&] {
+    if (joins) {
+      st.members.emplace(who, req.who);
+      st.announce(self, "join", req.who);
+    }
+  };
+  if (!history) {
+    if (!req.id.empty())
+      out->send_reply(codec::encode_ok(req.id));
+    st.add(self, ref, false);
+    announce_join();
+    return caf::ok_atom::value;
+  }
+  std::unique_lock<std::mutex> guard{history->mtx};
+  std::optional<bool> recovered;
+  // A replay obeys the rule of live publications: when the queue fills
+  // up, the connection lags from there (a gap once drained) and
+  // recovers again later.
+  bool lagging = false;
+  if (req.recover) {
+    std::optional<std::vector<frame_ptr>> missed;
+    if (req.epoch == history->epoch())
+      missed = history->after(req.offset, ref.filter);
+    recovered = missed.has_value();
+    if (missed) {
+      auto now = std::chrono::steady_clock::now();
+      auto offset = req.offset;
+      for (auto& frame : *missed) {
+        if (out->send_history(frame, now) != sink::result::queued) {
+          lagging = true;
+          out->add_gap(st.topic,
+                       codec::encode_gap(st.topic, offset, history->epoch()));
+          break;
+        }
+        ++offset;
+      }
+    }
+  }
+  if (!req.id.empty())
+    out->send_reply(codec::encode_position(req.id, history->last_offset(),
+                                           history->epoch(), recovered));
+  if (!st.add(self, ref, lagging) && req.recover && !lagging) {
+    // Recovered: this connection gets live publications again.
+    out->drop_gap(st.topic);
+    st.fanout->resume(who);
+  }
+  guard.unlock();
+  announce_join();
+  return caf::ok_atom::value;
+}
+
+/// An application actor's subscribe to a history channel, with what it
+/// missed since `since`.
+history_page subscribe_actor(channel_pointer self, subscriber_actor& who,
+                             stream_position& since,
+                             const history_ptr& history) {
+  auto& st = self->state;
+  std::unique_lock<std::mutex> guard{history->mtx};
+  std::optional<std::vector<frame_ptr>> missed;
+  if (since.epoch == history->epoch())
+    missed = history->after(since.offset);
+  auto page = read_page(*history, missed ? *missed : std::vector<frame_ptr>{});
+  page.recovered = missed.has_value();
+  st.add(self, std::move(who), nullptr);
+  return page;
+}
+
+/// True when `history` answers subscribes now: a cluster's mirror that
+/// (re)loads does not (see channel_history::live).
+bool answers_now(const history_ptr& history) {
+  if (!history)
+    return true;
+  std::unique_lock<std::mutex> guard{history->mtx};
+  return history->live;
+}
+
+/// Keeps a subscribe until its history answers (run_held); answered with
+/// what `f` returns then.
+template<class Result, class F>
+caf::result<Result> hold(channel_pointer self, history_ptr history, F f) {
+  auto rp = self->make_response_promise<Result>();
+  auto& st = self->state;
+  st.held.push_back({std::move(history), [rp, f]() mutable {
+                       rp.deliver(f());
+                     }});
+  if (st.held.size() == 1)
+    self->delayed_send(self, std::chrono::milliseconds{10},
+                       history_atom::value);
+  return rp;
+}
+
+} // namespace
+
 channel_actor::behavior_type
 channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
-        hub_internal_actor hub, fanout_ptr fanout, hub_counters_ptr counters) {
+        hub_internal_actor hub, fanout_ptr fanout, hub_counters_ptr counters,
+        broker_ptr broker) {
   auto& st = self->state;
+  st.broker = std::move(broker);
   st.topic = std::move(topic);
   st.hub = hub;
   st.fanout = std::move(fanout);
@@ -101,7 +240,7 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
   // A subscriber that goes away leaves. The channel itself ends when the hub
   // closes it: idle, or the hub ending (see ~hub_state).
   self->set_down_handler([self](const caf::down_msg& msg) {
-    if (self->state.remove(msg.source))
+    if (self->state.remove(self, msg.source))
       self->state.report_if_idle(self);
   });
   return {
@@ -112,78 +251,38 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
       return caf::ok_atom::value;
     },
     [self](caf::subscribe_atom, connection_ref& ref, subscribe_request& req,
-           history_ptr& history) {
-      auto& st = self->state;
-      ++st.subscribes_seen;
-      auto who = ref.address();
-      auto out = ref.out;
-      // Joining a presence channel: announced to everyone once subscribed,
-      // the new member included.
-      bool joins = req.presence && st.members.count(who) == 0;
-      auto announce_join = [&] {
-        if (joins) {
-          st.members.emplace(who, req.who);
-          st.announce("join", req.who);
-        }
-      };
-      if (!history) {
-        if (!req.id.empty())
-          out->send_reply(codec::encode_ok(req.id));
-        st.add(self, ref, false);
-        announce_join();
-        return caf::ok_atom::value;
-      }
-      std::unique_lock<std::mutex> guard{history->mtx};
-      std::optional<bool> recovered;
-      // A replay obeys the rule of live publications: when the queue fills
-      // up, the connection lags from there (a gap once drained) and
-      // recovers again later.
-      bool lagging = false;
-      if (req.recover) {
-        std::optional<std::vector<frame_ptr>> missed;
-        if (req.epoch == history->epoch())
-          missed = history->after(req.offset, ref.filter);
-        recovered = missed.has_value();
-        if (missed) {
-          auto now = std::chrono::steady_clock::now();
-          auto offset = req.offset;
-          for (auto& frame : *missed) {
-            if (out->send_history(frame, now) != sink::result::queued) {
-              lagging = true;
-              out->add_gap(st.topic,
-                           codec::encode_gap(st.topic, offset,
-                                             history->epoch()));
-              break;
-            }
-            ++offset;
-          }
-        }
-      }
-      if (!req.id.empty())
-        out->send_reply(codec::encode_position(req.id, history->last_offset(),
-                                               history->epoch(), recovered));
-      if (!st.add(self, ref, lagging) && req.recover && !lagging) {
-        // Recovered: this connection gets live publications again.
-        out->drop_gap(st.topic);
-        st.fanout->resume(who);
-      }
-      guard.unlock();
-      announce_join();
-      return caf::ok_atom::value;
+           history_ptr& history) -> caf::result<caf::ok_atom> {
+      ++self->state.subscribes_seen;
+      if (!self->state.held.empty() || !answers_now(history))
+        return hold<caf::ok_atom>(
+          self, history, [self, ref, req, history]() mutable {
+            return subscribe_connection(self, ref, req, history);
+          });
+      return subscribe_connection(self, ref, req, history);
     },
     [self](caf::subscribe_atom, subscriber_actor& who, stream_position& since,
-           history_ptr& history) {
+           history_ptr& history) -> caf::result<history_page> {
+      ++self->state.subscribes_seen;
+      if (!self->state.held.empty() || !answers_now(history))
+        return hold<history_page>(
+          self, history, [self, who, since, history]() mutable {
+            return subscribe_actor(self, who, since, history);
+          });
+      return subscribe_actor(self, who, since, history);
+    },
+    [self](history_atom) {
+      // Runs the held subscribes whose history answers now, in order.
       auto& st = self->state;
-      ++st.subscribes_seen;
-      std::unique_lock<std::mutex> guard{history->mtx};
-      std::optional<std::vector<frame_ptr>> missed;
-      if (since.epoch == history->epoch())
-        missed = history->after(since.offset);
-      auto page = read_page(*history,
-                            missed ? *missed : std::vector<frame_ptr>{});
-      page.recovered = missed.has_value();
-      st.add(self, std::move(who), nullptr);
-      return page;
+      while (!st.held.empty() && answers_now(st.held.front().first)) {
+        auto f = std::move(st.held.front().second);
+        st.held.pop_front();
+        f();
+      }
+      if (!st.held.empty())
+        self->delayed_send(self, std::chrono::milliseconds{10},
+                           history_atom::value);
+      else
+        st.report_if_idle(self);
     },
     [self](caf::subscribe_atom, subscriber_actor& who, tag_filter_ptr& filter) {
       auto& st = self->state;
@@ -192,7 +291,7 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
       return caf::ok_atom::value;
     },
     [self](caf::unsubscribe_atom, const caf::actor_addr& who) {
-      if (self->state.remove(who)) {
+      if (self->state.remove(self, who)) {
         self->demonitor(who);
         self->state.report_if_idle(self);
       }
@@ -206,6 +305,20 @@ channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
     },
     [self](caf::close_atom) {
       self->quit();
+    },
+    [self](caf::tick_atom) {
+      auto& st = self->state;
+      if (st.members.empty() || !st.broker) {
+        st.refreshing = false;
+        return;
+      }
+      std::vector<presence_member> members;
+      members.reserve(st.members.size());
+      for (auto& kvp : st.members)
+        members.push_back(
+          {kvp.second.client, codec::encode_identity(kvp.second)});
+      st.broker->presence_refresh(st.topic, std::move(members));
+      self->delayed_send(self, presence_refresh_period, caf::tick_atom::value);
     },
   };
 }

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -39,7 +41,12 @@ using channel_actor = caf::typed_actor<
   /// Removes a connection or actor; replies once nothing more reaches it.
   caf::replies_to<caf::unsubscribe_atom, caf::actor_addr>::with<caf::ok_atom>,
   /// The hub removed this channel: quit.
-  caf::reacts_to<caf::close_atom>>;
+  caf::reacts_to<caf::close_atom>,
+  /// Refreshes this node's presence members with the broker.
+  caf::reacts_to<caf::tick_atom>,
+  /// Retries the subscribes held while the history (a cluster's mirror)
+  /// loads.
+  caf::reacts_to<history_atom>>;
 
 struct channel_state {
   /// The channel's name.
@@ -49,6 +56,16 @@ struct channel_state {
   hub_internal_actor hub;
 
   hub_counters_ptr counters;
+
+  /// The other nodes (null: none); they share presence through it.
+  broker_ptr broker;
+
+  /// Whether the presence refresh (tick_atom) is running.
+  bool refreshing = false;
+
+  /// Subscribes that wait for their history (a cluster's mirror) to load,
+  /// in arrival order (see channel_history::live).
+  std::deque<std::pair<history_ptr, std::function<void()>>> held;
 
   /// The channel's subscribers, shared with the hub (which delivers through
   /// it); changed under its lock.
@@ -65,8 +82,14 @@ struct channel_state {
   std::unordered_map<caf::actor_addr, identity> members;
 
   /// Publishes a presence event (`join`, `leave`) about `who` to the
-  /// channel's subscribers.
-  void announce(const char* type, const identity& who);
+  /// channel's subscribers, and with a broker records it for the cluster and
+  /// tells the other nodes.
+  void announce(channel_actor::pointer self, const char* type,
+                const identity& who);
+
+  /// With a broker: records `who` joining for the cluster and tells the
+  /// other nodes.
+  void record_join(const identity& who);
 
   /// Adds the connection of `ref` (monitored) with its filter, lagging from
   /// the start when its recovery's replay already filled its queue; false
@@ -79,7 +102,7 @@ struct channel_state {
            tag_filter_ptr filter);
 
   /// Removes `who`; returns false when it was not subscribed.
-  bool remove(const caf::actor_addr& who);
+  bool remove(channel_actor::pointer self, const caf::actor_addr& who);
 
   /// Tells the hub when no subscriber is left.
   void report_if_idle(channel_actor::pointer self);
@@ -87,9 +110,11 @@ struct channel_state {
   static const char* name;
 };
 
-/// Spawned by the hub for `topic`, with the fanout the hub delivers through.
+/// Spawned by the hub for `topic`, with the fanout the hub delivers through
+/// and the hub's broker (null: none).
 channel_actor::behavior_type
 channel(channel_actor::stateful_pointer<channel_state> self, std::string topic,
-        hub_internal_actor hub, fanout_ptr fanout, hub_counters_ptr counters);
+        hub_internal_actor hub, fanout_ptr fanout, hub_counters_ptr counters,
+        broker_ptr broker);
 
 } // namespace livehub

@@ -248,7 +248,12 @@ void run_presence(self_ptr self, codec::command& cmd) {
                 codec::encode_presence(id, clients)));
           },
           [self, id](caf::error&) {
-            self->state.fail(error_code::internal, "presence failed", id);
+            // With a broker: it keeps presence, and it could not be read.
+            if (self->state.shared.broker)
+              self->state.fail(error_code::unavailable, "broker unavailable",
+                               id);
+            else
+              self->state.fail(error_code::internal, "presence failed", id);
           });
     });
 }
@@ -269,16 +274,32 @@ void run_history(self_ptr self, codec::command& cmd) {
     [self, topic = cmd.channel, id = cmd.id, limit = cmd.limit,
      filter = std::move(filter)] {
       auto& st = self->state;
-      auto history = st.shared.routes->history(topic);
-      std::unique_lock<std::mutex> guard{history->mtx};
-      auto text = codec::encode_history(
-        id,
-        history->last(static_cast<size_t>(
-                        std::min<uint64_t>(limit, st.shared.cfg->history_size)),
-                      filter),
-        history->last_offset(), history->epoch());
-      guard.unlock();
-      st.reply(std::make_shared<const std::string>(std::move(text)));
+      if (auto history = local_history(st.shared, topic)) {
+        std::unique_lock<std::mutex> guard{history->mtx};
+        if (history->live) {
+          auto text = codec::encode_history(
+            id,
+            history->last(static_cast<size_t>(std::min<uint64_t>(
+                            limit, st.shared.cfg->history_size)),
+                          filter),
+            history->last_offset(), history->epoch());
+          guard.unlock();
+          st.reply(std::make_shared<const std::string>(std::move(text)));
+          return;
+        }
+      }
+      // Several nodes, and no live mirror here: the hub reads the broker's.
+      self
+        ->request(st.hub, hub_timeout, history_atom::value, topic, limit,
+                  filter)
+        .then(
+          [self, id](history_frames& x) {
+            self->state.reply(std::make_shared<const std::string>(
+              codec::encode_history(id, x.frames, x.offset, x.epoch)));
+          },
+          [self, id](caf::error&) {
+            self->state.fail(error_code::unavailable, "broker unavailable", id);
+          });
     });
 }
 

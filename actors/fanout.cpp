@@ -106,6 +106,16 @@ void fanout::set_filter(const caf::actor_addr& who, tag_filter_ptr filter) {
       sub.filter = filter;
 }
 
+void fanout::gap_all(const std::string& channel, const frame_ptr& gap) {
+  std::unique_lock<std::mutex> guard{mtx};
+  for (auto& sub : connections) {
+    if (sub.lagging)
+      continue;
+    sub.lagging = true;
+    sub.out->add_gap(channel, gap);
+  }
+}
+
 bool is_history_channel(const hub_config& cfg, const std::string& topic) {
   for (auto& pattern : cfg.history_channels)
     if (codec::glob_match(pattern, topic))
@@ -164,6 +174,15 @@ bool deliver_publication(const hub_shared& shared, const publication& pub,
   if (refuse_for_broker(shared))
     return false;
   frame_ptr frame;
+  if (shared.broker && is_history_channel(*shared.cfg, pub.channel)) {
+    // The shared stream numbers it; every node, this one included, delivers
+    // it from the broker, in offset order (deliver_numbered).
+    auto encoded = codec::encode_publication(pub);
+    shared.broker->publish_numbered(
+      pub.channel, std::string{encoded->data(), encoded->size() - 1});
+    hub_counters::add(shared.counters->published);
+    return true;
+  }
   if (shared.broker) {
     frame = codec::encode_publication(pub);
     shared.broker->publish(pub.channel, frame);
@@ -176,6 +195,125 @@ bool deliver_publication(const hub_shared& shared, const publication& pub,
 void deliver_remote(const hub_shared& shared, const publication& pub,
                     const frame_ptr& frame) {
   deliver_here(shared, pub, frame, std::chrono::steady_clock::now());
+}
+
+namespace {
+
+/// deliver_numbered() with the mirror's lock held; true when the mirror
+/// must load again (reload(), once the lock is released).
+bool apply_numbered(const hub_shared& shared, channel_history& history,
+                    const fanout_ptr& subscribers, const publication& pub,
+                    const frame_ptr& frame, const std::string& epoch) {
+  if (!history.live) {
+    history.pending.push_back({pub, frame, pub.offset, epoch});
+    return false;
+  }
+  if (epoch == history.epoch()) {
+    if (pub.offset <= history.last_offset())
+      return false; // had it (it waited while the mirror loaded it)
+    if (pub.offset == history.last_offset() + 1) {
+      history.append(frame, pub.tags, std::chrono::steady_clock::now(),
+                     shared.cfg->history_size);
+      if (subscribers)
+        subscribers->deliver(pub, frame, *shared.counters,
+                             fanout::position{pub.offset, &history.epoch()});
+      return false;
+    }
+  }
+  // A break: publications went by unseen (this node was cut off from the
+  // broker), or the stream started anew. Every connection gets a gap from
+  // where it is, and the mirror loads again.
+  if (subscribers)
+    subscribers->gap_all(pub.channel,
+                         codec::encode_gap(pub.channel, history.last_offset(),
+                                           history.epoch()));
+  history.live = false;
+  history.pending.push_back({pub, frame, pub.offset, epoch});
+  return true;
+}
+
+/// Loads the mirror `history` of `topic` again.
+void reload(const hub_shared& shared, const std::string& topic,
+            const history_ptr& history) {
+  shared.broker->load_stream(
+    topic, [shared, topic, history](caf::expected<stream_state> st) {
+      install_stream(shared, topic, history, std::move(st));
+    });
+}
+
+} // namespace
+
+void deliver_numbered(const hub_shared& shared, const publication& pub,
+                      const frame_ptr& frame, const std::string& epoch) {
+  // No mirror: no local subscriber (the hub makes it with the channel).
+  auto history = shared.routes->find_history(pub.channel);
+  if (!history)
+    return;
+  auto subscribers = shared.routes->find(pub.channel);
+  std::unique_lock<std::mutex> guard{history->mtx};
+  if (apply_numbered(shared, *history, subscribers, pub, frame, epoch)) {
+    guard.unlock();
+    reload(shared, pub.channel, history);
+  }
+}
+
+void load_stream_into(channel_history& history, const stream_state& stream,
+                      size_t max_size) {
+  auto now = std::chrono::steady_clock::now();
+  history.reset(stream.epoch, stream.offset);
+  if (stream.frames.empty())
+    return;
+  bool first = true;
+  for (auto& [frame, age] : stream.frames) {
+    auto pub = codec::parse_publication_frame(*frame);
+    if (!pub || pub->offset == 0 || pub->offset > stream.offset)
+      continue;
+    if (first) {
+      history.reset(stream.epoch, pub->offset - 1);
+      first = false;
+    }
+    history.append_at(pub->offset, frame, pub->tags, now - age, max_size);
+  }
+  if (history.last_offset() != stream.offset)
+    history.reset(stream.epoch, stream.offset); // not contiguous: keep none
+}
+
+void install_stream(const hub_shared& shared, const std::string& topic,
+                    const history_ptr& mirror,
+                    caf::expected<stream_state> stream) {
+  auto& history = *mirror;
+  auto subscribers = shared.routes->find(topic);
+  std::unique_lock<std::mutex> guard{history.mtx};
+  auto epoch = history.epoch();
+  auto offset = history.last_offset();
+  auto pending = std::move(history.pending);
+  history.pending.clear();
+  if (stream) {
+    load_stream_into(history, *stream, shared.cfg->history_size);
+  } else if (!pending.empty()) {
+    // The broker could not be read: go on from what came.
+    history.reset(pending.front().epoch, pending.front().offset - 1);
+  }
+  history.live = true;
+  // Connections that subscribed to the mirror while it was not live have
+  // what it had then: a gap if the stream is elsewhere.
+  if (subscribers
+      && (history.epoch() != epoch || history.last_offset() != offset))
+    subscribers->gap_all(topic, codec::encode_gap(topic, offset, epoch));
+  bool again = false;
+  for (auto& x : pending)
+    again = apply_numbered(shared, history, subscribers, x.pub, x.frame,
+                           x.epoch)
+      || again;
+  guard.unlock();
+  if (again)
+    reload(shared, topic, mirror);
+}
+
+history_ptr local_history(const hub_shared& shared, const std::string& topic) {
+  if (!shared.broker)
+    return shared.routes->history(topic);
+  return shared.routes->find_history(topic);
 }
 
 } // namespace livehub

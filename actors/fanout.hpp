@@ -10,6 +10,7 @@
 
 #include <caf/actor_addr.hpp>
 
+#include "actors/history.hpp"
 #include "actors/hub_internal.hpp"
 
 namespace livehub {
@@ -74,6 +75,11 @@ struct fanout {
   /// Replaces the filter of subscriber `who` (the caller holds no lock).
   void set_filter(const caf::actor_addr& who, tag_filter_ptr filter);
 
+  /// A history channel's stream broke (a cluster's mirror, see
+  /// deliver_numbered): every connection not lagging yet lags from here and
+  /// gets `gap` once it may (the caller holds no fanout lock).
+  void gap_all(const std::string& channel, const frame_ptr& gap);
+
   /// Guards both lists. deliver() holds it across the whole delivery: once
   /// a channel removed a subscriber under it, no delivery that started before
   /// can still reach that subscriber, which is what makes an unsubscribe's
@@ -109,11 +115,37 @@ bool refuse_for_broker(const hub_shared& shared);
 bool deliver_publication(const hub_shared& shared, const publication& pub,
                          std::chrono::steady_clock::time_point now);
 
-/// Delivers `pub` (not to "*"), which another node published, to this
-/// node's subscribers; `frame` is its frame as that node encoded it. On a
-/// history channel it gets this node's next offset, as a local one (each
-/// node keeps its own stream; see docs/cluster.md).
+/// Delivers `pub` (not to "*", not on a history channel), which another
+/// node published, to this node's subscribers; `frame` is its frame as that
+/// node encoded it.
 void deliver_remote(const hub_shared& shared, const publication& pub,
                     const frame_ptr& frame);
+
+/// Delivers a publication of a history channel numbered by the broker's
+/// shared stream (`pub.offset`, `epoch`; any node's, this one's included)
+/// to this node's subscribers, through the channel's mirror of the stream:
+/// stored, then delivered, in offset order. While the mirror loads, it
+/// waits in the mirror; after a break in the offsets (or a new epoch) every
+/// connection gets a gap and the mirror loads again (install_stream).
+void deliver_numbered(const hub_shared& shared, const publication& pub,
+                      const frame_ptr& frame, const std::string& epoch);
+
+/// Replaces the content of `history` with `stream` (what the broker keeps;
+/// `max_size` at most), read back from its frames. Needs `history.mtx`.
+void load_stream_into(channel_history& history, const stream_state& stream,
+                      size_t max_size);
+
+/// Makes the mirror of `topic` live with `stream` (none: the
+/// broker could not be read, then it goes on from the first publication it
+/// has waiting), then delivers what waited. Connections subscribed
+/// meanwhile get a gap when the stream is elsewhere than the mirror was.
+void install_stream(const hub_shared& shared, const std::string& topic,
+                    const history_ptr& mirror,
+                    caf::expected<stream_state> stream);
+
+/// The history of `topic` to read now: the stream itself on one node (made
+/// when missing), the channel's mirror on a cluster when it is live (check
+/// `live` under its lock), else null (ask the hub: it reads the broker's).
+history_ptr local_history(const hub_shared& shared, const std::string& topic);
 
 } // namespace livehub

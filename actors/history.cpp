@@ -5,9 +5,7 @@
 
 namespace livehub {
 
-namespace {
-
-std::string random_epoch() {
+std::string new_epoch() {
   static constexpr char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
   thread_local std::mt19937_64 gen{std::random_device{}()};
   std::uniform_int_distribution<size_t> pick(0, sizeof(alphabet) - 2);
@@ -17,10 +15,25 @@ std::string random_epoch() {
   return result;
 }
 
-} // namespace
-
-channel_history::channel_history() : epoch_(random_epoch()) {
+channel_history::channel_history(bool mirror)
+  : live(!mirror), epoch_(new_epoch()) {
   // nop
+}
+
+void channel_history::reset(std::string epoch, uint64_t offset) {
+  epoch_ = std::move(epoch);
+  last_ = offset;
+  entries_.clear();
+}
+
+void channel_history::append_at(uint64_t offset, frame_ptr frame,
+                                const tag_map& tags,
+                                clock_type::time_point stored,
+                                size_t max_size) {
+  if (offset != last_ + 1)
+    entries_.clear(); // a break: only what follows it can be recovered
+  last_ = offset - 1;
+  append(std::move(frame), tags, stored, max_size);
 }
 
 void channel_history::append(frame_ptr frame, const tag_map& tags,

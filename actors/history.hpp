@@ -16,15 +16,20 @@
 
 #include "livehub/filter.hpp"
 #include "livehub/fwd.hpp"
+#include "livehub/messages.hpp"
 
 namespace livehub {
+
+/// A new random epoch: 8 characters of [0-9a-z].
+std::string new_epoch();
 
 class channel_history {
  public:
   using clock_type = std::chrono::steady_clock;
 
-  /// A new, empty stream with a fresh random epoch.
-  channel_history();
+  /// A new, empty stream with a fresh random epoch; a mirror (not live yet)
+  /// when `mirror`.
+  explicit channel_history(bool mirror = false);
 
   /// Orders the channel's publications (see the file comment).
   std::mutex mtx;
@@ -68,6 +73,34 @@ class channel_history {
   size_t size() const {
     return entries_.size();
   }
+
+  // -- a mirror of a stream the broker keeps (several nodes) ---------------
+
+  /// A publication that reached a mirror while it was loading.
+  struct pending_entry {
+    publication pub;
+    frame_ptr frame;
+    uint64_t offset;
+    std::string epoch;
+  };
+
+  /// Whether this history is the stream itself or an up-to-date mirror of
+  /// the broker's: then it answers subscribes, recoveries and history
+  /// reads. A mirror is not live until loaded (install), and again from a
+  /// break in the offsets it receives until reloaded.
+  bool live = true;
+
+  /// Publications received while not live, in order.
+  std::vector<pending_entry> pending;
+
+  /// Empties the history and makes it the stream `epoch` with its last
+  /// publication at `offset` (nothing stored).
+  void reset(std::string epoch, uint64_t offset);
+
+  /// Stores the frame of the publication with offset `offset` (stored at
+  /// `stored`): after reset() and for loading.
+  void append_at(uint64_t offset, frame_ptr frame, const tag_map& tags,
+                 clock_type::time_point stored, size_t max_size);
 
  private:
   struct entry {

@@ -37,13 +37,17 @@ hub_state::route_subscribe(hub_internal_actor::pointer self,
     auto subscribers = std::make_shared<fanout>();
     auto ch = self->spawn(channel, topic,
                           caf::actor_cast<hub_internal_actor>(self),
-                          subscribers, shared.counters);
+                          subscribers, shared.counters, shared.broker);
     self->monitor(ch);
     channel_names.emplace(ch.address(), topic);
     shared.routes->set(topic, subscribers);
     i = channels.emplace(topic, channel_entry{ch, std::move(subscribers)})
           .first;
     if (shared.broker) {
+      // A history channel's mirror of the shared stream: what arrives from
+      // the broker waits in it until it loaded (see channel_history::live).
+      if (is_history_channel(*shared.cfg, topic))
+        shared.routes->history(topic);
       auto& entry = i->second;
       entry.ready = false;
       entry.generation = ++generations;
@@ -61,8 +65,12 @@ hub_state::route_subscribe(hub_internal_actor::pointer self,
 void hub_state::drop_channel(
   std::unordered_map<std::string, channel_entry>::iterator i) {
   shared.routes->erase(i->first, i->second.fanout);
-  if (shared.broker)
+  if (shared.broker) {
     shared.broker->unsubscribe(i->first);
+    // Its mirror is no longer kept up to date.
+    if (is_history_channel(*shared.cfg, i->first))
+      shared.routes->drop_history(i->first);
+  }
   channels.erase(i);
 }
 
@@ -190,6 +198,69 @@ route(hub_pointer self, const std::string& topic, Ts&&... xs) {
   return rp;
 }
 
+/// Runs `f` in `hub` (when it is still there): how an answer from the
+/// broker's thread reaches the hub's state and response promises.
+void run_in(const caf::weak_actor_ptr& hub, std::function<void()> f) {
+  if (auto strong = caf::actor_cast<caf::actor>(hub))
+    caf::anon_send(strong, task_atom::value,
+                   std::make_shared<std::function<void()>>(std::move(f)));
+}
+
+caf::weak_actor_ptr weak_self(hub_pointer self) {
+  return caf::actor_cast<caf::weak_actor_ptr>(self->ctrl());
+}
+
+history_page page_of(const history_frames& x);
+
+/// The last `limit` publications of `topic` that pass `filter`, from the
+/// stream or this node's live mirror of it, else from the broker; answered
+/// as `make(frames)` (history_frames or history_page).
+template<class Result, class Make>
+caf::result<Result> read_history(hub_pointer self, const std::string& topic,
+                                 uint64_t limit, const tag_filter_ptr& filter,
+                                 Make make) {
+  auto& shared = self->state.shared;
+  auto n
+    = static_cast<size_t>(std::min<uint64_t>(limit, shared.cfg->history_size));
+  if (auto history = local_history(shared, topic)) {
+    std::unique_lock<std::mutex> guard{history->mtx};
+    if (history->live)
+      return make(history_frames{history->last(n, filter),
+                                 history->last_offset(), history->epoch()});
+  }
+  auto rp = self->make_response_promise<Result>();
+  shared.broker->load_stream(
+    topic,
+    [hub = weak_self(self), rp, n, filter, make,
+     size = shared.cfg->history_size](caf::expected<stream_state> st) mutable {
+      if (!st) {
+        run_in(hub, [rp, err = std::move(st.error())]() mutable {
+          rp.deliver(std::move(err));
+        });
+        return;
+      }
+      channel_history copy;
+      load_stream_into(copy, *st, size);
+      auto result = make(
+        history_frames{copy.last(n, filter), copy.last_offset(), copy.epoch()});
+      run_in(hub, [rp, result = std::move(result)]() mutable {
+        rp.deliver(std::move(result));
+      });
+    });
+  return rp;
+}
+
+history_page page_of(const history_frames& x) {
+  history_page result;
+  result.publications.reserve(x.frames.size());
+  for (auto& frame : x.frames)
+    if (auto pub = codec::parse_publication_frame(*frame))
+      result.publications.push_back(std::move(*pub));
+  result.position.offset = x.offset;
+  result.position.epoch = x.epoch;
+  return result;
+}
+
 } // namespace
 
 hub_internal_actor::behavior_type
@@ -257,6 +328,29 @@ hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
       if (!is_presence_channel(*st.shared.cfg, topic))
         return caf::make_error(caf::sec::invalid_argument,
                                "no presence channel: " + topic);
+      if (st.shared.broker) {
+        // Every node's members, as the broker keeps them.
+        auto rp = self->make_response_promise<std::vector<identity>>();
+        st.shared.broker->presence(
+          topic,
+          [hub = weak_self(self),
+           rp](caf::expected<std::vector<std::string>> xs) mutable {
+            if (!xs) {
+              run_in(hub, [rp, err = std::move(xs.error())]() mutable {
+                rp.deliver(std::move(err));
+              });
+              return;
+            }
+            std::vector<identity> result;
+            for (auto& x : *xs)
+              if (auto who = codec::parse_identity(x))
+                result.push_back(std::move(*who));
+            run_in(hub, [rp, result = std::move(result)]() mutable {
+              rp.deliver(std::move(result));
+            });
+          });
+        return rp;
+      }
       auto i = st.channels.find(topic);
       if (i == st.channels.end())
         return std::vector<identity>{};
@@ -268,10 +362,17 @@ hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
       if (!is_history_channel(*st.shared.cfg, topic))
         return caf::make_error(caf::sec::invalid_argument,
                                "no history channel: " + topic);
-      auto history = st.shared.routes->history(topic);
-      std::unique_lock<std::mutex> guard{history->mtx};
-      auto n = std::min<uint64_t>(limit, st.shared.cfg->history_size);
-      return read_page(*history, history->last(static_cast<size_t>(n)));
+      return read_history<history_page>(self, topic, limit, nullptr, page_of);
+    },
+    [self](history_atom, const std::string& topic, uint64_t limit,
+           tag_filter_ptr& filter) -> caf::result<history_frames> {
+      if (!is_history_channel(*self->state.shared.cfg, topic))
+        return caf::make_error(caf::sec::invalid_argument,
+                               "no history channel: " + topic);
+      return read_history<history_frames>(self, topic, limit, filter,
+                                          [](history_frames x) {
+                                            return x;
+                                          });
     },
     [self](caf::subscribe_atom, const std::string& topic, subscriber_actor& who,
            stream_position& since) -> caf::result<history_page> {
@@ -319,7 +420,34 @@ hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
     [self](remote_atom, const frame_ptr& frame) {
       self->state.deliver_everywhere(frame);
     },
+    [self](task_atom, actor_task& f) {
+      (*f)();
+    },
     [self](remote_atom, const std::string& topic, uint64_t generation) {
+      auto& st = self->state;
+      auto i = st.channels.find(topic);
+      if (i == st.channels.end() || i->second.generation != generation
+          || i->second.ready)
+        return;
+      auto mirror = st.shared.routes->find_history(topic);
+      if (!mirror) {
+        self->send(self, remote_atom::value, topic, generation,
+                   caf::ok_atom::value);
+        return;
+      }
+      // A history channel: ready once its mirror loaded the stream.
+      st.shared.broker->load_stream(
+        topic,
+        [hub = weak_self(self), shared = st.shared, topic, generation,
+         mirror](caf::expected<stream_state> stream) {
+          install_stream(shared, topic, mirror, std::move(stream));
+          if (auto strong = caf::actor_cast<caf::actor>(hub))
+            caf::anon_send(strong, remote_atom::value, topic, generation,
+                           caf::ok_atom::value);
+        });
+    },
+    [self](remote_atom, const std::string& topic, uint64_t generation,
+           caf::ok_atom) {
       auto& st = self->state;
       auto i = st.channels.find(topic);
       if (i == st.channels.end() || i->second.generation != generation
@@ -345,6 +473,7 @@ hub_actor spawn_hub(caf::actor_system& sys, const hub_config& cfg,
   shared.cfg = std::make_shared<const hub_config>(cfg);
   shared.policy = make_client_policy(cfg);
   shared.broker = broker;
+  shared.routes->mirrors = broker != nullptr;
   auto result = sys.spawn(hub, shared);
   if (broker) {
     // Remote publications go straight to the subscribers, as local ones;
@@ -352,16 +481,34 @@ hub_actor spawn_hub(caf::actor_system& sys, const hub_config& cfg,
     // stops the broker when it ends, which drops this handler (and with it
     // the broker's reference to `shared`).
     auto weak = caf::actor_cast<caf::weak_actor_ptr>(result);
-    broker->start(shared.policy->node, [weak, shared](const frame_ptr& frame) {
-      auto pub = codec::parse_publication_frame(*frame);
-      if (!pub || !codec::valid_channel_name(pub->channel))
-        return;
-      if (pub->channel != "*") {
-        deliver_remote(shared, *pub, frame);
-      } else if (auto hub = caf::actor_cast<caf::actor>(weak)) {
-        caf::anon_send(hub, remote_atom::value, frame);
-      }
-    });
+    broker->start(shared.policy->node,
+                  [weak, shared](const frame_ptr& frame, remote_kind kind,
+                                 const std::string& epoch) {
+                    auto pub = codec::parse_publication_frame(*frame);
+                    if (!pub || !codec::valid_channel_name(pub->channel))
+                      return;
+                    if (pub->channel == "*") {
+                      if (auto hub = caf::actor_cast<caf::actor>(weak))
+                        caf::anon_send(hub, remote_atom::value, frame);
+                      return;
+                    }
+                    switch (kind) {
+                      case remote_kind::numbered:
+                        if (pub->offset > 0)
+                          deliver_numbered(shared, *pub, frame, epoch);
+                        return;
+                      case remote_kind::presence:
+                        // As the channel announces its own
+                        // (channel_state::announce).
+                        if (auto subscribers
+                            = shared.routes->find(pub->channel))
+                          subscribers->deliver(*pub, frame, *shared.counters,
+                                               fanout::position{});
+                        return;
+                      case remote_kind::publication:
+                        deliver_remote(shared, *pub, frame);
+                    }
+                  });
   }
   return result;
 }

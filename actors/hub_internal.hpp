@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -112,6 +113,18 @@ struct channel_page {
   std::string next;
 };
 
+/// A history channel's last publications as frames, with its position
+/// (the history command, GET /api/history).
+struct history_frames {
+  std::vector<frame_ptr> frames;
+  uint64_t offset = 0;
+  std::string epoch;
+};
+
+/// Work for an actor, from another thread (a broker's answer), run in the
+/// actor's context.
+using actor_task = std::shared_ptr<std::function<void()>>;
+
 /// The hub as livehub's actors and transport see it.
 using hub_internal_actor = hub_actor::extend<
   /// Registers an open connection (the hub monitors its client actor).
@@ -136,6 +149,16 @@ using hub_internal_actor = hub_actor::extend<
   /// From the broker: the subscription of this generation of a channel
   /// took effect (see hub_state::channel_entry::ready).
   caf::reacts_to<remote_atom, std::string, uint64_t>,
+  /// The mirror of this generation of a history channel loaded (several
+  /// nodes): the channel is ready.
+  caf::reacts_to<remote_atom, std::string, uint64_t, caf::ok_atom>,
+  /// Runs a broker's answer in the hub.
+  caf::reacts_to<task_atom, actor_task>,
+  /// The last `limit` publications of a history channel that pass the
+  /// filter (null: all), read from the broker when this node has no live
+  /// mirror of the channel (see local_history).
+  caf::replies_to<history_atom, std::string, uint64_t,
+                  tag_filter_ptr>::with<history_frames>,
   /// At most `limit` channels whose names sort after `after` ("" : from the
   /// first), with their subscriber counts.
   caf::replies_to<caf::get_atom, channels_atom, std::string,
@@ -169,3 +192,5 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::subscribe_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<livehub::channel_history>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::frame_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::tag_filter_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::history_frames)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(livehub::actor_task)

@@ -62,9 +62,20 @@ class route_table {
     std::unique_lock<std::shared_mutex> guard{mtx_};
     auto& x = histories_[topic];
     if (!x)
-      x = std::make_shared<channel_history>();
+      x = std::make_shared<channel_history>(mirrors);
     return x;
   }
+
+  /// Forgets the history of `topic` (a cluster's mirror whose channel went:
+  /// no longer kept up to date).
+  void drop_history(const std::string& topic) {
+    std::unique_lock<std::shared_mutex> guard{mtx_};
+    histories_.erase(topic);
+  }
+
+  /// True on a cluster: histories are mirrors of the broker's streams, made
+  /// not live (see channel_history::live). Set before use.
+  bool mirrors = false;
 
   /// The history of `topic`, or null.
   history_ptr find_history(const std::string& topic) const {

@@ -989,6 +989,46 @@ std::string encode_identity(const identity& x) {
   return take(buf);
 }
 
+std::optional<identity> parse_identity(std::string_view text) {
+  rapidjson::Document doc;
+  doc.Parse<rapidjson::kParseIterativeFlag>(text.data(), text.size());
+  if (doc.HasParseError() || !doc.IsObject())
+    return std::nullopt;
+  auto client = doc.FindMember("client");
+  auto user = doc.FindMember("user");
+  auto info = doc.FindMember("info");
+  if (client == doc.MemberEnd() || !client->value.IsString()
+      || user == doc.MemberEnd() || !user->value.IsString()
+      || info == doc.MemberEnd())
+    return std::nullopt;
+  identity result;
+  result.client.assign(client->value.GetString(),
+                       client->value.GetStringLength());
+  result.user.assign(user->value.GetString(), user->value.GetStringLength());
+  // `info` as it was written (numbers unchanged): what follows the head
+  // encode_identity writes before it.
+  rapidjson::StringBuffer head;
+  writer_type hw{head};
+  hw.StartObject();
+  write_string(hw, "client", result.client);
+  write_string(hw, "user", result.user);
+  hw.Key("info");
+  // (The writer puts the key's colon before the value it has not seen.)
+  std::string prefix{head.GetString(), head.GetSize()};
+  prefix += ':';
+  if (text.size() > prefix.size() + 1 && text.substr(0, prefix.size()) == prefix
+      && text.back() == '}') {
+    result.info = json_text::trusted(
+      std::string{text.substr(prefix.size(), text.size() - prefix.size() - 1)});
+    return result;
+  }
+  rapidjson::StringBuffer buf;
+  writer_type w{buf};
+  info->value.Accept(w);
+  result.info = json_text::trusted(take(buf));
+  return result;
+}
+
 std::string encode_presence(std::string_view id,
                             const std::vector<identity>& clients, bool reply) {
   rapidjson::StringBuffer buf;

@@ -138,6 +138,10 @@ frame_ptr encode_publication(const publication& x, uint64_t offset = 0);
 /// and leave publications.
 std::string encode_identity(const identity& x);
 
+/// Reads back an encode_identity() text (as a cluster's presence store
+/// keeps it); none when it is not one.
+std::optional<identity> parse_identity(std::string_view text);
+
 /// `{"type":"ok","id":ID,"clients":[...]}`, the reply to a presence
 /// command; without type and id when not a `reply` (GET /api/presence).
 std::string encode_presence(std::string_view id,

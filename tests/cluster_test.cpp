@@ -215,6 +215,159 @@ TEST_CASE("cluster: Redis away, publications are refused loudly and "
         != std::string::npos);
 }
 
+namespace {
+
+hub_config shared_state_config(const std::vector<std::string>& urls) {
+  auto cfg = node_config(urls);
+  cfg.history_channels = {"h*"};
+  cfg.presence_channels = {"p*"};
+  return cfg;
+}
+
+/// Subscribes `c` (open) with `body`'s extra fields and returns the reply,
+/// after the publications it replays (in `replayed`).
+std::string subscribe_on(ws_client& c, const std::string& fields,
+                         std::vector<std::string>* replayed = nullptr) {
+  REQUIRE(c.send_text(R"({"type":"subscribe",)" + fields + R"(,"id":7})"));
+  for (;;) {
+    auto frame = next(c);
+    if (json_field(frame, "type") == "ok" && json_field(frame, "id") == "7")
+      return frame;
+    REQUIRE_MESSAGE(replayed, frame);
+    replayed->push_back(frame);
+  }
+}
+
+} // namespace
+
+TEST_CASE("cluster: a history channel has one stream for all nodes: the "
+          "same offsets everywhere, and recovery on another node") {
+  redis_server redis;
+  node a{shared_state_config({redis.url()})};
+  node b{shared_state_config({redis.url()})};
+  ws_client on_a{a.port};
+  ws_client on_b{b.port};
+  REQUIRE(on_a.status() == 101);
+  REQUIRE(on_b.status() == 101);
+  auto ok_a = subscribe_on(on_a, R"("channel":"hist")");
+  auto ok_b = subscribe_on(on_b, R"("channel":"hist")");
+  CHECK(json_field(ok_a, "offset") == "0");
+  auto epoch = json_field(ok_a, "epoch");
+  CHECK(json_field(ok_b, "epoch") == epoch);
+  for (int i = 1; i <= 20; ++i)
+    REQUIRE((i % 2 ? a : b).publish(pub("hist", i)).status == 202);
+  // Both nodes deliver the same sequence: offsets 1..20, in offset order.
+  std::vector<std::string> seen_a, seen_b;
+  for (int i = 1; i <= 20; ++i) {
+    auto x = next(on_a);
+    auto y = next(on_b);
+    CHECK(json_field(x, "offset") == std::to_string(i));
+    CHECK(x == y);
+    seen_a.push_back(json_field(x, "data"));
+  }
+  // A client of A that saw up to offset 10 drops and recovers on B.
+  ws_client again{b.port};
+  REQUIRE(again.status() == 101);
+  std::vector<std::string> replayed;
+  auto ok = subscribe_on(again,
+                         R"("channel":"hist","since":{"offset":10,"epoch":")"
+                           + epoch + R"("})",
+                         &replayed);
+  CHECK(json_field(ok, "recovered") == "true");
+  CHECK(json_field(ok, "offset") == "20");
+  REQUIRE(replayed.size() == 10);
+  for (size_t i = 0; i < 10; ++i)
+    CHECK(json_field(replayed[i], "data") == seen_a[10 + i]);
+  // Then live, from 21 on.
+  REQUIRE(a.publish(pub("hist", 21)).status == 202);
+  CHECK(json_field(next(again), "offset") == "21");
+  // History of a channel no node subscribes to comes from Redis.
+  REQUIRE(a.publish(pub("h-quiet", 1)).status == 202);
+  REQUIRE(a.publish(pub("h-quiet", 2)).status == 202);
+  auto res = b.get("/api/history?channel=h-quiet&limit=1");
+  REQUIRE_MESSAGE(res.status == 200, res.body);
+  CHECK(json_field(res.body, "offset") == "2");
+  CHECK(res.body.find(R"("data":2,"offset":2)") != std::string::npos);
+  CHECK(res.body.find(R"("data":1)") == std::string::npos);
+}
+
+TEST_CASE("cluster: a Redis that restarts empty starts new streams: "
+          "subscribers get a gap, then recovered:false") {
+  redis_server redis;
+  node a{shared_state_config({redis.url()})};
+  node b{shared_state_config({redis.url()})};
+  ws_client on_b{b.port};
+  REQUIRE(on_b.status() == 101);
+  auto ok = subscribe_on(on_b, R"("channel":"hist")");
+  auto epoch = json_field(ok, "epoch");
+  REQUIRE(a.publish(pub("hist", 1)).status == 202);
+  CHECK(json_field(next(on_b), "offset") == "1");
+  redis.kill();
+  redis.restart();
+  a.wait_ready();
+  b.wait_ready();
+  // Publishing may race the nodes' resubscription: retried until B sees it.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  std::string frame;
+  while (std::chrono::steady_clock::now() < deadline) {
+    REQUIRE(a.publish(pub("hist", 2)).status == 202);
+    auto m = on_b.receive(500ms);
+    if (m.kind == ws_kind::text) {
+      frame = m.data;
+      break;
+    }
+  }
+  REQUIRE(!frame.empty());
+  CHECK(json_field(frame, "type") == "gap");
+  CHECK(json_field(frame, "offset") == "1");
+  CHECK(json_field(frame, "epoch") == epoch);
+  std::vector<std::string> replayed;
+  auto again = subscribe_on(
+    on_b, R"("channel":"hist","since":{"offset":1,"epoch":")" + epoch + R"("})",
+    &replayed);
+  CHECK(replayed.empty());
+  CHECK(json_field(again, "recovered") == "false");
+  CHECK(json_field(again, "epoch") != epoch);
+}
+
+TEST_CASE("cluster: presence lists the connections of every node, with "
+          "joins and leaves across nodes") {
+  redis_server redis;
+  node a{shared_state_config({redis.url()})};
+  node b{shared_state_config({redis.url()})};
+  ws_client on_a{a.port};
+  ws_client on_b{b.port};
+  REQUIRE(on_a.status() == 101);
+  REQUIRE(on_b.status() == 101);
+  subscribe_on(on_a, R"("channel":"proom")");
+  CHECK(json_field(next(on_a), "type") == "join"); // its own
+  subscribe_on(on_b, R"("channel":"proom")");
+  CHECK(json_field(next(on_b), "type") == "join");
+  auto join = next(on_a); // B's, from the other node
+  CHECK(json_field(join, "type") == "join");
+  for (auto* c : {&on_a, &on_b}) {
+    REQUIRE(c->send_text(R"({"type":"presence","channel":"proom","id":3})"));
+    auto list = next(*c);
+    CHECK(json_field(list, "type") == "ok");
+    size_t entries = 0;
+    for (auto p = list.find("\"client\""); p != std::string::npos;
+         p = list.find("\"client\"", p + 1))
+      ++entries;
+    CHECK(entries == 2);
+  }
+  auto res = a.get("/api/presence?channel=proom");
+  REQUIRE(res.status == 200);
+  CHECK(res.body.find(json_field(json_field(join, "data"), "client"))
+        != std::string::npos);
+  // B's connection goes: A hears it leave, and the list shrinks.
+  on_b.drop();
+  auto leave = next(on_a);
+  CHECK(json_field(leave, "type") == "leave");
+  REQUIRE(
+    on_a.send_text(R"({"type":"presence_stats","channel":"proom","id":4})"));
+  CHECK(json_field(next(on_a), "clients") == "1");
+}
+
 TEST_CASE("cluster: a Redis that hangs does not hold a subscribe forever") {
   redis_server redis;
   node a{node_config({redis.url()})};

@@ -3,8 +3,23 @@
 // on that thread; the hub's threads post to it.
 //
 // Redis channels: `PREFIX:ch:NAME` for channel NAME, `PREFIX:all` for "*".
-// A message is this node's 16-hex-digit id followed by the frame: a node
-// drops its own echo (it delivered locally already).
+// A message is the publishing node's 16-hex-digit id, then:
+// - `{...}`: a publication's frame; a node drops its own echo (it delivered
+//   locally already);
+// - `#EPOCH#{...}`: a history channel's publication, numbered by the
+//   stream; every node delivers it from here, its publisher included;
+// - `!{...}`: a presence event; the sweep of dead nodes' members sends them
+//   under the id `sweeper_id`, which no node has.
+//
+// Keys, on the channel's shard (see docs/cluster.md):
+// - `PREFIX:stream:NAME`, a stream of the frames (entry ID OFFSET-0, fields
+//   `t`, ms since the epoch, and `f`, the frame), trimmed to history-size;
+//   `PREFIX:meta:NAME`, a hash of `epoch` and `offset`; both expire
+//   history-ttl after the last publication;
+// - `PREFIX:presence:NAME`, a hash of client id -> identity JSON, and
+//   `PREFIX:presence-expiry:NAME`, a sorted set of client id -> expiry (ms
+//   since the epoch), refreshed by the member's node.
+// Every change of them runs in one Lua script with its PUBLISH.
 #include "transport/redis_broker.hpp"
 
 #include <atomic>
@@ -20,6 +35,9 @@
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 
+#include "actors/history.hpp"
+#include "livehub/messages.hpp"
+#include "protocol/codec.hpp"
 #include "transport/redis.hpp"
 
 namespace livehub::transport {
@@ -38,11 +56,119 @@ constexpr auto confirm_limit = std::chrono::seconds{5};
 
 using clock_type = std::chrono::steady_clock;
 
+/// The id under which the presence sweep publishes leave events: no node
+/// has it (node ids are hex digits), so every node delivers them.
+constexpr std::string_view sweeper_id = "................";
+
+/// `now`, Redis' clock in ms, in the scripts below.
+#define LIVEHUB_REDIS_NOW                                                      \
+  "local t = redis.call('TIME')\n"                                             \
+  "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+
+/// KEYS: stream, meta. ARGV: frame head, max length, ttl (ms), epoch for a
+/// new stream, Redis channel, node id. Returns the offset.
+constexpr const char* publish_numbered_script = LIVEHUB_REDIS_NOW
+  "local epoch = redis.call('HGET', KEYS[2], 'epoch')\n"
+  "if not epoch then\n"
+  "  epoch = ARGV[4]\n"
+  "  redis.call('DEL', KEYS[1])\n"
+  "  redis.call('HSET', KEYS[2], 'epoch', epoch, 'offset', 0)\n"
+  "end\n"
+  "local offset = redis.call('HINCRBY', KEYS[2], 'offset', 1)\n"
+  "local frame = ARGV[1] .. ',\"offset\":' .. offset .. '}'\n"
+  "redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], offset .. '-0', 't', now,\n"
+  "           'f', frame)\n"
+  "redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+  "redis.call('PEXPIRE', KEYS[2], ARGV[3])\n"
+  "redis.call('PUBLISH', ARGV[5], ARGV[6] .. '#' .. epoch .. '#' .. frame)\n"
+  "return offset\n";
+
+/// KEYS: stream, meta. ARGV: epoch for a new stream, ttl (ms). Returns
+/// {epoch, offset, age (ms), frame, age, frame, ...}, oldest first, without
+/// publications older than the ttl.
+constexpr const char* load_stream_script = LIVEHUB_REDIS_NOW
+  "local epoch = redis.call('HGET', KEYS[2], 'epoch')\n"
+  "if not epoch then\n"
+  "  epoch = ARGV[1]\n"
+  "  redis.call('DEL', KEYS[1])\n"
+  "  redis.call('HSET', KEYS[2], 'epoch', epoch, 'offset', 0)\n"
+  "  redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
+  "end\n"
+  "local out = {epoch, redis.call('HGET', KEYS[2], 'offset')}\n"
+  "for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do\n"
+  "  local age = now - tonumber(e[2][2])\n"
+  "  if age < tonumber(ARGV[2]) then\n"
+  "    out[#out + 1] = math.max(age, 0)\n"
+  "    out[#out + 1] = e[2][4]\n"
+  "  end\n"
+  "end\n"
+  "return out\n";
+
+/// KEYS: presence, presence-expiry. ARGV: client, entry, ttl (ms), Redis
+/// channel, message.
+constexpr const char* presence_join_script = LIVEHUB_REDIS_NOW
+  "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+  "redis.call('ZADD', KEYS[2], now + ARGV[3], ARGV[1])\n"
+  "redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+  "redis.call('PEXPIRE', KEYS[2], ARGV[3])\n"
+  "redis.call('PUBLISH', ARGV[4], ARGV[5])\n"
+  "return 1\n";
+
+/// KEYS: presence, presence-expiry. ARGV: client, Redis channel, message.
+constexpr const char* presence_leave_script
+  = "if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then\n"
+    "  redis.call('ZREM', KEYS[2], ARGV[1])\n"
+    "  redis.call('PUBLISH', ARGV[2], ARGV[3])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n";
+
+/// KEYS: presence, presence-expiry. ARGV: ttl (ms), Redis channel, start of
+/// a leave message (up to the identity), then client, entry, ... of this
+/// node's members. Refreshes them, then removes the expired records, each
+/// with a leave message. Returns how many it removed.
+constexpr const char* presence_refresh_script = LIVEHUB_REDIS_NOW
+  "for i = 4, #ARGV, 2 do\n"
+  "  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])\n"
+  "  redis.call('ZADD', KEYS[2], now + ARGV[1], ARGV[i])\n"
+  "end\n"
+  "if #ARGV >= 4 then\n"
+  "  redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
+  "  redis.call('PEXPIRE', KEYS[2], ARGV[1])\n"
+  "end\n"
+  "local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)\n"
+  "for _, c in ipairs(gone) do\n"
+  "  local e = redis.call('HGET', KEYS[1], c)\n"
+  "  redis.call('HDEL', KEYS[1], c)\n"
+  "  redis.call('ZREM', KEYS[2], c)\n"
+  "  if e then redis.call('PUBLISH', ARGV[2], ARGV[3] .. e .. '}') end\n"
+  "end\n"
+  "return #gone\n";
+
+/// KEYS: presence, presence-expiry. Returns the identities of the records
+/// that have not expired.
+constexpr const char* presence_script = LIVEHUB_REDIS_NOW
+  "local out = {}\n"
+  "local live = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf')\n"
+  "for _, c in ipairs(live) do\n"
+  "  local e = redis.call('HGET', KEYS[1], c)\n"
+  "  if e then out[#out + 1] = e end\n"
+  "end\n"
+  "return out\n";
+
+#undef LIVEHUB_REDIS_NOW
+
+/// A positive decimal number of `x`.
+std::string ms(std::chrono::milliseconds x) {
+  return std::to_string(std::max<int64_t>(x.count(), 1));
+}
+
 class redis_broker : public broker {
  public:
-  redis_broker(std::vector<redis::url> urls, std::string prefix)
-    : prefix_(std::move(prefix)), work_(asio::make_work_guard(io_)),
-      sweep_(io_) {
+  redis_broker(std::vector<redis::url> urls, redis_broker_options opts)
+    : prefix_(std::move(opts.prefix)), history_size_(opts.history_size),
+      history_ttl_(opts.history_ttl), presence_ttl_(opts.presence_ttl),
+      work_(asio::make_work_guard(io_)), sweep_(io_) {
     for (auto& url : urls) {
       redis::options opts;
       opts.address = url;
@@ -170,6 +296,124 @@ class redis_broker : public broker {
     });
   }
 
+  void publish_numbered(const std::string& channel, std::string head) override {
+    auto& s = shard_for(channel);
+    std::vector<std::string> keys{key("stream", channel), key("meta", channel)};
+    std::vector<std::string> args{
+      std::move(head), std::to_string(history_size_), ms(history_ttl_),
+      new_epoch(),     redis_name(channel),           node_};
+    asio::post(io_, [&s, keys = std::move(keys), args = std::move(args)] {
+      eval(s, publish_numbered_script, std::move(keys), std::move(args),
+           [](caf::expected<redis::reply>) {
+             // Lost with the connection: as publish().
+           });
+    });
+  }
+
+  void load_stream(const std::string& channel, stream_handler done) override {
+    auto& s = shard_for(channel);
+    std::vector<std::string> keys{key("stream", channel), key("meta", channel)};
+    std::vector<std::string> args{new_epoch(), ms(history_ttl_)};
+    asio::post(
+      io_,
+      [&s, keys = std::move(keys), args = std::move(args),
+       done = std::move(done)]() mutable {
+        eval(
+          s, load_stream_script, std::move(keys), std::move(args),
+          [done = std::move(done)](caf::expected<redis::reply> r) {
+            if (auto err = failed(r))
+              return done(std::move(err));
+            auto& xs = r->elements;
+            if (r->type != redis::reply::kind::array || xs.size() < 2
+                || xs.size() % 2 != 0)
+              return done(caf::make_error(caf::sec::runtime_error,
+                                          "Redis: bad stream reply"));
+            stream_state st;
+            st.epoch = xs[0].str;
+            st.offset = std::strtoull(xs[1].str.c_str(), nullptr, 10);
+            for (size_t i = 2; i + 1 < xs.size(); i += 2)
+              st.frames.emplace_back(
+                std::make_shared<const std::string>(std::move(xs[i + 1].str)),
+                std::chrono::milliseconds{xs[i].integer});
+            done(std::move(st));
+          });
+      });
+  }
+
+  void presence_join(const std::string& channel, presence_member who,
+                     frame_ptr event) override {
+    auto& s = shard_for(channel);
+    std::vector<std::string> keys{key("presence", channel),
+                                  key("presence-expiry", channel)};
+    std::vector<std::string> args{std::move(who.client), std::move(who.entry),
+                                  ms(presence_ttl_), redis_name(channel),
+                                  node_ + "!" + *event};
+    asio::post(io_, [&s, keys = std::move(keys), args = std::move(args)] {
+      eval(s, presence_join_script, std::move(keys), std::move(args),
+           [](caf::expected<redis::reply>) {
+             // Lost with the connection: the next refresh records it.
+           });
+    });
+  }
+
+  void presence_leave(const std::string& channel, const std::string& client,
+                      frame_ptr event) override {
+    auto& s = shard_for(channel);
+    std::vector<std::string> keys{key("presence", channel),
+                                  key("presence-expiry", channel)};
+    std::vector<std::string> args{client, redis_name(channel),
+                                  node_ + "!" + *event};
+    asio::post(io_, [&s, keys = std::move(keys), args = std::move(args)] {
+      eval(s, presence_leave_script, std::move(keys), std::move(args),
+           [](caf::expected<redis::reply>) {
+             // Lost with the connection: the record expires.
+           });
+    });
+  }
+
+  void presence_refresh(const std::string& channel,
+                        std::vector<presence_member> members) override {
+    auto& s = shard_for(channel);
+    std::vector<std::string> keys{key("presence", channel),
+                                  key("presence-expiry", channel)};
+    std::vector<std::string> args;
+    args.reserve(3 + 2 * members.size());
+    args.push_back(ms(presence_ttl_));
+    args.push_back(redis_name(channel));
+    args.push_back(std::string{sweeper_id} + "!" + leave_head(channel));
+    for (auto& m : members) {
+      args.push_back(std::move(m.client));
+      args.push_back(std::move(m.entry));
+    }
+    asio::post(io_, [&s, keys = std::move(keys), args = std::move(args)] {
+      eval(s, presence_refresh_script, std::move(keys), std::move(args),
+           [](caf::expected<redis::reply>) {
+             // Lost with the connection: the next one refreshes.
+           });
+    });
+  }
+
+  void presence(const std::string& channel, presence_handler done) override {
+    auto& s = shard_for(channel);
+    std::vector<std::string> keys{key("presence", channel),
+                                  key("presence-expiry", channel)};
+    asio::post(
+      io_, [&s, keys = std::move(keys), done = std::move(done)]() mutable {
+        eval(s, presence_script, std::move(keys), {},
+             [done = std::move(done)](caf::expected<redis::reply> r) {
+               if (auto err = failed(r))
+                 return done(std::move(err));
+               if (r->type != redis::reply::kind::array)
+                 return done(caf::make_error(caf::sec::runtime_error,
+                                             "Redis: bad presence reply"));
+               std::vector<std::string> result;
+               for (auto& x : r->elements)
+                 result.push_back(std::move(x.str));
+               done(std::move(result));
+             });
+      });
+  }
+
  private:
   struct shard {
     shard(asio::io_context& io, const redis::options& opts)
@@ -268,15 +512,73 @@ class redis_broker : public broker {
   }
 
   void received(std::string_view payload) {
-    if (payload.size() <= node_id_size
-        || payload.substr(0, node_id_size) == node_)
-      return; // not ours to read, or our own echo
-    if (handler_)
-      handler_(
-        std::make_shared<const std::string>(payload.substr(node_id_size)));
+    if (payload.size() <= node_id_size || !handler_)
+      return; // not ours to read
+    bool own = payload.substr(0, node_id_size) == node_;
+    auto rest = payload.substr(node_id_size);
+    switch (rest.front()) {
+      case '#': {
+        // Numbered: delivered from here on every node, its own included.
+        auto end = rest.find('#', 1);
+        if (end == std::string_view::npos)
+          return;
+        std::string epoch{rest.substr(1, end - 1)};
+        handler_(std::make_shared<const std::string>(rest.substr(end + 1)),
+                 remote_kind::numbered, epoch);
+        return;
+      }
+      case '!':
+        if (!own)
+          handler_(std::make_shared<const std::string>(rest.substr(1)),
+                   remote_kind::presence, std::string{});
+        return;
+      default:
+        if (!own) // our own echo: delivered locally already
+          handler_(std::make_shared<const std::string>(rest),
+                   remote_kind::publication, std::string{});
+    }
+  }
+
+  /// Runs `script` on `s`'s command connection.
+  static void eval(shard& s, const char* script, std::vector<std::string> keys,
+                   std::vector<std::string> args, redis::reply_handler f) {
+    std::vector<std::string> argv;
+    argv.reserve(3 + keys.size() + args.size());
+    argv.emplace_back("EVAL");
+    argv.emplace_back(script);
+    argv.push_back(std::to_string(keys.size()));
+    for (auto& x : keys)
+      argv.push_back(std::move(x));
+    for (auto& x : args)
+      argv.push_back(std::move(x));
+    s.commands.command(std::move(argv), std::move(f));
+  }
+
+  /// A leave frame of `channel` up to its identity: encoded as
+  /// codec::encode_publication does it.
+  static std::string leave_head(const std::string& channel) {
+    publication pub{channel, "leave", json_text::trusted("0")};
+    auto frame = codec::encode_publication(pub);
+    return frame->substr(0, frame->size() - 2); // without `0}`
+  }
+
+  std::string key(const char* kind, const std::string& channel) const {
+    return prefix_ + ":" + kind + ":" + channel;
+  }
+
+  /// An error of a script's reply, or none.
+  static caf::error failed(const caf::expected<redis::reply>& r) {
+    if (!r)
+      return r.error();
+    if (r->is_error())
+      return caf::make_error(caf::sec::runtime_error, "Redis: " + r->str);
+    return caf::none;
   }
 
   std::string prefix_;
+  size_t history_size_;
+  std::chrono::milliseconds history_ttl_;
+  std::chrono::milliseconds presence_ttl_;
   std::string node_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
@@ -312,7 +614,7 @@ caf::expected<broker_ptr> make_redis_broker(redis_broker_options opts) {
     urls.push_back(std::move(*u));
   }
   return broker_ptr{
-    std::make_shared<redis_broker>(std::move(urls), std::move(opts.prefix))};
+    std::make_shared<redis_broker>(std::move(urls), std::move(opts))};
 }
 
 } // namespace livehub::transport

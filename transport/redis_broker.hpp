@@ -2,6 +2,7 @@
 // cluster go through Redis pub/sub. See docs/cluster.md.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,8 +18,16 @@ struct redis_broker_options {
   /// One or more `redis://` URLs: channels are spread over them (shards) by
   /// a stable hash of their names, the same on every node.
   std::vector<std::string> urls;
-  /// Prefix of livehub's Redis channel names.
+  /// Prefix of livehub's Redis channel names and keys.
   std::string prefix = "livehub";
+  /// Publications a history channel's stream keeps (livehub.history-size).
+  size_t history_size = 100;
+  /// How long a stream outlives its last publication, and a publication
+  /// stays in it (livehub.history-ttl).
+  std::chrono::milliseconds history_ttl = std::chrono::seconds{300};
+  /// How long a presence record lives unless refreshed: a dead node's
+  /// members leave after at most this plus presence_refresh_period.
+  std::chrono::milliseconds presence_ttl = std::chrono::seconds{20};
 };
 
 /// Makes a Redis broker; it connects when started (on its own I/O thread)

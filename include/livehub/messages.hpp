@@ -166,5 +166,7 @@ CAF_ADD_ATOM(livehub, livehub, channels_atom, "lh_chans")
 /// From the broker: a remote publication to "*", or a channel's broker
 /// subscription took effect.
 CAF_ADD_ATOM(livehub, livehub, remote_atom, "lh_remote")
+/// Runs a task in an actor (the answer of a broker, from its thread).
+CAF_ADD_ATOM(livehub, livehub, task_atom, "lh_task")
 
 CAF_END_TYPE_ID_BLOCK(livehub)
