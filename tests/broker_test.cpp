@@ -184,8 +184,8 @@ struct broker_fixture : actor_fixture {
 
   broker_fixture() {
     cfg.client_publish = {"*"};
-    cfg.history_channels = {"h:*"};
-    cfg.presence_channels = {"p:*"};
+    cfg.history_channels = {"h:*", "hp:*"};
+    cfg.presence_channels = {"p:*", "hp:*"};
     self->send_exit(hub, caf::exit_reason::user_shutdown);
     run();
     hub = spawn_hub(sys, cfg, fake);
@@ -606,6 +606,20 @@ TEST_CASE_FIXTURE(broker_fixture,
   fake->fail_loads = true;
   say(a, R"({"type":"presence","channel":"p:room","id":4})");
   CHECK(json_field(a.out->take().at(0), "code") == "unavailable");
+}
+
+TEST_CASE_FIXTURE(broker_fixture,
+                  "broker: a history and presence channel: the position, "
+                  "then the member's own join") {
+  auto a = connect();
+  say(a, R"({"type":"connect","id":0})");
+  a.out->take();
+  say(a, R"({"type":"subscribe","channel":"hp:room","id":1})");
+  auto frames = a.out->take();
+  REQUIRE(frames.size() == 2);
+  CHECK(frames[0] == R"({"type":"ok","id":1,"offset":0,"epoch":"e1"})");
+  CHECK(json_field(frames[1], "type") == "join");
+  CHECK(fake->members["hp:room"].size() == 1);
 }
 
 TEST_CASE_FIXTURE(broker_fixture, "broker: the hub stops it when it ends") {

@@ -168,8 +168,8 @@ ws_client browser(uint16_t port) {
   return client;
 }
 
-std::string next_text(ws_client& client) {
-  auto msg = client.receive(10s);
+std::string next_text(ws_client& client, std::chrono::milliseconds wait = 10s) {
+  auto msg = client.receive(wait);
   INFO("received: " << msg.describe());
   REQUIRE(msg.kind == ws_kind::text);
   return msg.data;
@@ -319,11 +319,13 @@ TEST_CASE("livehub-chat's rooms keep their history and know who is in them: "
 }
 
 TEST_CASE("two livehub-chat nodes on one Redis: a room message on one "
-          "reaches the other's pages, and a node killed harms nobody else") {
+          "reaches the other's pages, presence spans both, and a node "
+          "killed leaves the room within 30 s, harming nobody else") {
   redis_server redis;
   auto urls = "--livehub.redis-urls=[\"" + redis.url() + "\"]";
-  chat_process a{{"--livehub.broker=redis", urls}};
-  chat_process b{{"--livehub.broker=redis", urls}};
+  // The demo's rooms: history and presence channels.
+  chat_process a{{"--livehub.broker=redis", urls}, 0, true};
+  chat_process b{{"--livehub.broker=redis", urls}, 0, true};
   // Ready: each node's /readyz says 200 once its Redis connections are up.
   for (auto port : {a.port(), b.port()}) {
     auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -334,28 +336,66 @@ TEST_CASE("two livehub-chat nodes on one Redis: a room message on one "
   }
   auto ada = browser(a.port());
   auto bob = browser(b.port());
-  REQUIRE(bob.send_text(subscribe("room:lobby", 1)));
-  CHECK(json_field(next_text(bob), "type") == "ok");
-  REQUIRE(ada.send_text(subscribe("room:lobby", 1)));
+  REQUIRE(ada.send_text(R"({"type":"connect","info":{"name":"Ada"},"id":0})"));
   CHECK(json_field(next_text(ada), "type") == "ok");
-  // A page writes: its own page gets the message (delivered at once), then
-  // the ok; the other pages get the message.
+  REQUIRE(bob.send_text(R"({"type":"connect","info":{"name":"Bob"},"id":0})"));
+  CHECK(json_field(next_text(bob), "type") == "ok");
+  // The room is a history and presence channel: one stream, one room.
+  REQUIRE(bob.send_text(subscribe("room:lobby", 1)));
+  auto position = next_text(bob);
+  CHECK(json_field(position, "type") == "ok");
+  CHECK(json_field(next_text(bob), "type") == "join"); // his own
+  REQUIRE(ada.send_text(subscribe("room:lobby", 1)));
+  CHECK(json_field(next_text(ada), "epoch") == json_field(position, "epoch"));
+  CHECK(json_field(next_text(ada), "type") == "join"); // her own
+  auto joined = next_text(bob); // Ada's, from the other node
+  CHECK(json_field(joined, "type") == "join");
+  CHECK(json_field(joined, "data").find(R"("name":"Ada")")
+        != std::string::npos);
+  REQUIRE(
+    bob.send_text(R"({"type":"presence","channel":"room:lobby","id":2})"));
+  auto members = json_field(next_text(bob), "clients");
+  CHECK(members.find(R"("name":"Ada")") != std::string::npos);
+  CHECK(members.find(R"("name":"Bob")") != std::string::npos);
+  // A page writes: every page gets the message with the same offset (its
+  // own page too, in the stream's order), and the writer its ok.
   auto write = [](ws_client& from, const std::string& name,
                   const std::string& text, int id,
                   std::vector<ws_client*> others) {
     REQUIRE(from.send_text(say("room:lobby", name, text, id)));
     auto data = R"({"name":")" + name + R"(","text":")" + text + R"("})";
-    CHECK(json_field(next_text(from), "data") == data);
-    CHECK(json_field(next_text(from), "type") == "ok");
-    for (auto* other : others)
-      CHECK(json_field(next_text(*other), "data") == data);
+    std::string offset;
+    int acks = 0;
+    for (int i = 0; i < 2; ++i) {
+      auto frame = next_text(from);
+      if (json_field(frame, "type") == "ok") {
+        ++acks;
+      } else {
+        CHECK(json_field(frame, "data") == data);
+        offset = json_field(frame, "offset");
+      }
+    }
+    CHECK(acks == 1);
+    for (auto* other : others) {
+      auto frame = next_text(*other);
+      CHECK(json_field(frame, "data") == data);
+      CHECK(json_field(frame, "offset") == offset);
+    }
   };
-  write(ada, "Ada", "hi from A", 2, {&bob});
-  write(bob, "Bob", "hi from B", 3, {&ada});
+  write(ada, "Ada", "hi from A", 3, {&bob});
+  write(bob, "Bob", "hi from B", 4, {&ada});
   // Node A dies without a goodbye; B and its pages go on.
   kill(a.pid(), SIGKILL);
-  write(bob, "Bob", "still here", 4, {});
+  write(bob, "Bob", "still here", 5, {});
   CHECK(http_request(b.port(), "GET", "/readyz", {}).status == 200);
+  // Ada's presence record expires: Bob's page hears her leave within 30 s.
+  auto left = next_text(bob, 30s);
+  CHECK(json_field(left, "type") == "leave");
+  CHECK(json_field(left, "data").find(R"("name":"Ada")") != std::string::npos);
+  REQUIRE(
+    bob.send_text(R"({"type":"presence","channel":"room:lobby","id":6})"));
+  members = json_field(next_text(bob), "clients");
+  CHECK(members.find(R"("name":"Ada")") == std::string::npos);
 }
 
 TEST_CASE("livehub-chat exits 0 on SIGINT with no client connected") {

@@ -368,6 +368,19 @@ TEST_CASE("cluster: presence lists the connections of every node, with "
   CHECK(json_field(next(on_a), "clients") == "1");
 }
 
+TEST_CASE("cluster: a room with history and presence: the position, then "
+          "the member's own join") {
+  redis_server redis;
+  auto cfg = shared_state_config({redis.url()});
+  cfg.presence_channels.push_back("hroom");
+  node a{cfg};
+  ws_client on_a{a.port};
+  REQUIRE(on_a.status() == 101);
+  auto ok = subscribe_on(on_a, R"("channel":"hroom")");
+  CHECK(json_field(ok, "offset") == "0");
+  CHECK(json_field(next(on_a), "type") == "join");
+}
+
 TEST_CASE("cluster: a Redis that hangs does not hold a subscribe forever") {
   redis_server redis;
   node a{node_config({redis.url()})};
