@@ -381,4 +381,24 @@ TEST_CASE("tags: validate() checks an application's publication") {
   CHECK(validate(p));
 }
 
+TEST_CASE("identity: reads back as encoded, info unchanged, and refuses "
+          "anything else") {
+  identity who{"n-1", "ada",
+               json_text::trusted(R"({"n":1.0000000000000002e308})")};
+  auto text = codec::encode_identity(who);
+  auto back = codec::parse_identity(text);
+  REQUIRE(back);
+  CHECK(back->client == "n-1");
+  CHECK(back->user == "ada");
+  CHECK(back->info.str() == who.info.str());
+  CHECK(codec::encode_identity(*back) == text);
+  for (auto bad : {"", "{", "[]", R"({"client":1,"user":"","info":null})",
+                   R"({"client":"a","info":null})"})
+    CHECK_FALSE(codec::parse_identity(bad));
+  // Another order of fields still reads.
+  auto other = codec::parse_identity(R"({"info":[1],"user":"u","client":"c"})");
+  REQUIRE(other);
+  CHECK(other->info.str() == "[1]");
+}
+
 TEST_SUITE_END();
