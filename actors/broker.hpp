@@ -116,6 +116,12 @@ class broker {
   /// when there is none).
   virtual void load_stream(const std::string& channel, stream_handler done) = 0;
 
+  /// Keeps the streams of `channels` (history channels with subscribers on
+  /// this node) from expiring: as on one node, a stream with subscribers
+  /// keeps its epoch and offset, however long it stays quiet. Called with
+  /// the history sweep.
+  virtual void touch_streams(std::vector<std::string> channels) = 0;
+
   // -- presence channels -----------------------------------------------------
 
   /// `who` joined presence channel `channel`: recorded for the cluster, and

@@ -284,6 +284,15 @@ hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
       auto& st = self->state;
       st.shared.routes->expire_histories(self->clock().now()
                                          - st.shared.cfg->history_ttl);
+      if (st.shared.broker) {
+        // The shared streams of this node's history channels stay.
+        std::vector<std::string> streams;
+        for (auto& kvp : st.channels)
+          if (is_history_channel(*st.shared.cfg, kvp.first))
+            streams.push_back(kvp.first);
+        if (!streams.empty())
+          st.shared.broker->touch_streams(std::move(streams));
+      }
       self->delayed_send(self, sweep, caf::tick_atom::value);
     },
     // -- the application's API --------------------------------------------

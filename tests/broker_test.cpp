@@ -6,6 +6,7 @@
 // are refused loudly.
 #include "actor_fixture.hpp"
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -84,6 +85,10 @@ class fake_broker : public broker {
       });
     else
       done(st);
+  }
+
+  void touch_streams(std::vector<std::string> channels) override {
+    touched.insert(touched.end(), channels.begin(), channels.end());
   }
 
   void presence_join(const std::string& channel, presence_member who,
@@ -174,6 +179,7 @@ class fake_broker : public broker {
   std::vector<std::pair<frame_ptr, std::string>> echoes;
   std::map<std::string, std::map<std::string, std::string>> members;
   std::vector<std::pair<std::string, std::string>> presence_events;
+  std::vector<std::string> touched;
 
  private:
   remote_handler handler_;
@@ -406,6 +412,10 @@ TEST_CASE_FIXTURE(broker_fixture,
   CHECK(json_field(frames[0], "offset") == "2");
   CHECK(json_field(frames[2], "recovered") == "true");
   CHECK(fake->loads == 1);
+  // The history sweep keeps the shared stream of a channel with local
+  // subscribers from expiring.
+  advance(std::chrono::seconds{10});
+  CHECK(std::count(fake->touched.begin(), fake->touched.end(), "h:1") >= 1);
 }
 
 TEST_CASE_FIXTURE(broker_fixture,
@@ -444,7 +454,7 @@ TEST_CASE_FIXTURE(broker_fixture,
 
 TEST_CASE_FIXTURE(broker_fixture,
                   "broker: without a local mirror, history comes from the "
-                  "broker; unreadable, it is unavailable") {
+                  "broker, and when it is unreadable, history is unavailable") {
   fake->remote_numbered("h:3", "m", "1");
   auto c = connect();
   say(c, R"({"type":"history","channel":"h:3","limit":5,"id":1})");

@@ -23,12 +23,15 @@
 #include "transport/redis_broker.hpp"
 
 #include <atomic>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
 #include <thread>
 
 #include <caf/sec.hpp>
+
+#include <openssl/evp.h>
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
@@ -158,6 +161,30 @@ constexpr const char* presence_script = LIVEHUB_REDIS_NOW
 
 #undef LIVEHUB_REDIS_NOW
 
+/// Every script, for SCRIPT LOAD.
+constexpr const char* scripts[] = {
+  publish_numbered_script, load_stream_script,      presence_join_script,
+  presence_leave_script,   presence_refresh_script, presence_script,
+};
+
+/// The SHA-1 of `script` in hex: its name for EVALSHA. Called on the
+/// broker's thread only.
+const std::string& script_sha(const char* script) {
+  static std::map<const char*, std::string> cache;
+  auto& sha = cache[script];
+  if (sha.empty()) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int size = 0;
+    EVP_Digest(script, std::strlen(script), digest, &size, EVP_sha1(), nullptr);
+    static constexpr char hex[] = "0123456789abcdef";
+    for (unsigned int i = 0; i < size; ++i) {
+      sha += hex[digest[i] >> 4];
+      sha += hex[digest[i] & 0xF];
+    }
+  }
+  return sha;
+}
+
 /// A positive decimal number of `x`.
 std::string ms(std::chrono::milliseconds x) {
   return std::to_string(std::max<int64_t>(x.count(), 1));
@@ -189,7 +216,10 @@ class redis_broker : public broker {
     for (size_t i = 0; i < shards_.size(); ++i) {
       auto& s = *shards_[i];
       s.commands.on_state([this, i](redis::state st, const std::string&) {
-        shards_[i]->commands_up = st == redis::state::up;
+        auto& sh = *shards_[i];
+        sh.commands_up = st == redis::state::up;
+        if (sh.commands_up)
+          load_scripts(sh); // before any command that runs them
         refresh_up();
       });
       s.messages.on_state([this, i](redis::state st, const std::string&) {
@@ -338,6 +368,19 @@ class redis_broker : public broker {
             done(std::move(st));
           });
       });
+  }
+
+  void touch_streams(std::vector<std::string> channels) override {
+    asio::post(io_, [this, channels = std::move(channels)] {
+      for (auto& channel : channels) {
+        auto& s = shard_for(channel);
+        for (auto kind : {"meta", "stream"})
+          s.commands.command({"PEXPIRE", key(kind, channel), ms(history_ttl_)},
+                             [](caf::expected<redis::reply>) {
+                               // Lost with the connection: the next sweep.
+                             });
+      }
+    });
   }
 
   void presence_join(const std::string& channel, presence_member who,
@@ -539,19 +582,44 @@ class redis_broker : public broker {
     }
   }
 
-  /// Runs `script` on `s`'s command connection.
+  /// Runs `script` on `s`'s command connection, by its SHA-1 (loaded on
+  /// every connection before anything else, see start()): a publication
+  /// then costs Redis its arguments only. Should Redis have lost it (SCRIPT
+  /// FLUSH, a failover), the script is sent whole.
   static void eval(shard& s, const char* script, std::vector<std::string> keys,
                    std::vector<std::string> args, redis::reply_handler f) {
     std::vector<std::string> argv;
     argv.reserve(3 + keys.size() + args.size());
-    argv.emplace_back("EVAL");
-    argv.emplace_back(script);
+    argv.emplace_back("EVALSHA");
+    argv.push_back(script_sha(script));
     argv.push_back(std::to_string(keys.size()));
     for (auto& x : keys)
       argv.push_back(std::move(x));
     for (auto& x : args)
       argv.push_back(std::move(x));
-    s.commands.command(std::move(argv), std::move(f));
+    auto retry = argv;
+    s.commands.command(std::move(argv),
+                       [&s, script, retry = std::move(retry), f = std::move(f)](
+                         caf::expected<redis::reply> r) mutable {
+                         if (r && r->is_error()
+                             && r->str.rfind("NOSCRIPT", 0) == 0) {
+                           retry[0] = "EVAL";
+                           retry[1] = script;
+                           s.commands.command(std::move(retry), std::move(f));
+                           return;
+                         }
+                         f(std::move(r));
+                       });
+  }
+
+  /// Loads every script into Redis' cache (a connection just came up).
+  static void load_scripts(shard& s) {
+    for (auto script : scripts)
+      s.commands.command({"SCRIPT", "LOAD", script},
+                         [](caf::expected<redis::reply>) {
+                           // Lost with the connection: loaded again when it
+                           // is back; missing, EVAL replaces EVALSHA.
+                         });
   }
 
   /// A leave frame of `channel` up to its identity: encoded as
