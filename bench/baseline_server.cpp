@@ -22,13 +22,14 @@
 #include <string>
 #include <unordered_map>
 
-#include <sys/resource.h>
-
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <websocketpp/config/asio_no_tls.hpp>
 #include <websocketpp/server.hpp>
+
+#include "bench_protocol.hpp"
+#include "server_args.hpp"
 
 namespace {
 
@@ -46,7 +47,6 @@ struct baseline_config : websocketpp::config::asio {
 using server_t = websocketpp::server<baseline_config>;
 using websocketpp::connection_hdl;
 using hdl_set = std::set<connection_hdl, std::owner_less<connection_hdl>>;
-using writer_t = rapidjson::Writer<rapidjson::StringBuffer>;
 
 struct conn_info {
   bool trusted = false;
@@ -150,96 +150,54 @@ class baseline {
     auto ci = conns_.find(h);
     if (ci == conns_.end())
       return;
-    rapidjson::Document doc;
-    doc.Parse(text.data(), text.size());
-    if (doc.HasParseError() || !doc.IsObject()) {
-      reply_error(h, "", "bad_json", "not a JSON object");
-      return;
-    }
-    std::string id;
-    if (auto it = doc.FindMember("id"); it != doc.MemberEnd())
-      id = to_json(it->value);
-    auto type = doc.FindMember("type");
-    if (type == doc.MemberEnd() || !type->value.IsString()) {
-      reply_error(h, id, "bad_command", "no type");
-      return;
-    }
-    std::string_view t{type->value.GetString(), type->value.GetStringLength()};
-    auto channel_of = [&](std::string& out) {
-      auto c = doc.FindMember("channel");
-      if (c == doc.MemberEnd() || !c->value.IsString()
-          || c->value.GetStringLength() == 0
-          || c->value.GetStringLength() > 255)
-        return false;
-      out.assign(c->value.GetString(), c->value.GetStringLength());
-      return true;
-    };
-    std::string channel;
-    if (t == "subscribe") {
-      if (!channel_of(channel) || channel == "*") {
-        reply_error(h, id, "bad_channel", "bad channel");
-        return;
+    bench::command cmd;
+    bench::read_command(text, cmd);
+    auto& id = cmd.id;
+    switch (cmd.kind) {
+      case bench::command::malformed:
+        return send_text(h, bench::error_json(id, cmd.error, cmd.message));
+      case bench::command::subscribe: {
+        if (!cmd.channel || *cmd.channel == "*")
+          return reply_bad_channel(h, id);
+        auto& channel = *cmd.channel;
+        if (ci->second.channels.insert(channel).second) {
+          channels_[channel].insert(h);
+          ++subscriptions_;
+        }
+        return reply_ok(h, id);
       }
-      if (ci->second.channels.insert(channel).second) {
-        channels_[channel].insert(h);
-        ++subscriptions_;
+      case bench::command::unsubscribe: {
+        if (!cmd.channel)
+          return reply_bad_channel(h, id);
+        auto& channel = *cmd.channel;
+        if (ci->second.channels.erase(channel) > 0) {
+          auto j = channels_.find(channel);
+          j->second.erase(h);
+          --subscriptions_;
+          if (j->second.empty())
+            channels_.erase(j);
+        }
+        return reply_ok(h, id);
       }
-      reply_ok(h, id);
-    } else if (t == "unsubscribe") {
-      if (!channel_of(channel)) {
-        reply_error(h, id, "bad_channel", "bad channel");
-        return;
-      }
-      if (ci->second.channels.erase(channel) > 0) {
-        auto j = channels_.find(channel);
-        j->second.erase(h);
-        --subscriptions_;
-        if (j->second.empty())
-          channels_.erase(j);
-      }
-      reply_ok(h, id);
-    } else if (t == "publish") {
-      if (!ci->second.trusted) {
-        reply_error(h, id, "forbidden", "not a trusted publisher");
-        return;
-      }
-      if (!channel_of(channel)) {
-        reply_error(h, id, "bad_channel", "bad channel");
-        return;
-      }
-      std::string event = "message";
-      if (auto e = doc.FindMember("event");
-          e != doc.MemberEnd() && e->value.IsString())
-        event.assign(e->value.GetString(), e->value.GetStringLength());
-      auto d = doc.FindMember("data");
-      publish(channel, event, d == doc.MemberEnd() ? nullptr : &d->value);
-      reply_ok(h, id);
-    } else if (t == "ping") {
-      send_text(h,
-                id.empty() ? std::string{"{\"type\":\"pong\"}"}
-                           : "{\"type\":\"pong\",\"id\":" + id + "}");
-    } else {
-      reply_error(h, id, "unknown_command", "unknown type");
+      case bench::command::publish:
+        if (!ci->second.trusted)
+          return send_text(
+            h, bench::error_json(id, "forbidden", "not a trusted publisher"));
+        if (!cmd.channel)
+          return reply_bad_channel(h, id);
+        publish(*cmd.channel, cmd.event, cmd.data);
+        return reply_ok(h, id);
+      case bench::command::ping: return send_text(h, bench::pong_json(id));
+      case bench::command::unknown:
+        return send_text(
+          h, bench::error_json(id, "unknown_command", "unknown type"));
     }
   }
 
   /// Builds the frame once, then one plain send per subscriber.
   void publish(const std::string& channel, const std::string& event,
                const rapidjson::Value* data) {
-    rapidjson::StringBuffer buf;
-    writer_t w{buf};
-    w.StartObject();
-    w.Key("channel");
-    w.String(channel.data(), static_cast<rapidjson::SizeType>(channel.size()));
-    w.Key("type");
-    w.String(event.data(), static_cast<rapidjson::SizeType>(event.size()));
-    w.Key("data");
-    if (data)
-      data->Accept(w);
-    else
-      w.Null();
-    w.EndObject();
-    std::string frame{buf.GetString(), buf.GetSize()};
+    auto frame = bench::publication_json(channel, event, data);
     ++published_;
     websocketpp::lib::error_code ec;
     if (channel == "*") {
@@ -265,24 +223,11 @@ class baseline {
 
   void reply_ok(connection_hdl h, const std::string& id) {
     if (!id.empty())
-      send_text(h, "{\"type\":\"ok\",\"id\":" + id + "}");
+      send_text(h, bench::ok_json(id));
   }
 
-  void reply_error(connection_hdl h, const std::string& id, const char* code,
-                   const char* message) {
-    std::string s = "{\"type\":\"error\",";
-    if (!id.empty())
-      s += "\"id\":" + id + ",";
-    s += std::string{"\"code\":\""} + code + "\",\"message\":\"" + message
-      + "\"}";
-    send_text(h, s);
-  }
-
-  static std::string to_json(const rapidjson::Value& v) {
-    rapidjson::StringBuffer buf;
-    writer_t w{buf};
-    v.Accept(w);
-    return std::string{buf.GetString(), buf.GetSize()};
+  void reply_bad_channel(connection_hdl h, const std::string& id) {
+    send_text(h, bench::error_json(id, "bad_channel", "bad channel"));
   }
 
   // -- HTTP -----------------------------------------------------------------
@@ -300,11 +245,8 @@ class baseline {
     };
     if (method == "GET" && path == "/api/stats") {
       respond(websocketpp::http::status_code::ok,
-              "{\"connections\":" + std::to_string(conns_.size())
-                + ",\"channels\":" + std::to_string(channels_.size())
-                + ",\"subscriptions\":" + std::to_string(subscriptions_)
-                + ",\"published\":" + std::to_string(published_)
-                + ",\"delivered\":" + std::to_string(delivered_) + "}",
+              bench::stats_json(conns_.size(), channels_.size(), subscriptions_,
+                                published_, delivered_),
               "application/json");
     } else if (method == "GET" && path == "/healthz") {
       respond(websocketpp::http::status_code::ok, "ok", "text/plain");
@@ -317,27 +259,13 @@ class baseline {
                 "{\"error\":\"forbidden\"}", "application/json");
         return;
       }
-      rapidjson::Document doc;
-      const auto& body = con->get_request_body();
-      doc.Parse(body.data(), body.size());
-      auto str = [&](const char* key) -> const rapidjson::Value* {
-        if (!doc.IsObject())
-          return nullptr;
-        auto i = doc.FindMember(key);
-        return i != doc.MemberEnd() && i->value.IsString() ? &i->value
-                                                           : nullptr;
-      };
-      auto c = str("channel");
-      auto t = str("type");
-      if (doc.HasParseError() || !c || !t || c->GetStringLength() == 0) {
+      bench::publish_body pub;
+      if (!bench::read_publish_body(con->get_request_body(), pub)) {
         respond(websocketpp::http::status_code::bad_request,
                 "{\"error\":\"bad request\"}", "application/json");
         return;
       }
-      auto d = doc.FindMember("data");
-      publish(std::string{c->GetString(), c->GetStringLength()},
-              std::string{t->GetString(), t->GetStringLength()},
-              d == doc.MemberEnd() ? nullptr : &d->value);
+      publish(pub.channel, pub.type, pub.data);
       respond(websocketpp::http::status_code::accepted, "{\"ok\":true}",
               "application/json");
     } else {
@@ -358,40 +286,9 @@ class baseline {
 } // namespace
 
 int main(int argc, char** argv) {
-  std::string host = "127.0.0.1";
-  long port = 8080;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    auto value = [&](const std::string& name) -> const char* {
-      if (arg.rfind(name + "=", 0) == 0)
-        return argv[i] + name.size() + 1;
-      if (arg == name && i + 1 < argc)
-        return argv[++i];
-      return nullptr;
-    };
-    if (auto v = value("--port"); v)
-      port = std::strtol(v, nullptr, 10);
-    else if (auto v = value("--livehub.port"); v)
-      port = std::strtol(v, nullptr, 10);
-    else if (auto v = value("--host"); v)
-      host = v;
-    else if (auto v = value("--livehub.host"); v)
-      host = v;
-    else {
-      std::cerr << "usage: livehub-baseline [--host=H] [--port=P]\n";
-      return 2;
-    }
-  }
-  if (port < 0 || port > 65535) {
-    std::cerr << "livehub-baseline: bad port\n";
+  auto args = bench::parse_server_args(argc, argv, "livehub-baseline");
+  if (!args)
     return 2;
-  }
-  // Raise the open-file limit to its maximum: one descriptor per connection.
-  rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &lim);
-  }
   baseline b;
-  return b.run(host, static_cast<uint16_t>(port));
+  return b.run(args->host, args->port);
 }

@@ -41,21 +41,19 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
-#include <rapidjson/document.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
+
+#include "bench_protocol.hpp"
+#include "server_args.hpp"
 
 namespace {
 
 using buffer = std::shared_ptr<const std::string>;
-using writer_t = rapidjson::Writer<rapidjson::StringBuffer>;
 
 /// Pending bytes past which a connection is a slow reader and is closed.
 constexpr size_t max_pending = 1 << 20;
@@ -391,35 +389,19 @@ class epoll_server {
     std::string_view body{c->in.data() + end + 4, body_size};
     if (method == "GET" && path == "/api/stats") {
       answer(c, "200 OK",
-             "{\"connections\":" + std::to_string(websockets())
-               + ",\"channels\":" + std::to_string(channels_.size())
-               + ",\"subscriptions\":" + std::to_string(subscriptions_)
-               + ",\"published\":" + std::to_string(published_)
-               + ",\"delivered\":" + std::to_string(delivered_) + "}");
+             bench::stats_json(websockets(), channels_.size(), subscriptions_,
+                               published_, delivered_));
     } else if (method == "GET" && path == "/healthz") {
       answer(c, "200 OK", "ok", "text/plain");
     } else if (method == "POST" && path == "/api/publish") {
       if (!c->loopback || !no_origin) {
         answer(c, "403 Forbidden", R"({"error":"forbidden"})");
       } else {
-        rapidjson::Document doc;
-        doc.Parse(body.data(), body.size());
-        auto str = [&](const char* key) -> const rapidjson::Value* {
-          if (doc.HasParseError() || !doc.IsObject())
-            return nullptr;
-          auto i = doc.FindMember(key);
-          return i != doc.MemberEnd() && i->value.IsString() ? &i->value
-                                                             : nullptr;
-        };
-        auto ch = str("channel");
-        auto type = str("type");
-        if (!ch || !type || ch->GetStringLength() == 0) {
+        bench::publish_body pub;
+        if (!bench::read_publish_body(body, pub)) {
           answer(c, "400 Bad Request", R"({"error":"bad request"})");
         } else {
-          auto d = doc.FindMember("data");
-          publish({ch->GetString(), ch->GetStringLength()},
-                  {type->GetString(), type->GetStringLength()},
-                  d == doc.MemberEnd() ? nullptr : &d->value);
+          publish(pub.channel, pub.type, pub.data);
           answer(c, "202 Accepted", R"({"ok":true})");
         }
       }
@@ -527,101 +509,63 @@ class epoll_server {
 
   void reply_ok(connection* c, const std::string& id) {
     if (!id.empty())
-      send_text(c, "{\"type\":\"ok\",\"id\":" + id + "}");
-  }
-
-  void reply_error(connection* c, const std::string& id, const char* code) {
-    std::string s = "{\"type\":\"error\",";
-    if (!id.empty())
-      s += "\"id\":" + id + ",";
-    s += std::string{"\"code\":\""} + code + "\"}";
-    send_text(c, s);
+      send_text(c, bench::ok_json(id));
   }
 
   void command(connection* c, std::string_view text) {
-    rapidjson::Document doc;
-    doc.Parse(text.data(), text.size());
-    if (doc.HasParseError() || !doc.IsObject())
-      return reply_error(c, "", "bad_json");
-    std::string id;
-    if (auto it = doc.FindMember("id"); it != doc.MemberEnd()) {
-      rapidjson::StringBuffer buf;
-      writer_t w{buf};
-      it->value.Accept(w);
-      id.assign(buf.GetString(), buf.GetSize());
-    }
-    auto type = doc.FindMember("type");
-    if (type == doc.MemberEnd() || !type->value.IsString())
-      return reply_error(c, id, "bad_command");
-    std::string_view t{type->value.GetString(), type->value.GetStringLength()};
-    std::string channel;
-    auto channel_of = [&] {
-      auto ch = doc.FindMember("channel");
-      if (ch == doc.MemberEnd() || !ch->value.IsString()
-          || ch->value.GetStringLength() == 0
-          || ch->value.GetStringLength() > 255)
-        return false;
-      channel.assign(ch->value.GetString(), ch->value.GetStringLength());
-      return true;
-    };
-    if (t == "subscribe") {
-      if (!channel_of() || channel == "*")
-        return reply_error(c, id, "bad_channel");
-      if (std::find(c->channels.begin(), c->channels.end(), channel)
-          == c->channels.end()) {
-        c->channels.push_back(channel);
-        channels_[channel].push_back(c);
-        ++subscriptions_;
+    bench::command cmd;
+    bench::read_command(text, cmd);
+    auto& id = cmd.id;
+    switch (cmd.kind) {
+      case bench::command::malformed:
+        return send_text(c, bench::error_json(id, cmd.error, cmd.message));
+      case bench::command::subscribe: {
+        if (!cmd.channel || *cmd.channel == "*")
+          return send_text(c, bad_channel(id));
+        auto& channel = *cmd.channel;
+        if (std::find(c->channels.begin(), c->channels.end(), channel)
+            == c->channels.end()) {
+          c->channels.push_back(channel);
+          channels_[channel].push_back(c);
+          ++subscriptions_;
+        }
+        return reply_ok(c, id);
       }
-      reply_ok(c, id);
-    } else if (t == "unsubscribe") {
-      if (!channel_of())
-        return reply_error(c, id, "bad_channel");
-      auto i = std::find(c->channels.begin(), c->channels.end(), channel);
-      if (i != c->channels.end()) {
-        c->channels.erase(i);
-        leave(c, channel);
+      case bench::command::unsubscribe: {
+        if (!cmd.channel)
+          return send_text(c, bad_channel(id));
+        auto i = std::find(c->channels.begin(), c->channels.end(),
+                           *cmd.channel);
+        if (i != c->channels.end()) {
+          c->channels.erase(i);
+          leave(c, *cmd.channel);
+        }
+        return reply_ok(c, id);
       }
-      reply_ok(c, id);
-    } else if (t == "publish") {
-      if (!c->trusted)
-        return reply_error(c, id, "forbidden");
-      if (!channel_of())
-        return reply_error(c, id, "bad_channel");
-      std::string event = "message";
-      if (auto e = doc.FindMember("event");
-          e != doc.MemberEnd() && e->value.IsString())
-        event.assign(e->value.GetString(), e->value.GetStringLength());
-      auto d = doc.FindMember("data");
-      publish(channel, event, d == doc.MemberEnd() ? nullptr : &d->value);
-      reply_ok(c, id);
-    } else if (t == "ping") {
-      send_text(c,
-                id.empty() ? std::string{"{\"type\":\"pong\"}"}
-                           : "{\"type\":\"pong\",\"id\":" + id + "}");
-    } else {
-      reply_error(c, id, "unknown_command");
+      case bench::command::publish:
+        if (!c->trusted)
+          return send_text(
+            c, bench::error_json(id, "forbidden", "not a trusted publisher"));
+        if (!cmd.channel)
+          return send_text(c, bad_channel(id));
+        publish(*cmd.channel, cmd.event, cmd.data);
+        return reply_ok(c, id);
+      case bench::command::ping: return send_text(c, bench::pong_json(id));
+      case bench::command::unknown:
+        return send_text(
+          c, bench::error_json(id, "unknown_command", "unknown type"));
     }
+  }
+
+  static std::string bad_channel(const std::string& id) {
+    return bench::error_json(id, "bad_channel", "bad channel");
   }
 
   /// The frame is built once, then shared by every subscriber's queue.
   void publish(std::string_view channel, std::string_view event,
                const rapidjson::Value* data) {
-    rapidjson::StringBuffer buf;
-    writer_t w{buf};
-    w.StartObject();
-    w.Key("channel");
-    w.String(channel.data(), static_cast<rapidjson::SizeType>(channel.size()));
-    w.Key("type");
-    w.String(event.data(), static_cast<rapidjson::SizeType>(event.size()));
-    w.Key("data");
-    if (data)
-      data->Accept(w);
-    else
-      w.Null();
-    w.EndObject();
     auto frame = std::make_shared<const std::string>(
-      ws_frame(0x1, std::string_view{buf.GetString(), buf.GetSize()}));
+      ws_frame(0x1, bench::publication_json(channel, event, data)));
     ++published_;
     if (channel == "*") {
       for (auto& kvp : conns_)
@@ -776,39 +720,9 @@ class epoll_server {
 } // namespace
 
 int main(int argc, char** argv) {
-  std::string host = "127.0.0.1";
-  long port = 8080;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    auto value = [&](const std::string& name) -> const char* {
-      if (arg.rfind(name + "=", 0) == 0)
-        return argv[i] + name.size() + 1;
-      if (arg == name && i + 1 < argc)
-        return argv[++i];
-      return nullptr;
-    };
-    if (auto v = value("--port"); v)
-      port = std::strtol(v, nullptr, 10);
-    else if (auto v = value("--livehub.port"); v)
-      port = std::strtol(v, nullptr, 10);
-    else if (auto v = value("--host"); v)
-      host = v;
-    else if (auto v = value("--livehub.host"); v)
-      host = v;
-    else {
-      std::cerr << "usage: livehub-epoll [--host=H] [--port=P]\n";
-      return 2;
-    }
-  }
-  if (port < 0 || port > 65535) {
-    std::cerr << "livehub-epoll: bad port\n";
+  auto args = bench::parse_server_args(argc, argv, "livehub-epoll");
+  if (!args)
     return 2;
-  }
-  rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &lim);
-  }
   epoll_server s;
-  return s.run(host, static_cast<uint16_t>(port));
+  return s.run(args->host, args->port);
 }

@@ -63,6 +63,22 @@ struct node : served_hub {
   }
 };
 
+/// An open WebSocket connection to `port`.
+ws_client opened(uint16_t port) {
+  ws_client c{port};
+  REQUIRE(c.status() == 101);
+  return c;
+}
+
+/// Entries of a presence list (objects with a "client").
+size_t members_in(const std::string& text) {
+  size_t n = 0;
+  for (auto p = text.find("\"client\""); p != std::string::npos;
+       p = text.find("\"client\"", p + 1))
+    ++n;
+  return n;
+}
+
 ws_client subscribed(uint16_t port, const std::string& channel) {
   ws_client c{port};
   REQUIRE(c.status() == 101);
@@ -128,8 +144,7 @@ TEST_CASE("cluster: \"*\" reaches every connection of every node, and the "
   redis_server redis;
   node a{node_config({redis.url()})};
   node b{node_config({redis.url()})};
-  ws_client plain{b.port};
-  REQUIRE(plain.status() == 101);
+  auto plain = opened(b.port);
   auto res = a.publish(pub("*", 7));
   REQUIRE(res.status == 202);
   CHECK(next(plain) == pub("*", 7));
@@ -164,8 +179,7 @@ TEST_CASE("cluster: channels spread over two Redis shards, and everything "
     REQUIRE(a.publish(pub(names[i], static_cast<int>(i))).status == 202);
   for (size_t i = 0; i < names.size(); ++i)
     CHECK(next(subs[i]) == pub(names[i], static_cast<int>(i)));
-  ws_client plain{b.port};
-  REQUIRE(plain.status() == 101);
+  auto plain = opened(b.port);
   REQUIRE(a.publish(pub("*", 1)).status == 202);
   CHECK(next(plain) == pub("*", 1));
 }
@@ -193,8 +207,7 @@ TEST_CASE("cluster: Redis away, publications are refused loudly and "
   auto metrics = a.get("/metrics").body;
   CHECK(metrics.find("livehub_broker_up 0") != std::string::npos);
   // A WebSocket publisher gets the command error.
-  ws_client backend{a.port};
-  REQUIRE(backend.status() == 101);
+  auto backend = opened(a.port);
   REQUIRE(backend.send_text(
     R"({"type":"publish","channel":"chat","event":"m","data":3,"id":9})"));
   auto err = next(backend);
@@ -246,10 +259,8 @@ TEST_CASE("cluster: a history channel has one stream for all nodes: the "
   redis_server redis;
   node a{shared_state_config({redis.url()})};
   node b{shared_state_config({redis.url()})};
-  ws_client on_a{a.port};
-  ws_client on_b{b.port};
-  REQUIRE(on_a.status() == 101);
-  REQUIRE(on_b.status() == 101);
+  auto on_a = opened(a.port);
+  auto on_b = opened(b.port);
   auto ok_a = subscribe_on(on_a, R"("channel":"hist")");
   auto ok_b = subscribe_on(on_b, R"("channel":"hist")");
   CHECK(json_field(ok_a, "offset") == "0");
@@ -267,8 +278,7 @@ TEST_CASE("cluster: a history channel has one stream for all nodes: the "
     seen_a.push_back(json_field(x, "data"));
   }
   // A client of A that saw up to offset 10 drops and recovers on B.
-  ws_client again{b.port};
-  REQUIRE(again.status() == 101);
+  auto again = opened(b.port);
   std::vector<std::string> replayed;
   auto ok = subscribe_on(again,
                          R"("channel":"hist","since":{"offset":10,"epoch":")"
@@ -310,8 +320,7 @@ TEST_CASE("cluster: a Redis that restarts empty starts new streams: "
   redis_server redis;
   node a{shared_state_config({redis.url()})};
   node b{shared_state_config({redis.url()})};
-  ws_client on_b{b.port};
-  REQUIRE(on_b.status() == 101);
+  auto on_b = opened(b.port);
   auto ok = subscribe_on(on_b, R"("channel":"hist")");
   auto epoch = json_field(ok, "epoch");
   REQUIRE(a.publish(pub("hist", 1)).status == 202);
@@ -349,10 +358,8 @@ TEST_CASE("cluster: presence lists the connections of every node, with "
   redis_server redis;
   node a{shared_state_config({redis.url()})};
   node b{shared_state_config({redis.url()})};
-  ws_client on_a{a.port};
-  ws_client on_b{b.port};
-  REQUIRE(on_a.status() == 101);
-  REQUIRE(on_b.status() == 101);
+  auto on_a = opened(a.port);
+  auto on_b = opened(b.port);
   subscribe_on(on_a, R"("channel":"proom")");
   CHECK(json_field(next(on_a), "type") == "join"); // its own
   subscribe_on(on_b, R"("channel":"proom")");
@@ -363,11 +370,7 @@ TEST_CASE("cluster: presence lists the connections of every node, with "
     REQUIRE(c->send_text(R"({"type":"presence","channel":"proom","id":3})"));
     auto list = next(*c);
     CHECK(json_field(list, "type") == "ok");
-    size_t entries = 0;
-    for (auto p = list.find("\"client\""); p != std::string::npos;
-         p = list.find("\"client\"", p + 1))
-      ++entries;
-    CHECK(entries == 2);
+    CHECK(members_in(list) == 2);
   }
   auto res = a.get("/api/presence?channel=proom");
   REQUIRE(res.status == 200);
@@ -394,15 +397,13 @@ TEST_CASE("cluster: on two Redis shards, history streams and presence "
     auto h = "h-" + std::to_string(i);
     auto p = "p-" + std::to_string(i);
     on_second += livehub::transport::shard_of(h, 2);
-    ws_client sub{b.port};
-    REQUIRE(sub.status() == 101);
+    auto sub = opened(b.port);
     auto ok = subscribe_on(sub, R"("channel":")" + h + R"(")");
     REQUIRE(a.publish(pub(h, 1)).status == 202);
     REQUIRE(a.publish(pub(h, 2)).status == 202);
     CHECK(json_field(next(sub), "offset") == "1");
     CHECK(json_field(next(sub), "offset") == "2");
-    ws_client back{a.port};
-    REQUIRE(back.status() == 101);
+    auto back = opened(a.port);
     std::vector<std::string> replayed;
     auto again = subscribe_on(back,
                               R"("channel":")" + h
@@ -411,19 +412,13 @@ TEST_CASE("cluster: on two Redis shards, history streams and presence "
                               &replayed);
     CHECK(json_field(again, "recovered") == "true");
     CHECK(replayed.size() == 1);
-    ws_client m1{a.port};
-    ws_client m2{b.port};
-    REQUIRE(m1.status() == 101);
-    REQUIRE(m2.status() == 101);
+    auto m1 = opened(a.port);
+    auto m2 = opened(b.port);
     subscribe_on(m1, R"("channel":")" + p + R"(")");
     subscribe_on(m2, R"("channel":")" + p + R"(")");
     auto res = a.get("/api/presence?channel=" + p);
     REQUIRE(res.status == 200);
-    size_t entries = 0;
-    for (auto q = res.body.find("\"client\""); q != std::string::npos;
-         q = res.body.find("\"client\"", q + 1))
-      ++entries;
-    CHECK(entries == 2);
+    CHECK(members_in(res.body) == 2);
   }
   CHECK(on_second > 0);
   CHECK(on_second < 6);
@@ -435,8 +430,7 @@ TEST_CASE("cluster: a room with history and presence: the position, then "
   auto cfg = shared_state_config({redis.url()});
   cfg.presence_channels.push_back("hroom");
   node a{cfg};
-  ws_client on_a{a.port};
-  REQUIRE(on_a.status() == 101);
+  auto on_a = opened(a.port);
   auto ok = subscribe_on(on_a, R"("channel":"hroom")");
   CHECK(json_field(ok, "offset") == "0");
   CHECK(json_field(next(on_a), "type") == "join");
@@ -448,8 +442,7 @@ TEST_CASE("cluster: a Redis that hangs does not hold a subscribe forever") {
   node b{node_config({redis.url()})};
   redis.pause(); // SIGSTOP: connections stay open, nothing is answered
   auto start = std::chrono::steady_clock::now();
-  ws_client c{b.port};
-  REQUIRE(c.status() == 101);
+  auto c = opened(b.port);
   REQUIRE(c.send_text(R"({"type":"subscribe","channel":"hung","id":1})"));
   auto reply = c.receive(15s);
   auto took = std::chrono::steady_clock::now() - start;
