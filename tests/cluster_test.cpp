@@ -362,6 +362,12 @@ TEST_CASE("cluster: presence lists the connections of every node, with "
   auto on_b = opened(b.port);
   subscribe_on(on_a, R"("channel":"proom")");
   CHECK(json_field(next(on_a), "type") == "join"); // its own
+  // A's join reached Redis (the record, and its event to nodes subscribed
+  // by then) before B subscribes: else B may hear it, rightly, as news.
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (members_in(b.get("/api/presence?channel=proom").body) < 1
+         && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
   subscribe_on(on_b, R"("channel":"proom")");
   CHECK(json_field(next(on_b), "type") == "join");
   auto join = next(on_a); // B's, from the other node
@@ -416,7 +422,14 @@ TEST_CASE("cluster: on two Redis shards, history streams and presence "
     auto m2 = opened(b.port);
     subscribe_on(m1, R"("channel":")" + p + R"(")");
     subscribe_on(m2, R"("channel":")" + p + R"(")");
+    // (m2's record may reach Redis a moment after its ok.)
     auto res = a.get("/api/presence?channel=" + p);
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (members_in(res.body) < 2
+           && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(10ms);
+      res = a.get("/api/presence?channel=" + p);
+    }
     REQUIRE(res.status == 200);
     CHECK(members_in(res.body) == 2);
   }
