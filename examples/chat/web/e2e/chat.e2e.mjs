@@ -1,12 +1,13 @@
 // End-to-end test of the chat demo: the real livehub-chat server, the built
 // page, real browser pages (Debian's chromium driven by playwright-core).
-// Four tests: the open mode (no tokens); history and presence (a TCP proxy
+// Five tests: the open mode (no tokens); history and presence (a TCP proxy
 // cuts one page's connection: it gets what was said meanwhile; each room
 // shows who is in it); the login mode (a token secret: login, private
-// rooms); and the open mode over TLS (https:// and wss://) with a
+// rooms); the open mode over TLS (https:// and wss://) with a
 // certificate made by openssl at test time, which the browser trusts by its
 // key alone (--ignore-certificate-errors-spki-list), never by ignoring every
-// error.
+// error; and two nodes over a redis-server the test starts (pages on
+// different nodes chat and see each other in the room).
 //
 //   cd examples/chat/web && npm run build && npm run test:e2e
 //
@@ -24,6 +25,7 @@ import { createHash, X509Certificate } from 'node:crypto'
 import { constants as fsc, readFileSync } from 'node:fs'
 import { access, mkdtemp, rm } from 'node:fs/promises'
 import http from 'node:http'
+import net from 'node:net'
 import https from 'node:https'
 import os from 'node:os'
 import path from 'node:path'
@@ -547,6 +549,97 @@ test('chat demo, history and presence: a cut connection gets what was said meanw
     await browser?.close().catch(() => {})
     await proxy?.close().catch(() => {})
     await stopServer(server).catch(() => server?.proc.kill('SIGKILL'))
+  }
+})
+
+// --------------------------------------------------------------- cluster
+
+/** A port nobody listens on right now (for redis-server, which takes no 0). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.once('error', reject)
+    srv.listen(0, HOST, () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+/** Starts redis-server on a free loopback port, persistence off; resolves once it answers PING. */
+async function startRedis() {
+  const port = await freePort()
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    cwd: os.tmpdir(),
+  })
+  const redis = { proc, port, exited: new Promise((resolve) => proc.once('exit', resolve)) }
+  proc.once('error', () => {})
+  const deadline = Date.now() + WAIT
+  for (;;) {
+    const pong = await new Promise((resolve) => {
+      const sock = net.connect(port, HOST, () => sock.write('PING\r\n'))
+      sock.setTimeout(1000, () => sock.destroy())
+      sock.once('data', (d) => {
+        sock.destroy()
+        resolve(String(d).startsWith('+PONG'))
+      })
+      sock.once('error', () => resolve(false))
+      sock.once('close', () => resolve(false))
+    })
+    if (pong) return redis
+    if (Date.now() > deadline || proc.exitCode !== null) {
+      proc.kill('SIGKILL')
+      throw new Error(`redis-server did not answer on port ${port} within ${WAIT} ms`)
+    }
+    await sleep(50)
+  }
+}
+
+test('chat demo on two nodes over Redis: pages on different nodes chat and see each other in the room', { timeout: 120_000 }, async (t) => {
+  await checkPrerequisites()
+  let redis = null
+  const servers = []
+  let browser = null
+  const pages = []
+  try {
+    redis = await startRedis()
+    const cluster = ['--livehub.broker=redis', `--livehub.redis-urls=["redis://${HOST}:${redis.port}"]`]
+    servers.push(await startServer(0, cluster), await startServer(0, cluster))
+    const [urlA, urlB] = servers.map((s) => `http://${HOST}:${s.port}/`)
+    t.diagnostic(`redis-server on ${redis.port}, node A at ${urlA}, node B at ${urlB}`)
+    browser = await chromium.launch({ executablePath: BROWSER, headless: true, args: BROWSER_ARGS, timeout: WAIT })
+    const ada = await join(browser, urlA, 'Ada')
+    pages.push(ada)
+    const bob = await join(browser, urlB, 'Bob')
+    pages.push(bob)
+    // One room across both nodes: each page lists both.
+    await waitPresence(ada, ['Ada', 'Bob'])
+    await waitPresence(bob, ['Ada', 'Bob'])
+    await chatBothWays(ada, bob, 'cluster')
+    assert.deepEqual(await messageTexts(bob), await messageTexts(ada), 'the same conversation on both nodes')
+    // Bob closes his page on node B: Ada's page on node A sees him leave.
+    await bob.context.close()
+    pages.splice(pages.indexOf(bob), 1)
+    await waitPresence(ada, ['Ada'])
+  } catch (err) {
+    for (const { name, page } of pages) {
+      const file = path.join(E2E_DIR, `failure-cluster-${name.toLowerCase()}.png`)
+      await page.screenshot({ path: file, timeout: 5000 }).then(
+        () => t.diagnostic(`failure screenshot: ${file}`),
+        () => {},
+      )
+    }
+    for (const s of servers) if (s.log) t.diagnostic(`server stderr:\n${s.log}`)
+    throw err
+  } finally {
+    await browser?.close().catch(() => {})
+    for (const s of servers) await stopServer(s).catch(() => s.proc.kill('SIGKILL'))
+    if (redis) {
+      redis.proc.kill('SIGTERM')
+      await Promise.race([redis.exited, sleep(WAIT, { unref: true })])
+      redis.proc.kill('SIGKILL')
+    }
   }
 })
 
