@@ -1,5 +1,7 @@
 #include "actors/channel.hpp"
 
+#include <optional>
+
 #include "actors/counters.hpp"
 #include "actors/sink.hpp"
 #include "protocol/codec.hpp"
@@ -42,37 +44,38 @@ bool channel_state::remove(channel_actor::pointer self,
   if (auto m = members.find(who); m != members.end()) {
     auto gone = std::move(m->second);
     members.erase(m);
-    announce(self, "leave", gone);
+    announce(self, gone, event("leave", gone));
   }
   return true;
 }
 
-void channel_state::announce(channel_actor::pointer self, const char* type,
-                             const identity& who) {
-  auto entry = codec::encode_identity(who);
-  publication pub{topic, type, json_text::trusted(entry)};
+channel_state::presence_event channel_state::event(const char* type,
+                                                   const identity& who) const {
+  publication pub{topic, type, json_text::trusted(codec::encode_identity(who))};
   auto frame = codec::encode_publication(pub);
-  fanout->deliver(pub, frame, *counters, livehub::fanout::position{});
+  return {std::move(pub), std::move(frame)};
+}
+
+void channel_state::announce(channel_actor::pointer self, const identity& who,
+                             const presence_event& ev) {
+  fanout->deliver(ev.pub, ev.frame, *counters, livehub::fanout::position{});
   if (!broker)
     return;
-  if (std::string_view{type} == "join") {
+  if (ev.pub.type == "join") {
     // Recorded by record_join() already.
     if (!refreshing) {
       refreshing = true;
       self->delayed_send(self, presence_refresh_period, caf::tick_atom::value);
     }
   } else {
-    broker->presence_leave(topic, who.client, frame);
+    broker->presence_leave(topic, who.client, ev.frame);
   }
 }
 
-void channel_state::record_join(const identity& who) {
-  if (!broker)
-    return;
-  auto entry = codec::encode_identity(who);
-  publication pub{topic, "join", json_text::trusted(entry)};
-  broker->presence_join(topic, {who.client, std::move(entry)},
-                        codec::encode_publication(pub));
+void channel_state::record_join(const identity& who,
+                                const presence_event& join) {
+  if (broker)
+    broker->presence_join(topic, {who.client, join.pub.data.str()}, join.frame);
 }
 
 bool channel_state::add(channel_actor::pointer self, connection_ref& ref,
@@ -132,12 +135,15 @@ caf::ok_atom subscribe_connection(channel_pointer self, connection_ref& ref,
   bool joins = req.presence && st.members.count(who) == 0;
   // Recorded for the cluster before the reply: a presence command the
   // client sends after it finds it there.
-  if (joins)
-    st.record_join(req.who);
+  std::optional<channel_state::presence_event> join;
+  if (joins) {
+    join = st.event("join", req.who);
+    st.record_join(req.who, *join);
+  }
   auto announce_join = [&] {
     if (joins) {
       st.members.emplace(who, req.who);
-      st.announce(self, "join", req.who);
+      st.announce(self, req.who, *join);
     }
   };
   if (!history) {

@@ -81,15 +81,25 @@ struct channel_state {
   /// A presence channel's subscribed connections and who they are.
   std::unordered_map<caf::actor_addr, identity> members;
 
-  /// Publishes a presence event (`join`, `leave`) about `who` to the
-  /// channel's subscribers, and with a broker records it for the cluster and
-  /// tells the other nodes.
-  void announce(channel_actor::pointer self, const char* type,
-                const identity& who);
+  /// A presence event (`join`, `leave`) about someone: its publication and
+  /// its frame, encoded once.
+  struct presence_event {
+    publication pub;
+    frame_ptr frame;
+  };
+
+  /// The `type` event about `who`.
+  presence_event event(const char* type, const identity& who) const;
+
+  /// Delivers `ev` about `who` to the channel's subscribers. With a broker,
+  /// a join starts the refresh of this node's members, and a leave is
+  /// recorded for the cluster and told to the other nodes.
+  void announce(channel_actor::pointer self, const identity& who,
+                const presence_event& ev);
 
   /// With a broker: records `who` joining for the cluster and tells the
-  /// other nodes.
-  void record_join(const identity& who);
+  /// other nodes (`join`: its event).
+  void record_join(const identity& who, const presence_event& join);
 
   /// Adds the connection of `ref` (monitored) with its filter, lagging from
   /// the start when its recovery's replay already filled its queue; false

@@ -274,19 +274,10 @@ void run_history(self_ptr self, codec::command& cmd) {
     [self, topic = cmd.channel, id = cmd.id, limit = cmd.limit,
      filter = std::move(filter)] {
       auto& st = self->state;
-      if (auto history = local_history(st.shared, topic)) {
-        std::unique_lock<std::mutex> guard{history->mtx};
-        if (history->live) {
-          auto text = codec::encode_history(
-            id,
-            history->last(static_cast<size_t>(std::min<uint64_t>(
-                            limit, st.shared.cfg->history_size)),
-                          filter),
-            history->last_offset(), history->epoch());
-          guard.unlock();
-          st.reply(std::make_shared<const std::string>(std::move(text)));
-          return;
-        }
+      if (auto local = read_local_history(st.shared, topic, limit, filter)) {
+        st.reply(std::make_shared<const std::string>(codec::encode_history(
+          id, local->frames, local->offset, local->epoch)));
+        return;
       }
       // Several nodes, and no live mirror here: the hub reads the broker's.
       self

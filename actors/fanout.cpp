@@ -205,7 +205,7 @@ bool apply_numbered(const hub_shared& shared, channel_history& history,
                     const fanout_ptr& subscribers, const publication& pub,
                     const frame_ptr& frame, const std::string& epoch) {
   if (!history.live) {
-    history.pending.push_back({pub, frame, pub.offset, epoch});
+    history.pending.push_back({pub, frame, epoch});
     return false;
   }
   if (epoch == history.epoch()) {
@@ -228,7 +228,7 @@ bool apply_numbered(const hub_shared& shared, channel_history& history,
                          codec::encode_gap(pub.channel, history.last_offset(),
                                            history.epoch()));
   history.live = false;
-  history.pending.push_back({pub, frame, pub.offset, epoch});
+  history.pending.push_back({pub, frame, epoch});
   return true;
 }
 
@@ -292,7 +292,7 @@ void install_stream(const hub_shared& shared, const std::string& topic,
     load_stream_into(history, *stream, shared.cfg->history_size);
   } else if (!pending.empty()) {
     // The broker could not be read: go on from what came.
-    history.reset(pending.front().epoch, pending.front().offset - 1);
+    history.reset(pending.front().epoch, pending.front().pub.offset - 1);
   }
   history.live = true;
   // Connections that subscribed to the mirror while it was not live have
@@ -310,10 +310,20 @@ void install_stream(const hub_shared& shared, const std::string& topic,
     reload(shared, topic, mirror);
 }
 
-history_ptr local_history(const hub_shared& shared, const std::string& topic) {
-  if (!shared.broker)
-    return shared.routes->history(topic);
-  return shared.routes->find_history(topic);
+std::optional<history_frames>
+read_local_history(const hub_shared& shared, const std::string& topic,
+                   uint64_t limit, const tag_filter_ptr& filter) {
+  auto history = shared.broker ? shared.routes->find_history(topic)
+                               : shared.routes->history(topic);
+  if (!history)
+    return std::nullopt;
+  auto n
+    = static_cast<size_t>(std::min<uint64_t>(limit, shared.cfg->history_size));
+  std::unique_lock<std::mutex> guard{history->mtx};
+  if (!history->live)
+    return std::nullopt;
+  return history_frames{history->last(n, filter), history->last_offset(),
+                        history->epoch()};
 }
 
 } // namespace livehub

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include <caf/actor_addr.hpp>
@@ -143,9 +144,13 @@ void install_stream(const hub_shared& shared, const std::string& topic,
                     const history_ptr& mirror,
                     caf::expected<stream_state> stream);
 
-/// The history of `topic` to read now: the stream itself on one node (made
-/// when missing), the channel's mirror on a cluster when it is live (check
-/// `live` under its lock), else null (ask the hub: it reads the broker's).
-history_ptr local_history(const hub_shared& shared, const std::string& topic);
+/// The last `limit` (at most history-size) publications of history channel
+/// `topic` that pass `filter` (null: all), with its position, read here:
+/// from the stream itself on one node (made when missing), from the
+/// channel's mirror on a cluster when it is live. None when this node has
+/// no live mirror: the hub reads the broker's (history_atom).
+std::optional<history_frames>
+read_local_history(const hub_shared& shared, const std::string& topic,
+                   uint64_t limit, const tag_filter_ptr& filter);
 
 } // namespace livehub

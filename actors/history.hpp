@@ -78,9 +78,9 @@ class channel_history {
 
   /// A publication that reached a mirror while it was loading.
   struct pending_entry {
+    /// With its offset.
     publication pub;
     frame_ptr frame;
-    uint64_t offset;
     std::string epoch;
   };
 

@@ -210,6 +210,25 @@ caf::weak_actor_ptr weak_self(hub_pointer self) {
   return caf::actor_cast<caf::weak_actor_ptr>(self->ctrl());
 }
 
+/// The channel of `topic` when it still waits for this `generation` of its
+/// broker subscription (see hub_state::channel_entry::ready), else null.
+hub_state::channel_entry* waiting_entry(hub_state& st, const std::string& topic,
+                                        uint64_t generation) {
+  auto i = st.channels.find(topic);
+  if (i == st.channels.end() || i->second.generation != generation
+      || i->second.ready)
+    return nullptr;
+  return &i->second;
+}
+
+/// The channel's broker subscription took effect: its subscribes go on.
+void make_ready(hub_state::channel_entry& entry) {
+  entry.ready = true;
+  auto waiting = std::move(entry.waiting);
+  for (auto& f : waiting)
+    f();
+}
+
 history_page page_of(const history_frames& x);
 
 /// The last `limit` publications of `topic` that pass `filter`, from the
@@ -220,14 +239,10 @@ caf::result<Result> read_history(hub_pointer self, const std::string& topic,
                                  uint64_t limit, const tag_filter_ptr& filter,
                                  Make make) {
   auto& shared = self->state.shared;
+  if (auto local = read_local_history(shared, topic, limit, filter))
+    return make(std::move(*local));
   auto n
     = static_cast<size_t>(std::min<uint64_t>(limit, shared.cfg->history_size));
-  if (auto history = local_history(shared, topic)) {
-    std::unique_lock<std::mutex> guard{history->mtx};
-    if (history->live)
-      return make(history_frames{history->last(n, filter),
-                                 history->last_offset(), history->epoch()});
-  }
   auto rp = self->make_response_promise<Result>();
   shared.broker->load_stream(
     topic,
@@ -434,16 +449,12 @@ hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
     },
     [self](remote_atom, const std::string& topic, uint64_t generation) {
       auto& st = self->state;
-      auto i = st.channels.find(topic);
-      if (i == st.channels.end() || i->second.generation != generation
-          || i->second.ready)
+      auto* entry = waiting_entry(st, topic, generation);
+      if (!entry)
         return;
       auto mirror = st.shared.routes->find_history(topic);
-      if (!mirror) {
-        self->send(self, remote_atom::value, topic, generation,
-                   caf::ok_atom::value);
-        return;
-      }
+      if (!mirror)
+        return make_ready(*entry);
       // A history channel: ready once its mirror loaded the stream.
       st.shared.broker->load_stream(
         topic,
@@ -457,15 +468,8 @@ hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
     },
     [self](remote_atom, const std::string& topic, uint64_t generation,
            caf::ok_atom) {
-      auto& st = self->state;
-      auto i = st.channels.find(topic);
-      if (i == st.channels.end() || i->second.generation != generation
-          || i->second.ready)
-        return;
-      i->second.ready = true;
-      auto waiting = std::move(i->second.waiting);
-      for (auto& f : waiting)
-        f();
+      if (auto* entry = waiting_entry(self->state, topic, generation))
+        make_ready(*entry);
     },
   };
 }

@@ -156,7 +156,7 @@ using hub_internal_actor = hub_actor::extend<
   caf::reacts_to<task_atom, actor_task>,
   /// The last `limit` publications of a history channel that pass the
   /// filter (null: all), read from the broker when this node has no live
-  /// mirror of the channel (see local_history).
+  /// mirror of the channel (see read_local_history).
   caf::replies_to<history_atom, std::string, uint64_t,
                   tag_filter_ptr>::with<history_frames>,
   /// At most `limit` channels whose names sort after `after` ("" : from the

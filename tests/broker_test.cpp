@@ -188,6 +188,15 @@ class fake_broker : public broker {
 struct broker_fixture : actor_fixture {
   std::shared_ptr<fake_broker> fake = std::make_shared<fake_broker>();
 
+  /// Another node publishes `data` on history channel `channel`, and it
+  /// reaches this node, numbered by the stream.
+  void another_node_publishes(const std::string& channel,
+                              const std::string& data) {
+    fake->remote_numbered(channel, "m", data);
+    fake->flush();
+    run();
+  }
+
   broker_fixture() {
     cfg.client_publish = {"*"};
     cfg.history_channels = {"h:*", "hp:*"};
@@ -476,25 +485,19 @@ TEST_CASE_FIXTURE(broker_fixture,
   auto c = connect();
   say(c, R"({"type":"subscribe","channel":"h:4","id":1})");
   c.out->take();
-  fake->remote_numbered("h:4", "m", "1");
-  fake->flush();
-  run();
+  another_node_publishes("h:4", "1");
   CHECK(c.out->take().size() == 1);
   // Offsets 2 and 3 went by unseen (this node was cut off); 4 arrives.
   fake->remote_numbered("h:4", "m", "2");
   fake->remote_numbered("h:4", "m", "3");
   fake->echoes.clear();
-  fake->remote_numbered("h:4", "m", "4");
-  fake->flush();
-  run();
+  another_node_publishes("h:4", "4");
   CHECK(c.out->take()
         == std::vector<std::string>{
           R"({"type":"gap","channel":"h:4","offset":1,"epoch":"e1"})"});
   CHECK(fake->loads == 2);
   // Nothing more until it recovers, which the reloaded mirror allows.
-  fake->remote_numbered("h:4", "m", "5");
-  fake->flush();
-  run();
+  another_node_publishes("h:4", "5");
   CHECK(c.out->take().empty());
   say(
     c,
@@ -504,9 +507,7 @@ TEST_CASE_FIXTURE(broker_fixture,
   CHECK(json_field(frames[0], "offset") == "2");
   CHECK(json_field(frames[3], "offset") == "5");
   CHECK(json_field(frames[4], "recovered") == "true");
-  fake->remote_numbered("h:4", "m", "6");
-  fake->flush();
-  run();
+  another_node_publishes("h:4", "6");
   CHECK(c.out->take().size() == 1);
 }
 
@@ -516,9 +517,7 @@ TEST_CASE_FIXTURE(broker_fixture,
   auto c = connect();
   say(c, R"({"type":"subscribe","channel":"h:5","id":1})");
   c.out->take();
-  fake->remote_numbered("h:5", "m", "1");
-  fake->flush();
-  run();
+  another_node_publishes("h:5", "1");
   c.out->take();
   fake->streams.erase("h:5");
   fake->remote_numbered("h:5", "m", "2");
@@ -556,9 +555,7 @@ TEST_CASE_FIXTURE(broker_fixture,
   CHECK(c.out->take()
         == std::vector<std::string>{
           R"({"type":"ok","id":1,"offset":2,"epoch":"e1"})"});
-  fake->remote_numbered("h:6", "m", "3");
-  fake->flush();
-  run();
+  another_node_publishes("h:6", "3");
   auto frames = c.out->take();
   REQUIRE(frames.size() == 1);
   CHECK(json_field(frames[0], "offset") == "3");

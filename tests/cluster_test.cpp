@@ -238,6 +238,13 @@ hub_config shared_state_config(const std::vector<std::string>& urls) {
   return cfg;
 }
 
+/// Two nodes sharing history (`h*`) and presence (`p*`) over one Redis.
+struct shared_nodes {
+  redis_server redis;
+  node a{shared_state_config({redis.url()})};
+  node b{shared_state_config({redis.url()})};
+};
+
 /// Subscribes `c` (open) with `body`'s extra fields and returns the reply,
 /// after the publications it replays (in `replayed`).
 std::string subscribe_on(ws_client& c, const std::string& fields,
@@ -256,9 +263,8 @@ std::string subscribe_on(ws_client& c, const std::string& fields,
 
 TEST_CASE("cluster: a history channel has one stream for all nodes: the "
           "same offsets everywhere, and recovery on another node") {
-  redis_server redis;
-  node a{shared_state_config({redis.url()})};
-  node b{shared_state_config({redis.url()})};
+  shared_nodes nodes;
+  auto& [redis, a, b] = nodes;
   auto on_a = opened(a.port);
   auto on_b = opened(b.port);
   auto ok_a = subscribe_on(on_a, R"("channel":"hist")");
@@ -317,9 +323,8 @@ TEST_CASE("cluster: a history channel has one stream for all nodes: the "
 
 TEST_CASE("cluster: a Redis that restarts empty starts new streams: "
           "subscribers get a gap, then recovered:false") {
-  redis_server redis;
-  node a{shared_state_config({redis.url()})};
-  node b{shared_state_config({redis.url()})};
+  shared_nodes nodes;
+  auto& [redis, a, b] = nodes;
   auto on_b = opened(b.port);
   auto ok = subscribe_on(on_b, R"("channel":"hist")");
   auto epoch = json_field(ok, "epoch");
@@ -355,9 +360,8 @@ TEST_CASE("cluster: a Redis that restarts empty starts new streams: "
 
 TEST_CASE("cluster: presence lists the connections of every node, with "
           "joins and leaves across nodes") {
-  redis_server redis;
-  node a{shared_state_config({redis.url()})};
-  node b{shared_state_config({redis.url()})};
+  shared_nodes nodes;
+  auto& [redis, a, b] = nodes;
   auto on_a = opened(a.port);
   auto on_b = opened(b.port);
   subscribe_on(on_a, R"("channel":"proom")");

@@ -247,23 +247,14 @@ void history(server::impl& srv, const connection_ptr& con) {
                            "limit must be a whole number from 0");
     limit = std::min<uint64_t>(n, cfg.history_size);
   }
-  if (auto stream = local_history(srv.shared, *channel)) {
-    std::unique_lock<std::mutex> guard{stream->mtx};
-    if (stream->live) {
-      auto body
-        = codec::encode_history("", stream->last(static_cast<size_t>(limit)),
-                                stream->last_offset(), stream->epoch(), false);
-      guard.unlock();
-      return respond_json(con, status::ok, std::move(body));
-    }
-  }
+  auto encode = [](const history_frames& x) {
+    return codec::encode_history("", x.frames, x.offset, x.epoch, false);
+  };
+  if (auto local = read_local_history(srv.shared, *channel, limit, nullptr))
+    return respond_json(con, status::ok, encode(*local));
   // Several nodes, and no live mirror here: the hub reads the broker's.
-  answer_from_hub<history_frames>(
-    srv, con,
-    [](const history_frames& x) {
-      return codec::encode_history("", x.frames, x.offset, x.epoch, false);
-    },
-    history_atom::value, std::move(*channel), limit, tag_filter_ptr{});
+  answer_from_hub<history_frames>(srv, con, encode, history_atom::value,
+                                  std::move(*channel), limit, tag_filter_ptr{});
 }
 
 /// GET /api/presence?channel=C: who is subscribed to a presence channel.

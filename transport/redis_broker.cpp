@@ -327,98 +327,61 @@ class redis_broker : public broker {
   }
 
   void publish_numbered(const std::string& channel, std::string head) override {
-    auto& s = shard_for(channel);
-    std::vector<std::string> keys{key("stream", channel), key("meta", channel)};
-    std::vector<std::string> args{
-      std::move(head), std::to_string(history_size_), ms(history_ttl_),
-      new_epoch(),     redis_name(channel),           node_};
-    asio::post(io_, [&s, keys = std::move(keys), args = std::move(args)] {
-      eval(s, publish_numbered_script, std::move(keys), std::move(args),
-           [](caf::expected<redis::reply>) {
-             // Lost with the connection: as publish().
-           });
-    });
+    // Lost with the connection: as publish().
+    run(channel, publish_numbered_script, stream_keys(channel),
+        {std::move(head), std::to_string(history_size_), ms(history_ttl_),
+         new_epoch(), redis_name(channel), node_});
   }
 
   void load_stream(const std::string& channel, stream_handler done) override {
-    auto& s = shard_for(channel);
-    std::vector<std::string> keys{key("stream", channel), key("meta", channel)};
-    std::vector<std::string> args{new_epoch(), ms(history_ttl_)};
-    asio::post(
-      io_,
-      [&s, keys = std::move(keys), args = std::move(args),
-       done = std::move(done)]() mutable {
-        eval(
-          s, load_stream_script, std::move(keys), std::move(args),
-          [done = std::move(done)](caf::expected<redis::reply> r) {
-            if (auto err = failed(r))
-              return done(std::move(err));
-            auto& xs = r->elements;
-            if (r->type != redis::reply::kind::array || xs.size() < 2
-                || xs.size() % 2 != 0)
-              return done(caf::make_error(caf::sec::runtime_error,
-                                          "Redis: bad stream reply"));
-            stream_state st;
-            st.epoch = xs[0].str;
-            st.offset = std::strtoull(xs[1].str.c_str(), nullptr, 10);
-            for (size_t i = 2; i + 1 < xs.size(); i += 2)
-              st.frames.emplace_back(
-                std::make_shared<const std::string>(std::move(xs[i + 1].str)),
-                std::chrono::milliseconds{xs[i].integer});
-            done(std::move(st));
-          });
-      });
+    run(channel, load_stream_script, stream_keys(channel),
+        {new_epoch(), ms(history_ttl_)},
+        [done = std::move(done)](caf::expected<redis::reply> r) {
+          if (auto err = failed(r))
+            return done(std::move(err));
+          auto& xs = r->elements;
+          if (r->type != redis::reply::kind::array || xs.size() < 2
+              || xs.size() % 2 != 0)
+            return done(caf::make_error(caf::sec::runtime_error,
+                                        "Redis: bad stream reply"));
+          stream_state st;
+          st.epoch = xs[0].str;
+          st.offset = std::strtoull(xs[1].str.c_str(), nullptr, 10);
+          for (size_t i = 2; i + 1 < xs.size(); i += 2)
+            st.frames.emplace_back(
+              std::make_shared<const std::string>(std::move(xs[i + 1].str)),
+              std::chrono::milliseconds{xs[i].integer});
+          done(std::move(st));
+        });
   }
 
   void touch_streams(std::vector<std::string> channels) override {
+    // Lost with the connection: the next sweep renews them.
     asio::post(io_, [this, channels = std::move(channels)] {
-      for (auto& channel : channels) {
-        auto& s = shard_for(channel);
-        for (auto kind : {"meta", "stream"})
-          s.commands.command({"PEXPIRE", key(kind, channel), ms(history_ttl_)},
-                             [](caf::expected<redis::reply>) {
-                               // Lost with the connection: the next sweep.
-                             });
-      }
+      for (auto& channel : channels)
+        for (auto& k : stream_keys(channel))
+          shard_for(channel).commands.command({"PEXPIRE", k, ms(history_ttl_)},
+                                              ignore_reply);
     });
   }
 
   void presence_join(const std::string& channel, presence_member who,
                      frame_ptr event) override {
-    auto& s = shard_for(channel);
-    std::vector<std::string> keys{key("presence", channel),
-                                  key("presence-expiry", channel)};
-    std::vector<std::string> args{std::move(who.client), std::move(who.entry),
-                                  ms(presence_ttl_), redis_name(channel),
-                                  node_ + "!" + *event};
-    asio::post(io_, [&s, keys = std::move(keys), args = std::move(args)] {
-      eval(s, presence_join_script, std::move(keys), std::move(args),
-           [](caf::expected<redis::reply>) {
-             // Lost with the connection: the next refresh records it.
-           });
-    });
+    // Lost with the connection: the next refresh records it.
+    run(channel, presence_join_script, presence_keys(channel),
+        {std::move(who.client), std::move(who.entry), ms(presence_ttl_),
+         redis_name(channel), node_ + "!" + *event});
   }
 
   void presence_leave(const std::string& channel, const std::string& client,
                       frame_ptr event) override {
-    auto& s = shard_for(channel);
-    std::vector<std::string> keys{key("presence", channel),
-                                  key("presence-expiry", channel)};
-    std::vector<std::string> args{client, redis_name(channel),
-                                  node_ + "!" + *event};
-    asio::post(io_, [&s, keys = std::move(keys), args = std::move(args)] {
-      eval(s, presence_leave_script, std::move(keys), std::move(args),
-           [](caf::expected<redis::reply>) {
-             // Lost with the connection: the record expires.
-           });
-    });
+    // Lost with the connection: the record expires.
+    run(channel, presence_leave_script, presence_keys(channel),
+        {client, redis_name(channel), node_ + "!" + *event});
   }
 
   void presence_refresh(const std::string& channel,
                         std::vector<presence_member> members) override {
-    auto& s = shard_for(channel);
-    std::vector<std::string> keys{key("presence", channel),
-                                  key("presence-expiry", channel)};
     std::vector<std::string> args;
     args.reserve(3 + 2 * members.size());
     args.push_back(ms(presence_ttl_));
@@ -428,33 +391,24 @@ class redis_broker : public broker {
       args.push_back(std::move(m.client));
       args.push_back(std::move(m.entry));
     }
-    asio::post(io_, [&s, keys = std::move(keys), args = std::move(args)] {
-      eval(s, presence_refresh_script, std::move(keys), std::move(args),
-           [](caf::expected<redis::reply>) {
-             // Lost with the connection: the next one refreshes.
-           });
-    });
+    // Lost with the connection: the next one refreshes.
+    run(channel, presence_refresh_script, presence_keys(channel),
+        std::move(args));
   }
 
   void presence(const std::string& channel, presence_handler done) override {
-    auto& s = shard_for(channel);
-    std::vector<std::string> keys{key("presence", channel),
-                                  key("presence-expiry", channel)};
-    asio::post(
-      io_, [&s, keys = std::move(keys), done = std::move(done)]() mutable {
-        eval(s, presence_script, std::move(keys), {},
-             [done = std::move(done)](caf::expected<redis::reply> r) {
-               if (auto err = failed(r))
-                 return done(std::move(err));
-               if (r->type != redis::reply::kind::array)
-                 return done(caf::make_error(caf::sec::runtime_error,
-                                             "Redis: bad presence reply"));
-               std::vector<std::string> result;
-               for (auto& x : r->elements)
-                 result.push_back(std::move(x.str));
-               done(std::move(result));
-             });
-      });
+    run(channel, presence_script, presence_keys(channel), {},
+        [done = std::move(done)](caf::expected<redis::reply> r) {
+          if (auto err = failed(r))
+            return done(std::move(err));
+          if (r->type != redis::reply::kind::array)
+            return done(caf::make_error(caf::sec::runtime_error,
+                                        "Redis: bad presence reply"));
+          std::vector<std::string> result;
+          for (auto& x : r->elements)
+            result.push_back(std::move(x.str));
+          done(std::move(result));
+        });
   }
 
  private:
@@ -614,12 +568,10 @@ class redis_broker : public broker {
 
   /// Loads every script into Redis' cache (a connection just came up).
   static void load_scripts(shard& s) {
+    // Lost with the connection: loaded again when it is back; missing, EVAL
+    // replaces EVALSHA.
     for (auto script : scripts)
-      s.commands.command({"SCRIPT", "LOAD", script},
-                         [](caf::expected<redis::reply>) {
-                           // Lost with the connection: loaded again when it
-                           // is back; missing, EVAL replaces EVALSHA.
-                         });
+      s.commands.command({"SCRIPT", "LOAD", script}, ignore_reply);
   }
 
   /// A leave frame of `channel` up to its identity: encoded as
@@ -632,6 +584,34 @@ class redis_broker : public broker {
 
   std::string key(const char* kind, const std::string& channel) const {
     return prefix_ + ":" + kind + ":" + channel;
+  }
+  /// A history channel's keys: its stream and its meta hash.
+  std::vector<std::string> stream_keys(const std::string& channel) const {
+    return {key("stream", channel), key("meta", channel)};
+  }
+
+  /// A presence channel's keys: its members and their expiries.
+  std::vector<std::string> presence_keys(const std::string& channel) const {
+    return {key("presence", channel), key("presence-expiry", channel)};
+  }
+
+  /// For replies nobody waits for: what a lost connection loses is said
+  /// where each such command is sent.
+  static void ignore_reply(caf::expected<redis::reply>) {
+    // nop
+  }
+
+  /// Runs `script` with `keys` and `args` on the shard of `channel`, from
+  /// the broker's thread; `done` gets the reply.
+  void run(const std::string& channel, const char* script,
+           std::vector<std::string> keys, std::vector<std::string> args,
+           redis::reply_handler done = ignore_reply) {
+    asio::post(io_,
+               [&s = shard_for(channel), script, keys = std::move(keys),
+                args = std::move(args), done = std::move(done)]() mutable {
+                 eval(s, script, std::move(keys), std::move(args),
+                      std::move(done));
+               });
   }
 
   /// An error of a script's reply, or none.

@@ -1,17 +1,14 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { backoffDelay, createLiveClient } from '../src/index.js';
-import { flush, makeFakeWebSocket } from './fake-websocket.js';
+import { flush } from './fake-websocket.js';
+import { URL, WS, newClient, useFakeSockets } from './fake-client.js';
 
-const URL = 'ws://127.0.0.1:1/ws';
+useFakeSockets();
 
-let WS;
-let clients;
-
-/** A client on a fresh fake WebSocket class; closed after the test. */
+/** A client on the test's fake WebSocket class, with the default jitter
+ *  (taken at its middle); closed after the test. */
 function client(options = {}) {
-  const c = createLiveClient(URL, { WebSocket: WS, random: () => 0.5, ...options });
-  clients.push(c);
-  return c;
+  return newClient({ jitter: 0.5, random: () => 0.5, ...options });
 }
 
 /** A client whose first socket is already open. */
@@ -20,17 +17,6 @@ function openClient(options) {
   WS.last.open();
   return c;
 }
-
-beforeEach(() => {
-  vi.useFakeTimers();
-  WS = makeFakeWebSocket();
-  clients = [];
-});
-
-afterEach(() => {
-  for (const c of clients) c.close();
-  vi.useRealTimers();
-});
 
 describe('backoffDelay', () => {
   const opts = { base: 1000, cap: 30000, jitter: 0.5 };
@@ -169,15 +155,15 @@ describe('connection and reconnect', () => {
 
   it('reports a WebSocket constructor that throws and retries', async () => {
     let calls = 0;
-    class Throwing extends WS {
+    const Base = WS; // this test's class (an imported binding, read now)
+    class Throwing extends Base {
       constructor(url) {
         if (calls++ === 0) throw new SyntaxError('bad url');
         super(url);
       }
     }
     const errors = [];
-    const c = createLiveClient(URL, { WebSocket: Throwing, jitter: 0 });
-    clients.push(c);
+    const c = newClient({ WebSocket: Throwing });
     c.onError((e) => errors.push(e));
     await flush();
     expect(c.state).toBe('reconnecting');
