@@ -444,7 +444,7 @@ hub(hub_internal_actor::stateful_pointer<hub_state> self, hub_shared shared) {
     [self](remote_atom, const frame_ptr& frame) {
       self->state.deliver_everywhere(frame);
     },
-    [self](task_atom, actor_task& f) {
+    [](task_atom, actor_task& f) {
       (*f)();
     },
     [self](remote_atom, const std::string& topic, uint64_t generation) {
