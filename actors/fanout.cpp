@@ -34,6 +34,8 @@ void fanout::deliver(const publication& pub, const frame_ptr& encoded,
   auto offset = pos.offset;
   uint64_t delivered = 0;
   uint64_t slow = 0;
+  // Declared before the lock: the writers wake once it is released.
+  send_batch batch;
   std::unique_lock<std::mutex> guard{mtx};
   // A connection subscribed between the check and the lock: encode now.
   if (!frame && !connections.empty())

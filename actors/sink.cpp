@@ -1,8 +1,48 @@
 #include "actors/sink.hpp"
 
 #include <algorithm>
+#include <utility>
 
 namespace livehub {
+
+// -- send_batch ---------------------------------------------------------------
+
+namespace {
+
+struct batch_state {
+  size_t depth = 0;
+  std::vector<std::pair<send_batch::wake_fn, void*>> wakes;
+};
+
+thread_local batch_state this_thread_batch;
+
+} // namespace
+
+send_batch::send_batch() {
+  ++this_thread_batch.depth;
+}
+
+send_batch::~send_batch() {
+  auto& st = this_thread_batch;
+  if (--st.depth > 0)
+    return;
+  // A wake may open a batch of its own: run from a local copy.
+  auto wakes = std::move(st.wakes);
+  st.wakes.clear();
+  for (auto& [wake, arg] : wakes)
+    wake(arg);
+}
+
+bool send_batch::defer(wake_fn wake, void* arg) {
+  auto& st = this_thread_batch;
+  if (st.depth == 0)
+    return false;
+  for (auto& x : st.wakes)
+    if (x.second == arg)
+      return true;
+  st.wakes.emplace_back(wake, arg);
+  return true;
+}
 
 sink::sink(size_t max_frames, size_t max_bytes)
   : max_frames_(max_frames), max_bytes_(max_bytes) {

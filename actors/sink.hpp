@@ -14,6 +14,28 @@
 
 namespace livehub {
 
+/// Within its scope, sinks on this thread may hold back waking the threads
+/// that write their frames until the scope ends: one fan-out's frames then
+/// reach each I/O thread as one batch, with one wake-up, and every frame a
+/// connection got meanwhile leaves in one gathered write, instead of the
+/// writer waking for the first few sinks and writing a thin slice. A scope
+/// inside another ends with the outer one. Not copyable; stack only.
+class send_batch {
+ public:
+  /// Wakes the writer identified by its argument.
+  using wake_fn = void (*)(void*);
+
+  send_batch();
+  ~send_batch();
+  send_batch(const send_batch&) = delete;
+  send_batch& operator=(const send_batch&) = delete;
+
+  /// For sink implementations: when a batch is open on this thread, records
+  /// `wake(arg)` to be called once when it ends and returns true; otherwise
+  /// returns false and the caller wakes its writer now.
+  static bool defer(wake_fn wake, void* arg);
+};
+
 /// The outgoing side of one connection, with its bounded send queue.
 ///
 /// Thread-safe: whoever publishes (the hub, or a client actor through the

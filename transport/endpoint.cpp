@@ -5,6 +5,8 @@
 
 #include <sys/resource.h>
 
+#include <iterator>
+
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
@@ -23,11 +25,19 @@ bool outbox::push(io_op&& op) {
   queued_.push_back(std::move(op));
   if (!scheduled_) {
     scheduled_ = true;
-    asio::post(ctx_, [this] {
-      drain();
-    });
+    // Within a fan-out, the drain is posted once the fan-out queued every
+    // frame (see send_batch): pushes meanwhile find it scheduled.
+    if (!send_batch::defer(&outbox::wake, this))
+      wake(this);
   }
   return true;
+}
+
+void outbox::wake(void* self) {
+  auto box = static_cast<outbox*>(self);
+  asio::post(box->ctx_, [box] {
+    box->drain();
+  });
 }
 
 void outbox::shut() {
@@ -42,20 +52,40 @@ void outbox::drain() {
     running_.swap(queued_);
     scheduled_ = false;
   }
-  // One clock reading per batch: every frame of it is handed over now.
-  auto now = std::chrono::steady_clock::now();
   uint64_t sent = 0;
-  for (auto& op : running_) {
-    auto& out = op.con->out;
-    if (!out)
-      continue;
-    auto bytes = out->run(op);
-    sent += bytes;
-    if (bytes > 0 && op.accepted != sink::time_point{})
-      metrics.add_latency(now - op.accepted);
+  // Frames that fan-outs on other threads queued while this batch ran join
+  // it (a few rounds at most, so reads are not starved): they leave in the
+  // same gathered writes instead of waiting for the next drain.
+  for (int round = 1;; ++round) {
+    // One clock reading per round: every frame of it is handed over now.
+    auto now = std::chrono::steady_clock::now();
+    for (auto& op : running_) {
+      auto& out = op.con->out;
+      if (!out)
+        continue;
+      auto bytes = out->run(op, flushes_);
+      sent += bytes;
+      if (bytes > 0 && op.accepted != sink::time_point{})
+        metrics.add_latency(now - op.accepted);
+    }
+    // The connections stay alive in held_ until the flushes below.
+    std::move(running_.begin(), running_.end(), std::back_inserter(held_));
+    running_.clear();
+    if (round == max_rounds)
+      break;
+    std::unique_lock<std::mutex> guard{mtx_};
+    if (queued_.empty())
+      break;
+    // A drain is posted for these already: it finds them gone.
+    running_.swap(queued_);
   }
+  // Every frame of the batch is queued: each connection writes all of its
+  // frames in one gathered write.
+  for (auto* con : flushes_)
+    con->flush();
+  flushes_.clear();
+  held_.clear();
   metrics.add_sent(sent);
-  running_.clear();
 }
 
 // -- io_metrics ---------------------------------------------------------------
@@ -91,44 +121,41 @@ ws_sink::ws_sink(connection_ptr con, outbox& box, const hub_config& cfg)
 
 namespace {
 
-/// `payload` as a complete, unmasked text frame (header + payload), the
-/// form websocketpp writes as is when a message is marked prepared.
-ws_server::message_ptr prepare_text_frame(const std::string& payload) {
-  std::string header;
+/// `payload` as a complete, unmasked text frame: header and payload in one
+/// buffer, one iovec per frame in a gathered write.
+lean::shared_bytes prepare_text_frame(const std::string& payload) {
   auto n = static_cast<uint64_t>(payload.size());
-  header.push_back(static_cast<char>(0x81)); // FIN, opcode text
+  auto bytes = std::make_shared<std::string>();
+  bytes->reserve(payload.size() + 10);
+  bytes->push_back(static_cast<char>(0x81)); // FIN, opcode text
   if (n < 126) {
-    header.push_back(static_cast<char>(n));
+    bytes->push_back(static_cast<char>(n));
   } else if (n <= 0xFFFF) {
-    header.push_back(static_cast<char>(126));
-    header.push_back(static_cast<char>(n >> 8));
-    header.push_back(static_cast<char>(n & 0xFF));
+    bytes->push_back(static_cast<char>(126));
+    bytes->push_back(static_cast<char>(n >> 8));
+    bytes->push_back(static_cast<char>(n & 0xFF));
   } else {
-    header.push_back(static_cast<char>(127));
+    bytes->push_back(static_cast<char>(127));
     for (int shift = 56; shift >= 0; shift -= 8)
-      header.push_back(static_cast<char>((n >> shift) & 0xFF));
+      bytes->push_back(static_cast<char>((n >> shift) & 0xFF));
   }
-  auto msg = std::make_shared<ws_config::message_type>(
-    nullptr, websocketpp::frame::opcode::text, 0);
-  msg->set_header(header);
-  msg->set_payload(payload);
-  msg->set_prepared(true);
-  return msg;
+  bytes->append(payload);
+  return bytes;
 }
 
-/// The prepared message for `frame`. A fanout hands one frame to all its
+/// The prepared frame for `frame`. A fanout hands one frame to all its
 /// subscribers in a row on one thread, so a one-entry cache per thread
 /// prepares each publication once, and every connection queues the same
-/// immutable message (server frames are unmasked, hence identical). The
-/// cache holds the frame, so its address cannot be reused meanwhile.
-const ws_server::message_ptr& prepared(const frame_ptr& frame) {
+/// immutable bytes (server frames are unmasked, hence identical). The cache
+/// holds the frame, so its address cannot be reused meanwhile.
+const lean::shared_bytes& prepared(const frame_ptr& frame) {
   thread_local frame_ptr cached_frame;
-  thread_local ws_server::message_ptr cached_message;
+  thread_local lean::shared_bytes cached_bytes;
   if (cached_frame != frame) {
-    cached_message = prepare_text_frame(*frame);
+    cached_bytes = prepare_text_frame(*frame);
     cached_frame = frame;
   }
-  return cached_message;
+  return cached_bytes;
 }
 
 } // namespace
@@ -136,7 +163,8 @@ const ws_server::message_ptr& prepared(const frame_ptr& frame) {
 bool ws_sink::do_send(const frame_ptr& frame, time_point accepted) {
   io_op op;
   op.con = con_;
-  op.msg = prepared(frame);
+  op.frame = prepared(frame);
+  op.payload = frame->size();
   op.accepted = accepted;
   return box_->push(std::move(op));
 }
@@ -161,15 +189,18 @@ void ws_sink::do_ping() {
   box_->push(std::move(op));
 }
 
-size_t ws_sink::run(io_op& op) {
+size_t ws_sink::run(io_op& op,
+                    std::vector<ws_server::connection_type*>& flushes) {
   websocketpp::lib::error_code ec;
   switch (op.kind) {
     case io_op::send:
-      // Fails only when the connection is no longer open.
-      if (!op.con->send(op.msg)) {
-        auto bytes = op.msg->get_payload().size();
-        handed_ += bytes;
-        return bytes;
+      // As websocketpp's send(): data frames only while open, so none
+      // follows a close frame.
+      if (op.con->get_state() == websocketpp::session::state::open) {
+        if (op.con->queue_frame(std::move(op.frame), op.payload))
+          flushes.push_back(op.con.get());
+        handed_ += op.payload;
+        return op.payload;
       }
       break;
     case io_op::ping: op.con->ping("", ec); break;
@@ -183,7 +214,7 @@ size_t ws_sink::run(io_op& op) {
 void ws_sink::on_written() {
   if (!con_)
     return;
-  written_.store(handed_ - con_->get_buffered_amount(),
+  written_.store(handed_ - con_->get_buffered_amount() - con_->queued_bytes(),
                  std::memory_order_release);
   // A lagging history channel's gap goes out as soon as the queue drained.
   if (gaps_waiting())

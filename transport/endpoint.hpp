@@ -100,10 +100,12 @@ inline size_t ws_config::transport_config::request_body_left(
 struct io_op {
   enum kind_t : uint8_t { send, ping, close };
   connection_ptr con;
-  ws_server::message_ptr msg; // send
-  std::string reason;         // close
-  sink::time_point accepted;  // send of a publication
-  uint16_t code = 0;          // close
+  /// send: the whole frame, shared by every connection it goes to.
+  lean::shared_bytes frame;
+  std::string reason;        // close
+  sink::time_point accepted; // send of a publication
+  size_t payload = 0;        // send: the frame's payload bytes
+  uint16_t code = 0;         // close
   kind_t kind = send;
 };
 
@@ -166,6 +168,9 @@ class outbox {
   io_metrics metrics;
 
  private:
+  /// Posts a drain to the context of `self`, an outbox.
+  static void wake(void* self);
+
   void drain();
 
   asio::io_context& ctx_;
@@ -173,15 +178,26 @@ class outbox {
   std::vector<io_op> queued_;
   /// drain()'s batch, kept to reuse its capacity.
   std::vector<io_op> running_;
+  /// The ops drain() ran, until its flushes (they hold the connections).
+  std::vector<io_op> held_;
+  /// Rounds of one drain (see drain()).
+  static constexpr int max_rounds = 16;
+  /// The connections of drain()'s batch that want a flush() at its end.
+  std::vector<ws_server::connection_type*> flushes_;
   bool scheduled_ = false;
   bool shut_ = false;
 };
 
 /// A sink writing to a websocketpp connection through its context's outbox.
 ///
+/// Frames go down the transport's fast lane (lean::connection::queue_frame):
+/// their prepared bytes, shared by every subscriber, straight to the socket
+/// in gathered writes, while websocketpp still writes its handshake, control
+/// frames and close into the same ordered queue.
+///
 /// Send accounting: the sink counts payload bytes handed to it (sink::send);
-/// the I/O thread counts the bytes it passed to websocketpp and, after every
-/// completed write, publishes how many of them left websocketpp's queue.
+/// the I/O thread counts the bytes it queued and, after every completed
+/// write, publishes how many of them left the connection's queues.
 class ws_sink : public sink, public lean::write_observer {
  public:
   ws_sink(connection_ptr con, outbox& box, const hub_config& cfg);
@@ -197,9 +213,11 @@ class ws_sink : public sink, public lean::write_observer {
     return pending_.load(std::memory_order_relaxed) < max_pending_;
   }
 
-  /// Runs one op on the I/O thread; returns the payload bytes it handed to
-  /// websocketpp (0 for pings, closes and sends to a closed connection).
-  size_t run(io_op& op);
+  /// Runs one op on the I/O thread; returns the payload bytes it queued
+  /// (0 for pings, closes and sends to a connection no longer open). A send
+  /// goes down the transport's fast lane; when the connection then wants a
+  /// flush, run() adds it to `flushes`.
+  size_t run(io_op& op, std::vector<ws_server::connection_type*>& flushes);
 
   void on_written() override;
 
@@ -216,7 +234,7 @@ class ws_sink : public sink, public lean::write_observer {
   outbox* box_;
   std::atomic<size_t> pending_{0};
   size_t max_pending_;
-  /// Payload bytes handed to websocketpp (I/O thread only).
+  /// Payload bytes queued on the connection (I/O thread only).
   uint64_t handed_ = 0;
   /// Of those, the bytes websocketpp no longer holds.
   std::atomic<uint64_t> written_{0};

@@ -19,6 +19,15 @@
 //  - backs off when accept fails for lack of file descriptors instead of
 //    retrying in a busy loop;
 //  - tells an observer when a write completed (livehub's send accounting);
+//  - has a fast lane for data frames (queue_frame): a server frame is the
+//    same bytes for every subscriber, so livehub prepares each publication's
+//    frame once and every connection queues that shared buffer, with no
+//    websocketpp message, handler or send-queue entry per delivery. One
+//    ordered queue per connection takes both these frames and websocketpp's
+//    own writes (handshake, pings, pongs, close), so nothing interleaves;
+//    each write gathers everything pending for the connection, and is
+//    offered to the socket at once, as an epoll loop would, Asio waiting
+//    only for what the socket did not take;
 //  - knows every connection it made, so that a server that stops can abort
 //    the sockets its close handshakes did not end in time (websocketpp's
 //    transport leaves them open until the last reference to each goes);
@@ -52,6 +61,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -72,6 +82,10 @@ namespace livehub::transport::lean {
 
 namespace wtp = websocketpp::transport;
 using websocketpp::lib::error_code;
+
+/// A complete server frame, header and payload (see
+/// connection::queue_frame).
+using shared_bytes = std::shared_ptr<const std::string>;
 
 /// Told on the connection's I/O thread after each completed write.
 class write_observer {
@@ -218,7 +232,8 @@ class connection : public std::enable_shared_from_this<connection<config>> {
 
   connection(bool /* is_server */, const std::shared_ptr<alog_type>&,
              const std::shared_ptr<elog_type>&)
-    : phase_(before_head), matched_(0), keep_(false), answered_(false) {
+    : phase_(before_head), matched_(0), keep_(false), answered_(false),
+      write_busy_(false), flush_wanted_(false), write_failed_(false) {
     // nop
   }
 
@@ -272,6 +287,37 @@ class connection : public std::enable_shared_from_this<connection<config>> {
   /// Sets (or clears, with nullptr) the observer of completed writes.
   void set_write_observer(write_observer* obs) {
     observer_ = obs;
+  }
+
+  /// The fast lane: queues `bytes` behind everything this connection wrote or
+  /// queued before, websocketpp's own writes included, so frames never
+  /// interleave and keep their order. websocketpp builds nothing for it.
+  /// `counted` stays in queued_bytes() until the frame is written. True when
+  /// the caller must call flush() once it queued what it has for this
+  /// connection now: all of it then leaves in one gathered write. Frames
+  /// queued after a failed write are dropped (the connection is ending).
+  bool queue_frame(shared_bytes bytes, size_t counted) {
+    if (write_failed_)
+      return false;
+    queued_.push_back(out_frame{std::move(bytes), counted});
+    queued_bytes_ += counted;
+    if (write_busy_ || flush_wanted_)
+      return false;
+    flush_wanted_ = true;
+    return true;
+  }
+
+  /// Writes the queued frames, unless a write is in flight: its completion
+  /// writes them.
+  void flush() {
+    flush_wanted_ = false;
+    if (!write_busy_ && !queued_.empty())
+      start_write(queued_.size(), nullptr, 0, nullptr);
+  }
+
+  /// The `counted` bytes of the fast-lane frames queued or being written.
+  size_t queued_bytes() const {
+    return queued_bytes_;
   }
 
   /// HTTP requests this socket carried before the current one: 0 on a
@@ -359,46 +405,18 @@ class connection : public std::enable_shared_from_this<connection<config>> {
                });
   }
 
+  /// websocketpp's writes (the handshake response, control frames, its own
+  /// messages) join the same ordered queue as the fast lane's frames: they
+  /// start at once when no write is in flight, and otherwise wait behind it
+  /// and the frames queued before them (see write_or_hold()).
   void async_write(const char* buf, size_t len, wtp::write_handler handler) {
-    if (tls_) {
-      tls_data_ = buf;
-      tls_left_ = len;
-      write_tls(std::move(handler));
-      return;
-    }
-    asio::async_write(*socket_, asio::buffer(buf, len),
-                      [self = get_shared(), h = std::move(handler)](
-                        const asio::error_code& ec, size_t) {
-                        self->written(h, ec);
-                      });
+    wtp::buffer one{buf, len};
+    write_or_hold(&one, 1, std::move(handler));
   }
 
   void async_write(const std::vector<wtp::buffer>& bufs,
                    wtp::write_handler handler) {
-    if (tls_) {
-      // One run of full records rather than a record per buffer (a frame
-      // header alone would cost a record's 22+ bytes and an AEAD pass).
-      if (bufs.size() == 1) {
-        tls_data_ = bufs.front().buf;
-        tls_left_ = bufs.front().len;
-      } else {
-        size_t total = 0;
-        for (auto& b : bufs)
-          total += b.len;
-        tls_out_.reserve(total);
-        for (auto& b : bufs)
-          tls_out_.insert(tls_out_.end(), b.buf, b.buf + b.len);
-        tls_data_ = tls_out_.data();
-        tls_left_ = tls_out_.size();
-      }
-      write_tls(std::move(handler));
-      return;
-    }
-    asio::async_write(*socket_, buffer_list{bufs},
-                      [self = get_shared(), h = std::move(handler)](
-                        const asio::error_code& ec, size_t) {
-                        self->written(h, ec);
-                      });
+    write_or_hold(bufs.data(), bufs.size(), std::move(handler));
   }
 
   error_code interrupt(wtp::interrupt_handler handler) {
@@ -743,15 +761,153 @@ class connection : public std::enable_shared_from_this<connection<config>> {
     });
   }
 
+  /// websocketpp's write waiting for the one in flight: its buffers (valid
+  /// until its handler runs) and how many queued frames go before it.
+  struct held_write {
+    std::vector<wtp::buffer> bufs;
+    size_t after;
+    wtp::write_handler handler;
+  };
+
+  /// One fast-lane frame.
+  struct out_frame {
+    shared_bytes bytes;
+    size_t counted;
+  };
+
+  /// Queues websocketpp's write behind the write in flight, or starts it
+  /// now together with the frames queued before it.
+  void write_or_hold(const wtp::buffer* bufs, size_t n,
+                     wtp::write_handler handler) {
+    if (write_busy_) {
+      // websocketpp has one write in flight at most: at most one waits.
+      held_.reset(new held_write{std::vector<wtp::buffer>(bufs, bufs + n),
+                                 queued_.size(), std::move(handler)});
+      return;
+    }
+    start_write(queued_.size(), bufs, n, std::move(handler));
+  }
+
+  /// Writes the first `frames` queued frames, then `extra` (websocketpp's
+  /// buffers, if any), in one gathered write; `handler` (websocketpp's, or
+  /// empty for frames alone) runs when it completed.
+  void start_write(size_t frames, const wtp::buffer* extra, size_t n_extra,
+                   wtp::write_handler handler) {
+    write_busy_ = true;
+    if (frames == queued_.size()) {
+      in_flight_.swap(queued_);
+    } else {
+      auto end = queued_.begin() + static_cast<std::ptrdiff_t>(frames);
+      in_flight_.assign(std::make_move_iterator(queued_.begin()),
+                        std::make_move_iterator(end));
+      queued_.erase(queued_.begin(), end);
+    }
+    iov_.clear();
+    for (auto& f : in_flight_)
+      iov_.emplace_back(f.bytes->data(), f.bytes->size());
+    iov_.insert(iov_.end(), extra, extra + n_extra);
+    if (tls_) {
+      // One run of full records rather than a record per buffer (a frame
+      // header alone would cost a record's 22+ bytes and an AEAD pass).
+      if (iov_.size() == 1) {
+        tls_data_ = iov_.front().buf;
+        tls_left_ = iov_.front().len;
+      } else {
+        size_t total = 0;
+        for (auto& b : iov_)
+          total += b.len;
+        tls_out_.reserve(total);
+        for (auto& b : iov_)
+          tls_out_.insert(tls_out_.end(), b.buf, b.buf + b.len);
+        tls_data_ = tls_out_.data();
+        tls_left_ = tls_out_.size();
+      }
+      write_tls(std::move(handler));
+      return;
+    }
+    if (!handler) {
+      // The fast lane's frames alone: offer them to the socket now, as an
+      // epoll loop would. What it takes at once needs no Asio operation, no
+      // posted completion and no later wake-up; the rest waits for Asio.
+      asio::error_code ec;
+      auto n = socket_->write_some(buffer_list{iov_}, ec);
+      if (ec && ec != asio::error::would_block
+          && ec != asio::error::try_again) {
+        written(handler, ec);
+        return;
+      }
+      if (consume(n)) {
+        written(handler, ec);
+        return;
+      }
+    }
+    asio::async_write(*socket_, buffer_list{iov_},
+                      [self = get_shared(), h = std::move(handler)](
+                        const asio::error_code& ec, size_t) {
+                        self->written(h, ec);
+                      });
+  }
+
+  /// Drops the first `n` bytes of iov_ (written); true when none is left.
+  bool consume(size_t n) {
+    size_t done = 0;
+    while (done < iov_.size() && n >= iov_[done].len)
+      n -= iov_[done++].len;
+    iov_.erase(iov_.begin(), iov_.begin() + static_cast<std::ptrdiff_t>(done));
+    if (iov_.empty())
+      return true;
+    iov_.front().buf += n;
+    iov_.front().len -= n;
+    return false;
+  }
+
+  /// A gathered write completed: releases its frames, reports it to
+  /// websocketpp (if it carried websocketpp's buffers) and to the observer,
+  /// then starts the next one.
   void written(const wtp::write_handler& handler, const asio::error_code& ec) {
+    write_busy_ = false;
+    for (auto& f : in_flight_)
+      queued_bytes_ -= f.counted;
+    in_flight_.clear();
+    trim(in_flight_);
+    trim(iov_);
     // An HTTP connection writes once: its response.
     answered_ = !ec;
-    handler(ec ? wtp::error::make_error_code(wtp::error::pass_through)
-               : error_code{});
+    if (ec && !write_failed_) {
+      // Drop what waits and end the connection: its read then fails, and
+      // websocketpp learns it there if this write was not its own.
+      write_failed_ = true;
+      for (auto& f : queued_)
+        queued_bytes_ -= f.counted;
+      queued_.clear();
+      trim(queued_);
+      asio::error_code ignored;
+      socket_->shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    }
+    if (handler)
+      handler(ec ? wtp::error::make_error_code(wtp::error::pass_through)
+                 : error_code{});
     // Read after the handler: websocketpp has updated its send buffer, and
     // the handler may have ended the connection (and cleared the observer).
     if (observer_)
       observer_->on_written();
+    if (write_busy_)
+      return; // the handler wrote again
+    if (held_) {
+      auto next = std::move(held_);
+      start_write(std::min(next->after, queued_.size()), next->bufs.data(),
+                  next->bufs.size(), std::move(next->handler));
+    } else if (!queued_.empty()) {
+      start_write(queued_.size(), nullptr, 0, nullptr);
+    }
+  }
+
+  /// Frees a vector's memory once it grew past what a quiet connection
+  /// needs: a burst's queue is not kept for the connection's lifetime.
+  template<class T>
+  static void trim(std::vector<T>& xs) {
+    if (xs.empty() && xs.capacity() > 8)
+      std::vector<T>{}.swap(xs);
   }
 
   /// Bytes read per system call, into a per-thread buffer.
@@ -769,6 +925,16 @@ class connection : public std::enable_shared_from_this<connection<config>> {
   const char* tls_data_ = nullptr;
   size_t tls_left_ = 0;
   std::vector<char> tls_out_;
+  /// Fast-lane frames waiting for the next write, and those in the write in
+  /// flight (empty, allocating nothing, until the first frame).
+  std::vector<out_frame> queued_;
+  std::vector<out_frame> in_flight_;
+  /// The buffers of the write in flight.
+  std::vector<wtp::buffer> iov_;
+  /// websocketpp's write waiting behind the write in flight, if any.
+  std::unique_ptr<held_write> held_;
+  /// The counted bytes of queued_ and in_flight_.
+  size_t queued_bytes_ = 0;
   /// Where socket_ is registered (set with it).
   std::shared_ptr<socket_registry> registry_;
   /// Read but not yet handed over (empty, allocating nothing, while idle).
@@ -786,6 +952,12 @@ class connection : public std::enable_shared_from_this<connection<config>> {
   bool keep_ : 1;
   /// The last write (for an HTTP connection: its response) completed.
   bool answered_ : 1;
+  /// A write is in flight.
+  bool write_busy_ : 1;
+  /// queue_frame() asked its caller for a flush() not yet made.
+  bool flush_wanted_ : 1;
+  /// A write failed: the connection is ending and takes no more frames.
+  bool write_failed_ : 1;
   // served_ and these fill the space the old uint32_t ctx_index_ left
   // padded: a WebSocket connection is no larger than before.
 };
