@@ -17,6 +17,7 @@
 using namespace livehub;
 using livehub::test::actor_fixture;
 using livehub::test::collector;
+using livehub::test::fake_connection;
 using livehub::test::json_field;
 
 namespace {
@@ -195,6 +196,17 @@ struct broker_fixture : actor_fixture {
     fake->remote_numbered(channel, "m", data);
     fake->flush();
     run();
+  }
+
+  /// A connection subscribed to history channel `channel`, which got the
+  /// channel's first publication (offset 1) from another node.
+  fake_connection subscribed_after_one(const std::string& channel) {
+    auto c = connect();
+    say(c, R"({"type":"subscribe","channel":")" + channel + R"(","id":1})");
+    c.out->take();
+    another_node_publishes(channel, "1");
+    CHECK(c.out->take().size() == 1);
+    return c;
   }
 
   broker_fixture() {
@@ -482,11 +494,7 @@ TEST_CASE_FIXTURE(broker_fixture,
 TEST_CASE_FIXTURE(broker_fixture,
                   "broker: a break in the stream gives every subscriber a "
                   "gap, and the mirror loads again") {
-  auto c = connect();
-  say(c, R"({"type":"subscribe","channel":"h:4","id":1})");
-  c.out->take();
-  another_node_publishes("h:4", "1");
-  CHECK(c.out->take().size() == 1);
+  auto c = subscribed_after_one("h:4");
   // Offsets 2 and 3 went by unseen (this node was cut off); 4 arrives.
   fake->remote_numbered("h:4", "m", "2");
   fake->remote_numbered("h:4", "m", "3");
@@ -514,11 +522,7 @@ TEST_CASE_FIXTURE(broker_fixture,
 TEST_CASE_FIXTURE(broker_fixture,
                   "broker: subscribes that arrive while a broken stream "
                   "reloads are held in order, then answered from the mirror") {
-  auto c = connect();
-  say(c, R"({"type":"subscribe","channel":"h:9","id":1})");
-  c.out->take();
-  another_node_publishes("h:9", "1");
-  CHECK(c.out->take().size() == 1);
+  auto c = subscribed_after_one("h:9");
   // Offset 2 went by unseen; 3 arrives: a gap, and a reload that waits.
   fake->hold_loads = true;
   fake->remote_numbered("h:9", "m", "2");
