@@ -27,6 +27,7 @@
 
 #include "livehub/all.hpp"
 #include "support/served_hub.hpp"
+#include "support/stalled_reader.hpp"
 #include "support/ws_client.hpp"
 
 using namespace std::chrono_literals;
@@ -396,12 +397,7 @@ TEST_CASE("the fast lane: a reader that stalls gets every frame whole and in "
   // websocketpp's own writes. A reader that stops makes the socket take a
   // write part-way: the rest waits for the socket, the keepalive's pings
   // and the close frame wait behind it, and nothing may interleave.
-  auto cfg = test_config();
-  cfg.send_queue_limit = 100000;           // no 4008: the frames stay
-  cfg.send_queue_bytes = size_t{64} << 20; // queued for the reader
-  cfg.ping_interval = caf::timespan{50ms}; // pings while the reader stalls
-  cfg.pong_timeout = caf::timespan{60s};
-  live_hub h{cfg};
+  live_hub h{stalled_reader_config(test_config())};
   ws_options small_buffer;
   small_buffer.receive_buffer = 4096;
   auto reader = std::make_unique<ws_client>(h.port, small_buffer);
@@ -409,12 +405,8 @@ TEST_CASE("the fast lane: a reader that stalls gets every frame whole and in "
   subscribe(*reader, "feed"); // its last read until all is published
   // 160 publications of 32 KiB: 5 MiB, more than loopback buffers hold.
   constexpr int publications = 160;
-  const std::string pad(32 * 1024, 'y');
-  auto data_of = [&](int n) {
-    return R"({"n":)" + std::to_string(n) + R"(,"pad":")" + pad + "\"}";
-  };
   for (int i = 0; i < publications; ++i)
-    publish(h.port, "feed", "tick", data_of(i));
+    publish(h.port, "feed", "tick", padded_data(i, 'y'));
   auto stats = wait_for_stats(h.port, [](stats_map& x) {
     return x["delivered"] >= publications;
   });
@@ -424,23 +416,7 @@ TEST_CASE("the fast lane: a reader that stalls gets every frame whole and in "
   std::thread stopping{[&] {
     h.srv->stop();
   }};
-  int received = 0;
-  ws_message last;
-  for (; received <= publications; ++received) {
-    last = reader->receive(wait_time);
-    if (last.kind != ws_kind::text)
-      break;
-    // parse_object fails on anything but exactly one object per frame.
-    auto doc = parse_object(last.data);
-    if (json_of(doc, "data") != data_of(received)) {
-      FAIL_CHECK("frame " << received << " is not publication " << received);
-      break;
-    }
-  }
-  CHECK(received == publications);
-  INFO("after the frames: " << last.describe());
-  CHECK(last.kind == ws_kind::close);
-  CHECK(last.close_code == 1001);
+  require_in_order_then_end(*reader, publications, 'y', wait_time);
   reader.reset(); // ends the close handshake from this side
   stopping.join();
 }

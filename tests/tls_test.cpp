@@ -29,6 +29,7 @@
 #include "livehub/all.hpp"
 #include "support/served_hub.hpp"
 #include "support/sockets.hpp"
+#include "support/stalled_reader.hpp"
 #include "support/test_pki.hpp"
 #include "support/ws_client.hpp"
 
@@ -395,6 +396,37 @@ TEST_CASE("stop() with TLS connections open returns promptly and leaves no "
   }
   ::close(half);
   ::close(silent);
+}
+
+TEST_CASE("over TLS, a reader that stalls gets every frame whole and in "
+          "order, with pings held behind them, and the close frame last") {
+  // The fast lane under TLS: the gathered frames go through OpenSSL as one
+  // run of records, which the socket takes part-way while the reader
+  // stalls; websocketpp's pings and close wait behind them.
+  tls_hub h{stalled_reader_config(loopback_config())};
+  ws_options small;
+  small.receive_buffer = 4096;
+  auto reader = std::make_unique<ws_client>(h.connect(small));
+  REQUIRE(reader->status() == 101);
+  subscribe(*reader, "feed");      // its last read until all is published
+  constexpr int publications = 96; // 3 MiB, more than loopback buffers hold
+  for (int i = 0; i < publications; ++i)
+    REQUIRE(!livehub::publish(h.srv.hub, "feed", "tick", padded_data(i, 'z')));
+  auto delivered = R"("delivered":)" + std::to_string(publications) + ",";
+  for (auto deadline = clock_type::now() + wait_time;;) {
+    if (h.request("GET", "/api/stats").body.find(delivered)
+        != std::string::npos)
+      break;
+    REQUIRE(clock_type::now() < deadline);
+    std::this_thread::sleep_for(20ms);
+  }
+  std::this_thread::sleep_for(300ms); // a few pings queue behind the frames
+  std::thread stopping{[&] {
+    h.srv.srv->stop();
+  }};
+  require_in_order_then_end(*reader, publications, 'z', wait_time);
+  reader.reset();
+  stopping.join();
 }
 
 TEST_CASE("200 TLS connections connect and all receive a broadcast") {
