@@ -55,11 +55,14 @@ void outbox::drain() {
   uint64_t sent = 0;
   // Frames that fan-outs on other threads queued while this batch ran join
   // it (a few rounds at most, so reads are not starved): they leave in the
-  // same gathered writes instead of waiting for the next drain.
+  // same gathered writes instead of waiting for the next drain. running_
+  // keeps every op, and so its connection, until the flushes below.
+  size_t done = 0;
   for (int round = 1;; ++round) {
     // One clock reading per round: every frame of it is handed over now.
     auto now = std::chrono::steady_clock::now();
-    for (auto& op : running_) {
+    for (; done < running_.size(); ++done) {
+      auto& op = running_[done];
       auto& out = op.con->out;
       if (!out)
         continue;
@@ -68,23 +71,21 @@ void outbox::drain() {
       if (bytes > 0 && op.accepted != sink::time_point{})
         metrics.add_latency(now - op.accepted);
     }
-    // The connections stay alive in held_ until the flushes below.
-    std::move(running_.begin(), running_.end(), std::back_inserter(held_));
-    running_.clear();
     if (round == max_rounds)
       break;
     std::unique_lock<std::mutex> guard{mtx_};
     if (queued_.empty())
       break;
     // A drain is posted for these already: it finds them gone.
-    running_.swap(queued_);
+    std::move(queued_.begin(), queued_.end(), std::back_inserter(running_));
+    queued_.clear();
   }
   // Every frame of the batch is queued: each connection writes all of its
   // frames in one gathered write.
   for (auto* con : flushes_)
     con->flush();
   flushes_.clear();
-  held_.clear();
+  running_.clear();
   metrics.add_sent(sent);
 }
 

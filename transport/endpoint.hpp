@@ -178,8 +178,6 @@ class outbox {
   std::vector<io_op> queued_;
   /// drain()'s batch, kept to reuse its capacity.
   std::vector<io_op> running_;
-  /// The ops drain() ran, until its flushes (they hold the connections).
-  std::vector<io_op> held_;
   /// Rounds of one drain (see drain()).
   static constexpr int max_rounds = 16;
   /// The connections of drain()'s batch that want a flush() at its end.

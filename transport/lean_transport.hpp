@@ -870,6 +870,7 @@ class connection : public std::enable_shared_from_this<connection<config>> {
       queued_bytes_ -= f.counted;
     in_flight_.clear();
     trim(in_flight_);
+    iov_.clear();
     trim(iov_);
     // An HTTP connection writes once: its response.
     answered_ = !ec;
