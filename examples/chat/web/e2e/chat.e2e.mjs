@@ -167,6 +167,17 @@ function sleep(ms, { unref = false } = {}) {
 
 // ------------------------------------------------------------------- pages
 
+/** After a failure: a screenshot of every page, named PREFIX + the user. */
+async function screenshotPages(t, pages, prefix) {
+  for (const { name, page } of pages) {
+    const file = path.join(E2E_DIR, `${prefix}${name.toLowerCase()}.png`)
+    await page.screenshot({ path: file, timeout: 5000 }).then(
+      () => t.diagnostic(`failure screenshot: ${file}`),
+      () => {},
+    )
+  }
+}
+
 /** Opens the chat page as `name` in a context of its own, showing the join form. */
 async function open(browser, url, name) {
   const context = await browser.newContext({ viewport: { width: 1000, height: 700 } })
@@ -397,13 +408,7 @@ test('chat demo: two browsers, server publish, errors, server restart', { timeou
       await ada.page.getByTestId('room-lobby').getByTestId('unread').filter({ hasText: /^1$/ }).waitFor()
     })
   } catch (err) {
-    for (const { name, page } of pages) {
-      const file = path.join(E2E_DIR, `failure-${name.toLowerCase()}.png`)
-      await page.screenshot({ path: file, timeout: 5000 }).then(
-        () => t.diagnostic(`failure screenshot: ${file}`),
-        () => {},
-      )
-    }
+    await screenshotPages(t, pages, 'failure-')
     if (server?.log) t.diagnostic(`server stderr:\n${server.log}`)
     throw err
   } finally {
@@ -536,13 +541,7 @@ test('chat demo, history and presence: a cut connection gets what was said meanw
       await waitPresence(carol, ['Ada', 'Carol'])
     })
   } catch (err) {
-    for (const { name, page } of pages) {
-      const file = path.join(E2E_DIR, `failure-presence-${name.toLowerCase()}.png`)
-      await page.screenshot({ path: file, timeout: 5000 }).then(
-        () => t.diagnostic(`failure screenshot: ${file}`),
-        () => {},
-      )
-    }
+    await screenshotPages(t, pages, 'failure-presence-')
     if (server?.log) t.diagnostic(`server stderr:\n${server.log}`)
     throw err
   } finally {
@@ -623,13 +622,7 @@ test('chat demo on two nodes over Redis: pages on different nodes chat and see e
     pages.splice(pages.indexOf(bob), 1)
     await waitPresence(ada, ['Ada'])
   } catch (err) {
-    for (const { name, page } of pages) {
-      const file = path.join(E2E_DIR, `failure-cluster-${name.toLowerCase()}.png`)
-      await page.screenshot({ path: file, timeout: 5000 }).then(
-        () => t.diagnostic(`failure screenshot: ${file}`),
-        () => {},
-      )
-    }
+    await screenshotPages(t, pages, 'failure-cluster-')
     for (const s of servers) if (s.log) t.diagnostic(`server stderr:\n${s.log}`)
     throw err
   } finally {
@@ -735,13 +728,7 @@ test('chat demo in login mode: alice and bob chat in their private room, carol c
       assert.equal(await carol.page.getByTestId('message').count(), 0, 'carol sees no message of the private room')
     })
   } catch (err) {
-    for (const { name, page } of pages) {
-      const file = path.join(E2E_DIR, `failure-login-${name.toLowerCase()}.png`)
-      await page.screenshot({ path: file, timeout: 5000 }).then(
-        () => t.diagnostic(`failure screenshot: ${file}`),
-        () => {},
-      )
-    }
+    await screenshotPages(t, pages, 'failure-login-')
     if (server?.log) t.diagnostic(`server stderr:\n${server.log}`)
     throw err
   } finally {
