@@ -18,7 +18,9 @@
 // (it prints what both parts receive, then the hub's stats, and exits)
 #include <future>
 #include <iostream>
-#include <thread>
+#include <memory>
+#include <mutex>
+#include <sstream>
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -37,13 +39,23 @@ namespace {
 
 using tick_atom = caf::tick_atom;
 
+/// Prints `xs` as one whole line. The actors here run on several threads at
+/// once: lines written piece by piece to std::cout would interleave.
+template<class... Ts>
+void say(const Ts&... xs) {
+  std::ostringstream line;
+  (line << ... << xs);
+  static std::mutex mtx;
+  std::lock_guard<std::mutex> guard{mtx};
+  std::cout << line.str() << std::endl;
+}
+
 /// Receives the publications of the channels it subscribes to.
 livehub::subscriber_actor::behavior_type
 auditor(livehub::subscriber_actor::pointer, std::string name) {
   return {
     [name](const livehub::publication& x) {
-      std::cout << name << " got " << x.channel << " / " << x.type << ": "
-                << x.data.str() << std::endl;
+      say(name, " got ", x.channel, " / ", x.type, ": ", x.data.str());
     },
   };
 }
@@ -72,31 +84,40 @@ caf::behavior ticker(caf::event_based_actor* self, livehub::hub_actor hub) {
   };
 }
 
+/// Counts down the connection ends (disconnects and refusals) that `main`
+/// waits for the observer to report before it stops.
+struct awaited_ends {
+  int left;
+  std::promise<void> reported;
+};
+
 /// Prints what the server tells about its connections, each line starting
-/// with `tag`. (It takes an argument: CAF 0.17 reads a null argument tuple
-/// when spawning a function without any, which UBSan reports.)
-livehub::observer_actor::behavior_type watcher(livehub::observer_actor::pointer,
-                                               std::string tag) {
+/// with `tag`, and counts the ends in `ends`.
+livehub::observer_actor::behavior_type
+watcher(livehub::observer_actor::pointer, std::string tag,
+        std::shared_ptr<awaited_ends> ends) {
+  auto ended = [ends] {
+    if (--ends->left == 0)
+      ends->reported.set_value();
+  };
   return {
     [tag](const livehub::connected_event& x) {
-      std::cout << tag << ": connected " << x.client << " from " << x.peer
-                << std::endl;
+      say(tag, ": connected ", x.client, " from ", x.peer);
     },
-    [tag](const livehub::disconnected_event& x) {
-      std::cout << tag << ": disconnected " << x.client << " (" << x.code
-                << (x.reason.empty() ? "" : " " + x.reason) << ")" << std::endl;
+    [tag, ended](const livehub::disconnected_event& x) {
+      say(tag, ": disconnected ", x.client, " (", x.code,
+          x.reason.empty() ? "" : " " + x.reason, ")");
+      ended();
     },
     [tag](const livehub::subscribed_event& x) {
-      std::cout << tag << ": " << x.client << " subscribed to " << x.channel
-                << std::endl;
+      say(tag, ": ", x.client, " subscribed to ", x.channel);
     },
     [tag](const livehub::unsubscribed_event& x) {
-      std::cout << tag << ": " << x.client << " unsubscribed from " << x.channel
-                << std::endl;
+      say(tag, ": ", x.client, " unsubscribed from ", x.channel);
     },
-    [tag](const livehub::refused_event& x) {
-      std::cout << tag << ": refused a connection from " << x.peer << " ("
-                << x.reason << ")" << std::endl;
+    [tag, ended](const livehub::refused_event& x) {
+      say(tag, ": refused a connection from ", x.peer, " (", x.reason, ")");
+      ended();
     },
   };
 }
@@ -108,7 +129,7 @@ void ask(caf::scoped_actor& self, const livehub::hub_actor& hub,
   self->request(hub, 5s, std::forward<Ts>(xs)...)
     .receive(
       [&](caf::ok_atom) {
-        std::cout << what << std::endl;
+        say(what);
       },
       [&](caf::error& err) {
         std::cerr << what << ": failed: " << self->system().render(err)
@@ -138,7 +159,7 @@ int browse(const std::string& url, const std::string& origin,
         publish(); // subscribed: publish now
         return;
       }
-      std::cout << "browser got " << text << std::endl;
+      say("browser got ", text);
       c.close(h, websocketpp::close::status::normal, "bye");
     });
   c.set_close_handler([&](websocketpp::connection_hdl h) {
@@ -170,7 +191,11 @@ int main(int argc, char** argv) {
   livehub::hub_config hub_cfg;
   hub_cfg.host = "127.0.0.1";
   hub_cfg.port = 0;
-  hub_cfg.observer = sys.spawn(watcher, std::string{"observer"});
+  // Part 2 makes one connection that closes and one that is refused.
+  auto ends = std::make_shared<awaited_ends>();
+  ends->left = 2;
+  auto ends_reported = ends->reported.get_future();
+  hub_cfg.observer = sys.spawn(watcher, std::string{"observer"}, ends);
   auto hub = livehub::spawn_hub(sys, hub_cfg);
   auto audit = sys.spawn(auditor, std::string{"auditor"});
   auto big = sys.spawn(auditor, std::string{"big-moves"});
@@ -185,7 +210,7 @@ int main(int argc, char** argv) {
       caf::subscribe_atom::value, std::string{"prices"}, big, *filter);
   // Invalid input gets a clear error and is never sent.
   if (auto err = livehub::publish(hub, "prices", "tick", "{oops"))
-    std::cout << "rejected: " << sys.render(err) << "\n";
+    say("rejected: ", sys.render(err));
   auto tick = sys.spawn(ticker, hub);
   self->wait_for(tick);
   ask(self, hub, "auditor unsubscribed", caf::unsubscribe_atom::value,
@@ -197,7 +222,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto url = "ws://127.0.0.1:" + std::to_string((*srv)->port()) + "/ws";
-  std::cout << "serving " << url << std::endl;
+  say("serving ", url);
   auto publish_alert = [&] {
     livehub::publication p{"alerts", "alert",
                            *livehub::json_text::parse(R"("disk 91%")")};
@@ -210,14 +235,15 @@ int main(int argc, char** argv) {
          publish_alert);
   auto status = browse(url, "https://elsewhere.example",
                        R"({"type":"subscribe","channel":"alerts"})", [] {});
-  std::cout << "a foreign origin's upgrade got HTTP " << status << std::endl;
-  std::this_thread::sleep_for(200ms); // the observer prints asynchronously
+  say("a foreign origin's upgrade got HTTP ", status);
+  // The observer prints asynchronously: wait until it has reported both ends.
+  if (ends_reported.wait_for(5s) != std::future_status::ready)
+    std::cerr << "the observer did not report both connection ends\n";
   (*srv)->stop();
   self->request(hub, 5s, livehub::stats_atom::value)
     .receive(
       [](const livehub::hub_stats& st) {
-        std::cout << "stats: published=" << st.published
-                  << " delivered=" << st.delivered << "\n";
+        say("stats: published=", st.published, " delivered=", st.delivered);
       },
       [](caf::error&) {});
   caf::anon_send_exit(audit, caf::exit_reason::user_shutdown);
