@@ -242,13 +242,14 @@ TEST_CASE("auth server: a flooding client is limited, then closed with "
   CHECK(pongs >= 200);
   CHECK(pongs < 1000);
   CHECK(limited >= 1);
-  // Generous: the median round trip during the flood within 20 ms of the
-  // one before (the benchmark measures it precisely).
+  // Generous: the median round trip during the flood within 50 ms of the
+  // one before (the benchmark measures it precisely; a calm client starved
+  // behind the flood would wait for thousands of commands).
   auto median = [](std::vector<std::chrono::nanoseconds> xs) {
     std::sort(xs.begin(), xs.end());
     return xs[xs.size() / 2];
   };
-  CHECK(median(during) < median(before) + 20ms);
+  CHECK(median(during) < median(before) + 50ms);
   auto stats = http_request(h.port, "GET", "/api/stats", {});
   CHECK(json_field(stats.body, "rate_limited_disconnects") == "1");
 }

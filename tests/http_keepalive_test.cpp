@@ -261,7 +261,9 @@ TEST_CASE("the response to a connection's last allowed request says "
 
 TEST_CASE("a kept-alive connection left idle is closed by the server") {
   auto cfg = loopback_config();
-  cfg.http_idle_timeout = 200ms;
+  // Long enough that a test thread descheduled on a loaded machine still
+  // sends its second request in time, short against wait_time.
+  cfg.http_idle_timeout = 2s;
   served_hub h{cfg};
   http_connection http{h.port};
   REQUIRE(http.send(http.request("GET", "/healthz")));

@@ -297,8 +297,10 @@ func TestKeepaliveKeepsAnAnsweringServer(t *testing.T) {
 	checkGoroutines(t)
 	pings := make(chan struct{}, 1000)
 	srv := newFakeServer(t, func(t *testing.T, c *fakeConn) {
-		// Only pongs for a while: far longer than PingInterval + PongTimeout.
-		deadline := time.Now().Add(600 * time.Millisecond)
+		// Only pongs for a while: far longer than PingInterval + PongTimeout
+		// (which is not tighter, so that a loaded machine's pauses do not
+		// count as a silent server).
+		deadline := time.Now().Add(2 * time.Second)
 		for time.Now().Before(deadline) {
 			f, err := c.readFrame()
 			if err != nil {
@@ -311,7 +313,7 @@ func TestKeepaliveKeepsAnAnsweringServer(t *testing.T) {
 		}
 		c.publish("c", `"still here"`)
 	})
-	cl := dial(t, srv.wsURL(), livehub.Options{PingInterval: 50 * time.Millisecond, PongTimeout: 100 * time.Millisecond})
+	cl := dial(t, srv.wsURL(), livehub.Options{PingInterval: 50 * time.Millisecond, PongTimeout: 400 * time.Millisecond})
 	if m := next(t, cl); string(m.Data) != `"still here"` {
 		t.Errorf("message %+v", m)
 	}
