@@ -490,6 +490,9 @@ void server::impl::on_open(connection_hdl hdl) {
   // are not const, so writing through the cast is well-defined.)
   const_cast<ws_config::request_type&>(con->get_request()) = {};
   const_cast<ws_config::response_type&>(con->get_response()) = {};
+  // The same for the URI it parsed from the request (about 120 B): only its
+  // getters read it after the upgrade, and livehub calls them before.
+  con->set_uri(nullptr);
   con->out = std::make_shared<ws_sink>(con, *outboxes[con->context_index()],
                                        *cfg);
   con->set_write_observer(con->out.get());
