@@ -12,6 +12,40 @@ namespace livehub {
 
 const char* client_state::name = "livehub.client";
 
+// -- subscription_list --------------------------------------------------------
+
+auto subscription_list::lower_bound(std::string_view channel) const
+  -> std::vector<entry>::const_iterator {
+  return std::lower_bound(entries_.begin(), entries_.end(), channel,
+                          [](const entry& x, std::string_view y) {
+                            return x.first < y;
+                          });
+}
+
+const tag_filter_ptr* subscription_list::find(std::string_view channel) const {
+  auto i = lower_bound(channel);
+  return i != entries_.end() && i->first == channel ? &i->second : nullptr;
+}
+
+void subscription_list::set(const std::string& channel, tag_filter_ptr filter) {
+  auto i = lower_bound(channel);
+  if (i != entries_.end() && i->first == channel) {
+    entries_[static_cast<size_t>(i - entries_.begin())].second
+      = std::move(filter);
+    return;
+  }
+  entries_.emplace(i, channel, std::move(filter));
+}
+
+void subscription_list::erase(std::string_view channel) {
+  auto i = lower_bound(channel);
+  if (i != entries_.end() && i->first == channel)
+    entries_.erase(i);
+  // An idle connection keeps no capacity it no longer needs.
+  if (entries_.empty() || entries_.capacity() > 2 * entries_.size() + 8)
+    entries_.shrink_to_fit();
+}
+
 namespace {
 
 /// Subscribe and unsubscribe requests carry no timeout. The hub answers
@@ -129,7 +163,7 @@ void subscribe(self_ptr self, const std::string& topic, const std::string& id,
     .await(
       [self, topic, id, filter](caf::ok_atom) {
         auto& st = self->state;
-        st.subscriptions[topic] = filter;
+        st.subscriptions.set(topic, filter);
         acknowledge(st, id);
         st.observe(subscribed_event{st.who().client, st.who().user, topic});
       },
@@ -152,7 +186,7 @@ void subscribe_history(self_ptr self, const std::string& topic,
     .await(
       [self, topic, filter](caf::ok_atom) {
         auto& st = self->state;
-        st.subscriptions[topic] = filter;
+        st.subscriptions.set(topic, filter);
         st.observe(subscribed_event{st.who().client, st.who().user, topic});
       },
       [self, id](caf::error&) {
@@ -185,11 +219,11 @@ void run_subscribe(self_ptr self, codec::command& cmd) {
   bool history = is_history_channel(*st.shared.cfg, cmd.channel);
   bool presence = is_presence_channel(*st.shared.cfg, cmd.channel);
   auto current = st.subscriptions.find(cmd.channel);
-  bool subscribed = current != st.subscriptions.end();
+  bool subscribed = current != nullptr;
   // Subscribing again changes nothing, except on a history channel, which
   // answers with its position (and may recover), and with another filter,
   // which replaces the subscription's.
-  if (subscribed && !history && same_filter(current->second, cmd.filter))
+  if (subscribed && !history && same_filter(*current, cmd.filter))
     return acknowledge(st, cmd.id);
   if (!subscribed
       && st.subscriptions.size() >= st.shared.cfg->max_subscriptions)
@@ -266,9 +300,8 @@ void run_history(self_ptr self, codec::command& cmd) {
                    cmd.id);
   // The command's filter, else the subscription's (if any).
   auto filter = std::move(cmd.filter);
-  if (auto i = st.subscriptions.find(cmd.channel);
-      !filter && i != st.subscriptions.end())
-    filter = i->second;
+  if (auto current = st.subscriptions.find(cmd.channel); !filter && current)
+    filter = *current;
   authorize_read(
     self, cmd.channel, cmd.token, cmd.id,
     [self, topic = cmd.channel, id = cmd.id, limit = cmd.limit,
@@ -296,7 +329,7 @@ void run_history(self_ptr self, codec::command& cmd) {
 
 void run_unsubscribe(self_ptr self, codec::command& cmd) {
   auto& st = self->state;
-  if (st.subscriptions.count(cmd.channel) == 0)
+  if (!st.subscriptions.find(cmd.channel))
     return acknowledge(st, cmd.id);
   self
     ->request(st.hub, hub_timeout, caf::unsubscribe_atom::value, cmd.channel,

@@ -406,3 +406,37 @@ TEST_CASE_FIXTURE(actor_fixture,
   // The hub, both clients and both channels.
   CHECK(sys.registry().running() == running - 5);
 }
+
+TEST_CASE("a connection's subscription list holds each channel once, with "
+          "its filter, whatever the order of subscribes and unsubscribes") {
+  subscription_list xs;
+  const std::vector<std::string> names{"m", "c", "x", "a", "q", "c"};
+  for (auto& name : names)
+    xs.set(name, nullptr);
+  REQUIRE(xs.size() == 5); // "c" twice is one subscription
+  for (auto& name : names) {
+    REQUIRE(xs.find(name) != nullptr);
+    CHECK(*xs.find(name) == nullptr); // subscribed, without a filter
+  }
+  for (auto* absent : {"", "b", "ma", "zz"})
+    CHECK(xs.find(absent) == nullptr);
+  // Subscribing again with a filter replaces the subscription's filter.
+  auto parsed = tag_filter::parse(R"({"key":"k","op":"eq","value":"v"})");
+  REQUIRE(parsed);
+  auto filter = std::make_shared<const tag_filter>(*parsed);
+  xs.set("c", filter);
+  CHECK(xs.size() == 5);
+  REQUIRE(xs.find("c") != nullptr);
+  CHECK(*xs.find("c") == filter);
+  // Unsubscribing removes that channel only; an unknown one is a no-op.
+  xs.erase("m");
+  xs.erase("nope");
+  CHECK(xs.size() == 4);
+  CHECK(xs.find("m") == nullptr);
+  for (auto* kept : {"a", "c", "q", "x"})
+    CHECK(xs.find(kept) != nullptr);
+  for (auto* name : {"a", "c", "q", "x"})
+    xs.erase(name);
+  CHECK(xs.size() == 0);
+  CHECK(xs.find("c") == nullptr);
+}
