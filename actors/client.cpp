@@ -14,31 +14,35 @@ const char* client_state::name = "livehub.client";
 
 // -- subscription_list --------------------------------------------------------
 
-auto subscription_list::lower_bound(std::string_view channel) const
-  -> std::vector<entry>::const_iterator {
-  return std::lower_bound(entries_.begin(), entries_.end(), channel,
-                          [](const entry& x, std::string_view y) {
+namespace {
+
+/// The first of the sorted `entries` whose channel is not before `channel`
+/// (an iterator or a const_iterator, as `entries` is).
+template<class Entries>
+auto first_not_before(Entries& entries, std::string_view channel) {
+  return std::lower_bound(entries.begin(), entries.end(), channel,
+                          [](const auto& x, std::string_view y) {
                             return x.first < y;
                           });
 }
 
+} // namespace
+
 const tag_filter_ptr* subscription_list::find(std::string_view channel) const {
-  auto i = lower_bound(channel);
+  auto i = first_not_before(entries_, channel);
   return i != entries_.end() && i->first == channel ? &i->second : nullptr;
 }
 
 void subscription_list::set(const std::string& channel, tag_filter_ptr filter) {
-  auto i = lower_bound(channel);
-  if (i != entries_.end() && i->first == channel) {
-    entries_[static_cast<size_t>(i - entries_.begin())].second
-      = std::move(filter);
-    return;
-  }
-  entries_.emplace(i, channel, std::move(filter));
+  auto i = first_not_before(entries_, channel);
+  if (i != entries_.end() && i->first == channel)
+    i->second = std::move(filter);
+  else
+    entries_.emplace(i, channel, std::move(filter));
 }
 
 void subscription_list::erase(std::string_view channel) {
-  auto i = lower_bound(channel);
+  auto i = first_not_before(entries_, channel);
   if (i != entries_.end() && i->first == channel)
     entries_.erase(i);
   // An idle connection keeps no capacity it no longer needs.

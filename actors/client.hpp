@@ -83,12 +83,8 @@ class subscription_list {
   }
 
  private:
-  using entry = std::pair<std::string, tag_filter_ptr>;
-
-  std::vector<entry>::const_iterator
-  lower_bound(std::string_view channel) const;
-
-  std::vector<entry> entries_;
+  /// Sorted by channel.
+  std::vector<std::pair<std::string, tag_filter_ptr>> entries_;
 };
 
 struct client_state {

@@ -109,6 +109,7 @@ void fanout::set_filter(const caf::actor_addr& who, tag_filter_ptr filter) {
 }
 
 void fanout::gap_all(const std::string& channel, const frame_ptr& gap) {
+  send_batch batch; // declared before the lock, as in deliver()
   std::unique_lock<std::mutex> guard{mtx};
   for (auto& sub : connections) {
     if (sub.lagging)

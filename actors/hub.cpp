@@ -94,6 +94,8 @@ void hub_state::deliver_everywhere(const frame_ptr& frame) {
   auto accepted = std::chrono::steady_clock::now();
   uint64_t delivered = 0;
   uint64_t slow = 0;
+  // As a channel's fanout: each I/O thread wakes once, for all its frames.
+  send_batch batch;
   for (auto& kvp : connections) {
     switch (kvp.second->send(frame, accepted)) {
       case sink::result::queued: ++delivered; break;
